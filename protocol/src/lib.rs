@@ -1,0 +1,44 @@
+//! # sealprint-protocol
+//!
+//! The wire contract between the sealprint coordinator and its Print Station agents, and
+//! between agents of one site. Everything here is pure: no sockets, no files, no clock.
+//! Callers pass `now` explicitly, which is what makes the crate testable on explicit time and
+//! fuzzable.
+//!
+//! # Layout
+//! - [`cert`]: device certificates signed by the coordinator CA (ed25519), with a canonical,
+//!   domain-separated encoding and typed verification verdicts.
+//! - [`token`]: one-time enrollment tokens, printable as one copy-pasteable string.
+//! - [`envelope`]: sealed label envelopes (one-way Noise `X` to the agent's X25519 key): a
+//!   header relays can read, a body only the destination can open.
+//! - [`message`]: mesh messages (requests and responses) and the reports they carry.
+//! - [`codec`]: length-prefixed framing with a size limit; tells "need more bytes" apart from
+//!   "invalid".
+//! - [`relay`]: uplink messages signed by the originating device, so a relaying peer can carry
+//!   them but not forge them.
+//!
+//! What this crate does not do: transport, storage, key generation policy, or deciding what a
+//! message means for a job's state. Those live in the coordinator and the agent.
+
+pub mod cert;
+pub mod codec;
+pub mod envelope;
+mod ident;
+pub mod message;
+pub mod relay;
+pub mod token;
+
+pub use cert::{CertError, Certificate, CertificateBody, Expectation};
+pub use codec::{decode_frame, encode_frame, FrameError, DEFAULT_MAX_FRAME};
+pub use envelope::{open, seal, EnvelopeError, JobHeader, Label, LabelFormat, SealedJob};
+pub use ident::{validate_id, IdError};
+pub use message::{
+    EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobOutcome,
+    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, RelayReply,
+    Request, Response,
+};
+pub use relay::{RelayError, Relayed};
+pub use token::{EnrollmentToken, TokenError};
+
+/// Version string of this protocol crate; agents report theirs in heartbeats.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,278 @@
+//! Mesh messages: every exchange on the sealprint libp2p protocol is one [`Request`] answered
+//! by one [`Response`]. Agents talk to the coordinator over their uplink (or through a site
+//! peer that relays, see [`crate::relay`]), and to each other on the site's LAN mesh.
+//!
+//! No message carries label bytes in the clear: jobs travel as [`SealedJob`]s. Reports carry
+//! ids, states and reasons, never names or addresses.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::SealedJob;
+use crate::relay::Relayed;
+
+/// A message that asks for an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First message on every connection: the sender's device certificate. Nothing else is
+    /// accepted from a peer before its certificate has been verified.
+    Hello(Hello),
+    /// An agent without a certificate asks the coordinator for one, with a one-time token.
+    Enroll(EnrollRequest),
+    /// An agent's periodic report to the coordinator.
+    Heartbeat(Heartbeat),
+    /// A sealed label for the receiving agent; answered by [`Response::Outcome`].
+    Job(SealedJob),
+    /// The coordinator asks a site peer to hand a sealed job to another agent of the site.
+    Forward(Forward),
+    /// An agent without an uplink asks a site peer to carry a signed message to the
+    /// coordinator.
+    Relay(Relayed),
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The request was accepted; nothing more to say.
+    Ok,
+    /// The answer to [`Request::Hello`]: the responder's own certificate, so both sides are
+    /// verified after one round trip. The coordinator answers with its CA-signed identity
+    /// instead (see [`Hello`]).
+    Hello(Hello),
+    /// The answer to [`Request::Enroll`].
+    Enrolled(Enrolled),
+    /// The answer to [`Request::Heartbeat`] (also carried back through a relay).
+    HeartbeatReply(HeartbeatReply),
+    /// What became of a job: the answer to [`Request::Job`] and [`Request::Forward`].
+    Outcome(JobOutcome),
+    /// The answer a relay carries back from the coordinator to the agent that sent
+    /// [`Request::Relay`]. Not a nested [`Response`], so a decoder can never be made to
+    /// recurse.
+    Relayed(RelayReply),
+    /// The request was refused.
+    Error {
+        /// What kind of refusal.
+        code: ErrorCode,
+        /// A short reason for a person; never holds PII.
+        message: String,
+    },
+}
+
+/// The coordinator's answer to a relayed message, as carried back by the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayReply {
+    /// Accepted.
+    Ok,
+    /// The answer to a relayed heartbeat.
+    HeartbeatReply(HeartbeatReply),
+    /// Refused.
+    Error {
+        /// What kind of refusal.
+        code: ErrorCode,
+        /// A short reason for a person; never holds PII.
+        message: String,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The peer has not presented a valid certificate yet.
+    Unauthenticated,
+    /// The certificate is valid but does not allow this (other tenant, site, revoked).
+    Forbidden,
+    /// The request is malformed or inconsistent.
+    BadRequest,
+    /// The enrollment token is unknown, used or expired.
+    BadToken,
+    /// The target of a forward or relay is not reachable from here.
+    Unreachable,
+    /// The receiver is shutting down or overloaded; try elsewhere.
+    Unavailable,
+    /// Something failed inside the receiver.
+    Internal,
+}
+
+/// A device (or the coordinator) introducing itself on a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The encoded [`crate::Certificate`] of the sender. The coordinator sends an empty
+    /// vector: agents pin it by PeerId from their enrollment token instead.
+    pub certificate: Vec<u8>,
+    /// Whether the sender has a working uplink to the coordinator (peers use this to pick a
+    /// relay).
+    pub has_uplink: bool,
+}
+
+/// An enrollment request. The device's ed25519 key is the one its libp2p connection was
+/// authenticated with; only the X25519 key travels here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The token's one-time secret.
+    pub token_secret: [u8; 32],
+    /// The device's X25519 public key for sealed envelopes.
+    pub x25519_public: [u8; 32],
+    /// A name for the station a person recognises (hostname); not PII.
+    pub hostname: String,
+    /// The agent's version.
+    pub version: String,
+}
+
+/// The coordinator's answer to a successful enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    /// The device's new encoded certificate.
+    pub certificate: Vec<u8>,
+    /// The CA's ed25519 public key, to verify peers' certificates.
+    pub ca_public: [u8; 32],
+    /// The coordinator's X25519 key: the only sender whose envelopes the agent opens.
+    pub coordinator_x25519: [u8; 32],
+}
+
+/// An agent's periodic report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The reporting device.
+    pub device_id: String,
+    /// The agent's version string.
+    pub version: String,
+    /// Seconds since the agent started.
+    pub uptime_s: u64,
+    /// The agent's wall clock when it built this report, unix milliseconds.
+    pub clock_ms: u64,
+    /// Every configured printer with its verification and status.
+    pub printers: Vec<PrinterReport>,
+    /// Site peers this agent is connected to and has verified.
+    pub peers: Vec<MeshPeerReport>,
+    /// Outcomes of recent jobs, so jobs whose answer was lost can be settled.
+    pub receipts: Vec<PrintReceipt>,
+    /// Local compliance findings (for example a print-to-file queue on the station).
+    pub findings: Vec<String>,
+}
+
+/// The coordinator's answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The coordinator's clock, unix milliseconds.
+    pub now_ms: u64,
+    /// Serials of revoked certificates of the agent's tenant; enforced on the next message.
+    pub revoked_serials: Vec<u64>,
+    /// A renewed certificate for the agent, when its current one nears expiry.
+    pub renewed_certificate: Option<Vec<u8>>,
+    /// The oldest agent version the coordinator still serves.
+    pub min_version: String,
+}
+
+/// One printer as its agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrinterReport {
+    /// The printer's name, unique on its agent.
+    pub name: String,
+    /// The pool the printer serves.
+    pub pool: String,
+    /// The printer's URI (scheme, host and port; never credentials).
+    pub uri: String,
+    /// The verification verdict.
+    pub verdict: PrinterVerdict,
+    /// Why the verdict is what it is, for a person.
+    pub reason: String,
+    /// The device's identity (serial or device id) when it answered one.
+    pub identity: Option<String>,
+    /// Whether it can print now.
+    pub status: PrinterStatus,
+}
+
+/// Whether a printer is known to be a physical device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PrinterVerdict {
+    /// It answered like a physical printer and its identity matches the recorded one.
+    Verified,
+    /// It answered, but not like a physical printer (or its identity changed).
+    Refused,
+    /// It did not answer.
+    Unreachable,
+}
+
+/// Whether a printer can take a job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PrinterStatus {
+    /// Ready to print.
+    Ready,
+    /// Out of paper or labels.
+    PaperOut,
+    /// Print head open.
+    HeadOpen,
+    /// Paused by an operator.
+    Paused,
+    /// Not answering.
+    Offline,
+    /// Answered, but its state could not be read.
+    Unknown,
+}
+
+/// A site peer as seen by the reporting agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshPeerReport {
+    /// The peer's device id (from its verified certificate).
+    pub device_id: String,
+    /// Whether the peer said it has an uplink.
+    pub has_uplink: bool,
+}
+
+/// What an agent did with a job it received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrintReceipt {
+    /// The job.
+    pub job_id: String,
+    /// What happened.
+    pub outcome: JobOutcome,
+    /// When, on the agent's clock, unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// The result of delivering one sealed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobOutcome {
+    /// The bytes were written to the named printer.
+    Printed {
+        /// The job.
+        job_id: String,
+        /// The printer's name on its agent.
+        printer: String,
+    },
+    /// The job was not printed, and never will be by this agent: the coordinator may send
+    /// it elsewhere.
+    NotPrinted {
+        /// The job.
+        job_id: String,
+        /// Why, for a person; no PII.
+        reason: String,
+    },
+    /// Writing started but did not finish: the printer may or may not have printed it.
+    InDoubt {
+        /// The job.
+        job_id: String,
+        /// Why, for a person; no PII.
+        reason: String,
+    },
+}
+
+impl JobOutcome {
+    /// The job this outcome is about.
+    pub fn job_id(&self) -> &str {
+        match self {
+            JobOutcome::Printed { job_id, .. }
+            | JobOutcome::NotPrinted { job_id, .. }
+            | JobOutcome::InDoubt { job_id, .. } => job_id,
+        }
+    }
+}
+
+/// The coordinator asks a relay to hand `job` to `device_id` on the site mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    /// The destination device (must match the sealed header's device).
+    pub device_id: String,
+    /// The sealed job; the relay reads only its header.
+    pub job: SealedJob,
+}
