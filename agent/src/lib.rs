@@ -1,0 +1,57 @@
+//! # sealprint-agent
+//!
+//! The Print Station agent. It enrolls with a one-time token (keys generated on the device),
+//! joins its site's Noise-encrypted libp2p mesh, accepts only peers with valid device
+//! certificates, verifies that its printers are physical devices, and delivers each label,
+//! held only in memory, to exactly one verified printer. It heartbeats to the coordinator,
+//! directly or through a site peer.
+//!
+//! # Layout
+//! - [`config`]: the TOML file and flags, validated together.
+//! - [`identity`]: keys, certificate and coordinator pin in the data directory.
+//! - [`enroll`]: the enrollment exchange.
+//! - [`mesh`]: the event loop that owns the libp2p swarm.
+//! - [`station`]: this station's printers, locked and probed.
+//! - [`printer`]: talking to one printer (verification, status, delivery).
+//! - [`receipts`]: what became of each job received, for heartbeats.
+//!
+//! Label bytes never touch the agent's disk and are wiped from memory after printing.
+
+pub mod config;
+pub mod enroll;
+pub mod identity;
+pub mod mesh;
+pub mod printer;
+pub mod receipts;
+pub mod station;
+
+use thiserror::Error;
+
+/// The agent's version, reported in heartbeats.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What can stop the agent.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The identity files are missing or broken.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// Enrollment failed.
+    #[error("enrollment failed: {0}")]
+    Enroll(String),
+    /// The mesh endpoint could not start.
+    #[error("mesh: {0}")]
+    Mesh(String),
+    /// A printer is misconfigured.
+    #[error(transparent)]
+    Printer(#[from] printer::PrinterError),
+}
+
+/// The wall clock in unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,707 @@
+//! The agent's mesh endpoint: one event loop that owns the libp2p `Swarm`.
+//!
+//! It keeps the uplink to the pinned coordinator (when this station has one), joins the site
+//! mesh (static peers and mDNS), and verifies every site peer's certificate (same CA, tenant
+//! and site, unexpired, unrevoked, issued for the key the connection authenticated) before it
+//! accepts any other message from it. It opens sealed jobs in memory and hands them to one
+//! printer, relays heartbeats for peers without an uplink, forwards jobs the coordinator
+//! routes through it, and sends heartbeats.
+//!
+//! What it does not do: talk to printers (see [`crate::station`]) or decide where a job goes
+//! (the coordinator does).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, Message, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{mdns, Multiaddr, PeerId, Swarm};
+use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_protocol::{
+    open, Certificate, ErrorCode, Expectation, Heartbeat, HeartbeatReply, Hello, JobOutcome,
+    MeshPeerReport, RelayReply, Relayed, Request, Response, SealedJob,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::identity::DeviceIdentity;
+use crate::printer::PrintError;
+use crate::receipts::{JobState, Receipts};
+use crate::station::Station;
+use crate::{now_ms, AgentError, VERSION};
+
+/// How the mesh endpoint runs.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// Listen multiaddrs for site peers.
+    pub listen: Vec<Multiaddr>,
+    /// Static site peers.
+    pub peers: Vec<Multiaddr>,
+    /// Dial the coordinator directly.
+    pub uplink: bool,
+    /// Discover site peers with mDNS.
+    pub mdns: bool,
+    /// Heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// How long in-flight jobs may take to finish at shutdown.
+    pub drain_grace: Duration,
+}
+
+/// What the endpoint reports once it listens.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ready {
+    /// The device id.
+    pub device_id: String,
+    /// The libp2p PeerId.
+    pub peer_id: String,
+    /// The multiaddrs it listens on.
+    pub listen: Vec<String>,
+}
+
+enum Peer {
+    Unverified,
+    Verified {
+        device_id: String,
+        serial: u64,
+        has_uplink: bool,
+    },
+}
+
+enum Pending {
+    Hello(PeerId),
+    Heartbeat,
+    RelayedHeartbeat,
+    Forward(ResponseChannel<Response>),
+    Relay(ResponseChannel<Response>),
+}
+
+struct Finished {
+    channel: ResponseChannel<Response>,
+    attempt: u32,
+    outcome: JobOutcome,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    id: Arc<DeviceIdentity>,
+    station: Station,
+    opts: MeshOptions,
+    coordinator: PeerId,
+    coordinator_addrs: Vec<Multiaddr>,
+    uplink_ready: bool,
+    peers: HashMap<PeerId, Peer>,
+    static_peers: HashMap<Multiaddr, Option<PeerId>>,
+    revoked: HashSet<u64>,
+    receipts: Receipts,
+    pending: HashMap<OutboundRequestId, Pending>,
+    finished_tx: mpsc::Sender<Finished>,
+    finished_rx: mpsc::Receiver<Finished>,
+    in_flight: usize,
+    started: Instant,
+    shutting_down: bool,
+}
+
+/// Builds the swarm, starts listening, and returns what it listens on plus the event loop to
+/// run (until `shutdown`, then it drains in-flight jobs).
+///
+/// # Errors
+/// [`AgentError`] when the swarm cannot be built or a listen address cannot be bound.
+pub async fn start(
+    id: DeviceIdentity,
+    station: Station,
+    opts: MeshOptions,
+    shutdown: CancellationToken,
+) -> Result<(Ready, impl std::future::Future<Output = ()>), AgentError> {
+    let id = Arc::new(id);
+    let swarm_opts = SwarmOptions {
+        mdns: opts.mdns,
+        ..SwarmOptions::default()
+    };
+    let mut swarm = build_swarm(id.keys.libp2p_keypair(), &swarm_opts)
+        .map_err(|e| AgentError::Mesh(e.to_string()))?;
+    for addr in &opts.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| AgentError::Mesh(format!("cannot listen on {addr}: {e}")))?;
+    }
+    let mut listen = Vec::new();
+    // Wait for the first bound address, so port 0 can be reported.
+    while listen.is_empty() {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => listen.push(address.to_string()),
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(AgentError::Mesh(format!("listener failed: {error}")))
+            }
+            _ => {}
+        }
+    }
+    let coordinator: PeerId = id
+        .coordinator
+        .peer_id
+        .parse()
+        .map_err(|_| AgentError::Mesh("pinned coordinator peer id is invalid".into()))?;
+    let coordinator_addrs = id
+        .coordinator
+        .addrs
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .collect::<Vec<_>>();
+    let ready = Ready {
+        device_id: id.device_id().to_owned(),
+        peer_id: swarm.local_peer_id().to_string(),
+        listen,
+    };
+    let (finished_tx, finished_rx) = mpsc::channel(256);
+    let static_peers = opts.peers.iter().map(|a| (a.clone(), None)).collect();
+    let ev = EventLoop {
+        swarm,
+        id,
+        station,
+        opts,
+        coordinator,
+        coordinator_addrs,
+        uplink_ready: false,
+        peers: HashMap::new(),
+        static_peers,
+        revoked: HashSet::new(),
+        receipts: Receipts::default(),
+        pending: HashMap::new(),
+        finished_tx,
+        finished_rx,
+        in_flight: 0,
+        started: Instant::now(),
+        shutting_down: false,
+    };
+    let span = info_span!("agent", device = %ready.device_id);
+    Ok((ready, ev.run(shutdown).instrument(span)))
+}
+
+impl EventLoop {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut heartbeat = tokio::time::interval(self.opts.heartbeat_interval);
+        let mut redial = tokio::time::interval(Duration::from_secs(2));
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        self.dial_missing();
+        loop {
+            if self.shutting_down && self.in_flight == 0 {
+                break;
+            }
+            let drain_sleep = async {
+                match drain_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(done) = self.finished_rx.recv() => self.on_finished(done),
+                _ = heartbeat.tick() => {
+                    let station = self.station.clone();
+                    tokio::spawn(async move { station.probe_all().await });
+                    self.send_heartbeat();
+                }
+                _ = redial.tick() => self.dial_missing(),
+                _ = shutdown.cancelled(), if !self.shutting_down => {
+                    info!(in_flight = self.in_flight, "shutting down: refusing new jobs, draining");
+                    self.shutting_down = true;
+                    drain_deadline = Some(tokio::time::Instant::now() + self.opts.drain_grace);
+                }
+                _ = drain_sleep => {
+                    warn!(in_flight = self.in_flight, "drain grace over; jobs in flight stay in doubt");
+                    break;
+                }
+            }
+        }
+        // A last heartbeat carries the receipts of the jobs finished while draining.
+        self.send_heartbeat();
+        let flush = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = &mut flush => break,
+            }
+        }
+        info!("agent stopped");
+    }
+
+    fn dial_missing(&mut self) {
+        if self.opts.uplink && !self.swarm.is_connected(&self.coordinator) {
+            let opts = DialOpts::peer_id(self.coordinator)
+                .addresses(self.coordinator_addrs.clone())
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(error = %e, "coordinator dial not started");
+            }
+        }
+        let missing: Vec<Multiaddr> = self
+            .static_peers
+            .iter()
+            .filter(|(_, p)| p.is_none_or(|p| !self.swarm.is_connected(&p)))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in missing {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "peer dial not started");
+            }
+        }
+    }
+
+    fn own_hello(&self) -> Hello {
+        Hello {
+            certificate: self.id.certificate.encode(),
+            has_uplink: self.uplink_ready,
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, req: Request, pending: Pending) {
+        let id = self.swarm.behaviour_mut().rr.send_request(&peer, req);
+        self.pending.insert(id, pending);
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, resp: Response) {
+        if self.swarm.behaviour_mut().rr.send_response(channel, resp).is_err() {
+            debug!("response not sent: the connection closed");
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if endpoint.is_dialer() {
+                    let addr = endpoint.get_remote_address().clone();
+                    if let Some(slot) = self.static_peers.get_mut(&addr) {
+                        *slot = Some(peer_id);
+                    }
+                }
+                if peer_id != self.coordinator {
+                    self.peers.entry(peer_id).or_insert(Peer::Unverified);
+                }
+                let hello = self.own_hello();
+                self.request(peer_id, Request::Hello(hello), Pending::Hello(peer_id));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if peer_id == self.coordinator {
+                    if self.uplink_ready {
+                        warn!("uplink to the coordinator lost");
+                    }
+                    self.uplink_ready = false;
+                    self.announce_uplink();
+                } else {
+                    self.peers.remove(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(ev)) => self.on_rr(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let me = *self.swarm.local_peer_id();
+                for (peer, addr) in found {
+                    let loopback = addr.iter().any(|p| match p {
+                        Protocol::Ip4(ip) => ip.is_loopback(),
+                        Protocol::Ip6(ip) => ip.is_loopback(),
+                        _ => false,
+                    });
+                    if peer == me || loopback || self.swarm.is_connected(&peer) {
+                        continue;
+                    }
+                    debug!(%peer, %addr, "mdns discovered a peer");
+                    let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rr(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel),
+                Message::Response {
+                    request_id,
+                    response,
+                } => self.on_response(request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => self.on_failure(peer, request_id, error),
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Verifies a site peer's certificate against the key its connection authenticated.
+    fn verify_peer(&self, peer: &PeerId, cert_bytes: &[u8]) -> Result<Certificate, String> {
+        let key = ed25519_of_peer(peer).map_err(|e| e.to_string())?;
+        let cert = Certificate::decode(cert_bytes).map_err(|e| e.to_string())?;
+        cert.check_key(&key).map_err(|e| e.to_string())?;
+        let own = &self.id.certificate.body;
+        let revoked = |s: u64| self.revoked.contains(&s);
+        let expect = Expectation {
+            tenant_id: &own.tenant_id,
+            site_id: Some(&own.site_id),
+            is_revoked: &revoked,
+        };
+        cert.verify(&self.id.ca_public, &expect, now_ms() / 1000)
+            .map_err(|e| e.to_string())?;
+        Ok(cert)
+    }
+
+    fn accept_hello(&mut self, peer: PeerId, hello: &Hello) -> bool {
+        match self.verify_peer(&peer, &hello.certificate) {
+            Ok(cert) => {
+                let was_verified = matches!(self.peers.get(&peer), Some(Peer::Verified { .. }));
+                if !was_verified {
+                    info!(%peer, device = %cert.body.device_id, "site peer verified");
+                }
+                self.peers.insert(
+                    peer,
+                    Peer::Verified {
+                        device_id: cert.body.device_id,
+                        serial: cert.body.serial,
+                        has_uplink: hello.has_uplink,
+                    },
+                );
+                true
+            }
+            Err(reason) => {
+                warn!(%peer, %reason, "peer certificate refused; disconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                false
+            }
+        }
+    }
+
+    fn verified_peer(&self, peer: &PeerId) -> Option<(&str, u64)> {
+        match self.peers.get(peer) {
+            Some(Peer::Verified {
+                device_id, serial, ..
+            }) => Some((device_id, *serial)),
+            _ => None,
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
+        let from_coordinator = peer == self.coordinator;
+        if let Request::Hello(hello) = &req {
+            if from_coordinator || self.accept_hello(peer, hello) {
+                let own = self.own_hello();
+                self.respond(channel, Response::Hello(own));
+            } else {
+                self.respond(channel, refuse(ErrorCode::Unauthenticated, "certificate refused"));
+            }
+            return;
+        }
+        if !from_coordinator {
+            match self.verified_peer(&peer) {
+                Some((_, serial)) if !self.revoked.contains(&serial) => {}
+                _ => {
+                    warn!(%peer, "message from an unverified peer refused; disconnecting");
+                    self.respond(channel, refuse(ErrorCode::Unauthenticated, "send hello first"));
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                    return;
+                }
+            }
+        }
+        match req {
+            Request::Job(sealed) => self.accept_job(sealed, channel),
+            Request::Forward(fwd) if from_coordinator => {
+                let target = self.peers.iter().find_map(|(p, s)| match s {
+                    Peer::Verified { device_id, .. } if *device_id == fwd.device_id => Some(*p),
+                    _ => None,
+                });
+                match target {
+                    Some(p) if fwd.job.header.device_id == fwd.device_id => {
+                        debug!(job = %fwd.job.header.job_id, device = %fwd.device_id, "forwarding job");
+                        self.request(p, Request::Job(fwd.job), Pending::Forward(channel));
+                    }
+                    _ => self.respond(
+                        channel,
+                        refuse(ErrorCode::Unreachable, "destination is not a connected site peer"),
+                    ),
+                }
+            }
+            Request::Relay(relayed) if !from_coordinator => {
+                if self.uplink_ready {
+                    let coordinator = self.coordinator;
+                    self.request(coordinator, Request::Relay(relayed), Pending::Relay(channel));
+                } else {
+                    self.respond(channel, refuse(ErrorCode::Unreachable, "no uplink here"));
+                }
+            }
+            _ => self.respond(channel, refuse(ErrorCode::BadRequest, "unexpected request")),
+        }
+    }
+
+    fn accept_job(&mut self, sealed: SealedJob, channel: ResponseChannel<Response>) {
+        let header = sealed.header.clone();
+        let _span = info_span!("job", job = %header.job_id, attempt = header.attempt).entered();
+        if self.shutting_down {
+            let outcome = not_printed(&header.job_id, "agent is shutting down");
+            return self.respond(channel, Response::Outcome(outcome));
+        }
+        match self.receipts.state(&header.job_id) {
+            Some(JobState::InProgress { .. }) => {
+                return self.respond(channel, refuse(ErrorCode::BadRequest, "job already in progress"));
+            }
+            Some(JobState::Done { attempt, outcome }) => {
+                let retry_allowed = matches!(outcome, JobOutcome::NotPrinted { .. })
+                    && header.attempt > *attempt;
+                if !retry_allowed {
+                    // A repeat (replay or lost answer): answer what happened, never print again.
+                    let outcome = outcome.clone();
+                    return self.respond(channel, Response::Outcome(outcome));
+                }
+            }
+            None => {}
+        }
+        let now = now_ms();
+        let label = match open(
+            &sealed,
+            &self.id.keys.x25519_secret,
+            &self.id.coordinator_x25519,
+            self.id.device_id(),
+            now,
+        ) {
+            Ok(label) => label,
+            Err(e) => {
+                warn!(error = %e, "sealed job refused");
+                let outcome = not_printed(&header.job_id, &e.to_string());
+                self.receipts.finish(header.attempt, outcome.clone(), now);
+                return self.respond(channel, Response::Outcome(outcome));
+            }
+        };
+        let Some(printer) = self.station.get(&header.printer) else {
+            let outcome = not_printed(&header.job_id, "no printer of that name on this station");
+            self.receipts.finish(header.attempt, outcome.clone(), now);
+            return self.respond(channel, Response::Outcome(outcome));
+        };
+        self.receipts.start(&header.job_id, header.attempt);
+        self.in_flight += 1;
+        let tx = self.finished_tx.clone();
+        let station = self.station.clone();
+        let span = info_span!("print", job = %header.job_id, printer = %header.printer);
+        tokio::spawn(
+            async move {
+                let outcome = {
+                    let mut printer = printer.lock().await;
+                    let result = if now_ms() > header.deadline_ms {
+                        Err(PrintError::NotPrinted("deadline passed before printing".into()))
+                    } else {
+                        printer.print(label.format, &label.data).await
+                    };
+                    station.update(printer.last_report().clone());
+                    match result {
+                        Ok(()) => {
+                            info!(bytes = label.data.len(), "printed");
+                            JobOutcome::Printed {
+                                job_id: header.job_id.clone(),
+                                printer: header.printer.clone(),
+                            }
+                        }
+                        Err(PrintError::NotPrinted(reason)) => {
+                            warn!(%reason, "not printed");
+                            not_printed(&header.job_id, &reason)
+                        }
+                        Err(PrintError::InDoubt(reason)) => {
+                            warn!(%reason, "print in doubt");
+                            JobOutcome::InDoubt {
+                                job_id: header.job_id.clone(),
+                                reason,
+                            }
+                        }
+                    }
+                };
+                // The label's bytes are wiped here (Zeroizing), before the answer goes out.
+                drop(label);
+                let done = Finished {
+                    channel,
+                    attempt: header.attempt,
+                    outcome,
+                };
+                if tx.send(done).await.is_err() {
+                    debug!("event loop gone before the outcome was recorded");
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn on_finished(&mut self, done: Finished) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.receipts
+            .finish(done.attempt, done.outcome.clone(), now_ms());
+        self.respond(done.channel, Response::Outcome(done.outcome));
+    }
+
+    fn on_response(&mut self, id: OutboundRequestId, resp: Response) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        match (pending, resp) {
+            (Pending::Hello(peer), Response::Hello(hello)) => {
+                if peer == self.coordinator {
+                    if !self.uplink_ready {
+                        info!("uplink to the coordinator is up");
+                    }
+                    self.uplink_ready = true;
+                    self.send_heartbeat();
+                    self.announce_uplink();
+                } else {
+                    self.accept_hello(peer, &hello);
+                }
+            }
+            (Pending::Hello(peer), Response::Error { code, message }) => {
+                warn!(%peer, ?code, %message, "hello refused");
+            }
+            (Pending::Heartbeat, Response::HeartbeatReply(reply))
+            | (Pending::RelayedHeartbeat, Response::Relayed(RelayReply::HeartbeatReply(reply))) => {
+                self.apply_reply(reply)
+            }
+            (Pending::Forward(ch), resp) | (Pending::Relay(ch), resp) => self.respond(ch, resp),
+            (_, Response::Error { code, message }) => {
+                warn!(?code, %message, "request refused");
+            }
+            (_, other) => debug!(?other, "unexpected response"),
+        }
+    }
+
+    fn on_failure(&mut self, peer: PeerId, id: OutboundRequestId, error: OutboundFailure) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        match pending {
+            Pending::Forward(ch) => {
+                let resp = match error {
+                    OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols => {
+                        refuse(ErrorCode::Unreachable, "job not delivered to the destination")
+                    }
+                    _ => refuse(ErrorCode::Internal, "relay lost the answer; delivery unknown"),
+                };
+                self.respond(ch, resp);
+            }
+            Pending::Relay(ch) => {
+                self.respond(ch, refuse(ErrorCode::Unreachable, "coordinator did not answer"));
+            }
+            _ => debug!(%peer, %error, "request failed"),
+        }
+    }
+
+    fn apply_reply(&mut self, reply: HeartbeatReply) {
+        self.revoked = reply.revoked_serials.into_iter().collect();
+        let skew = i128::from(reply.now_ms) - i128::from(now_ms());
+        if skew.abs() > 2_000 {
+            warn!(skew_ms = skew as i64, "clock differs from the coordinator's");
+        }
+        let revoked_peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter_map(|(p, s)| match s {
+                Peer::Verified { serial, .. } if self.revoked.contains(serial) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        for p in revoked_peers {
+            warn!(peer = %p, "peer certificate revoked; disconnecting");
+            self.peers.remove(&p);
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+    }
+
+    fn announce_uplink(&mut self) {
+        let verified: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| matches!(s, Peer::Verified { .. }))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in verified {
+            let hello = self.own_hello();
+            self.request(p, Request::Hello(hello), Pending::Hello(p));
+        }
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            device_id: self.id.device_id().to_owned(),
+            version: VERSION.to_owned(),
+            uptime_s: self.started.elapsed().as_secs(),
+            clock_ms: now_ms(),
+            printers: self.station.reports(),
+            peers: self
+                .peers
+                .values()
+                .filter_map(|s| match s {
+                    Peer::Verified {
+                        device_id,
+                        has_uplink,
+                        ..
+                    } => Some(MeshPeerReport {
+                        device_id: device_id.clone(),
+                        has_uplink: *has_uplink,
+                    }),
+                    Peer::Unverified => None,
+                })
+                .collect(),
+            receipts: self.receipts.report(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn send_heartbeat(&mut self) {
+        let hb = self.heartbeat();
+        if self.uplink_ready {
+            let coordinator = self.coordinator;
+            return self.request(coordinator, Request::Heartbeat(hb), Pending::Heartbeat);
+        }
+        let relay = self.peers.iter().find_map(|(p, s)| match s {
+            Peer::Verified {
+                has_uplink: true, ..
+            } => Some(*p),
+            _ => None,
+        });
+        let Some(relay) = relay else {
+            debug!("no uplink and no relay: heartbeat skipped");
+            return;
+        };
+        match Relayed::sign(self.id.device_id(), &Request::Heartbeat(hb), &self.id.keys.signing_key()) {
+            Ok(signed) => self.request(relay, Request::Relay(signed), Pending::RelayedHeartbeat),
+            Err(e) => warn!(error = %e, "heartbeat could not be signed for relay"),
+        }
+    }
+}
+
+fn refuse(code: ErrorCode, message: &str) -> Response {
+    Response::Error {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn not_printed(job_id: &str, reason: &str) -> JobOutcome {
+    JobOutcome::NotPrinted {
+        job_id: job_id.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
