@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn every_problem_reported() {
-        let file = parse_file("listen = [\"nonsense\"]\nheartbeat_interval_secs = 0").expect("toml");
+        let file =
+            parse_file("listen = [\"nonsense\"]\nheartbeat_interval_secs = 0").expect("toml");
         let flags = Flags {
             printers: vec!["a=raw://h:1".into(), "a=raw://h:2".into(), "bad".into()],
             ..Flags::default()

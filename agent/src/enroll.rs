@@ -48,7 +48,9 @@ pub async fn enroll(
         .filter_map(|a| a.parse().ok())
         .collect();
     if addrs.is_empty() {
-        return Err(AgentError::Enroll("token names no usable coordinator address".into()));
+        return Err(AgentError::Enroll(
+            "token names no usable coordinator address".into(),
+        ));
     }
     let keys = DeviceKeys::generate();
     let mut swarm = build_swarm(keys.libp2p_keypair(), &SwarmOptions::default())
@@ -72,7 +74,9 @@ pub async fn enroll(
                     }
                 }
                 SwarmEvent::OutgoingConnectionError { error, .. } => {
-                    return Err(AgentError::Enroll(format!("cannot reach the coordinator: {error}")));
+                    return Err(AgentError::Enroll(format!(
+                        "cannot reach the coordinator: {error}"
+                    )));
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
                     message: Message::Response { response, .. },
@@ -80,7 +84,11 @@ pub async fn enroll(
                 })) => return Ok(response),
                 SwarmEvent::Behaviour(BehaviourEvent::Rr(
                     request_response::Event::OutboundFailure { error, .. },
-                )) => return Err(AgentError::Enroll(format!("enrollment request failed: {error}"))),
+                )) => {
+                    return Err(AgentError::Enroll(format!(
+                        "enrollment request failed: {error}"
+                    )))
+                }
                 _ => {}
             }
         }
@@ -92,7 +100,11 @@ pub async fn enroll(
         Response::Error { code, message } => {
             return Err(AgentError::Enroll(format!("refused ({code:?}): {message}")))
         }
-        _ => return Err(AgentError::Enroll("unexpected answer from the coordinator".into())),
+        _ => {
+            return Err(AgentError::Enroll(
+                "unexpected answer from the coordinator".into(),
+            ))
+        }
     };
     let certificate = Certificate::decode(&enrolled.certificate)
         .map_err(|e| AgentError::Enroll(format!("issued certificate: {e}")))?;
@@ -113,7 +125,9 @@ pub async fn enroll(
     if certificate.body.ed25519_public != keys.ed25519_public()
         || certificate.body.x25519_public != keys.x25519_public()
     {
-        return Err(AgentError::Enroll("issued certificate is for other keys".into()));
+        return Err(AgentError::Enroll(
+            "issued certificate is for other keys".into(),
+        ));
     }
     let identity = DeviceIdentity {
         keys,

@@ -152,8 +152,8 @@ impl DeviceIdentity {
         let coordinator: CoordinatorPin =
             serde_json::from_slice(&read(&pin_path)?).map_err(|e| corrupt(&pin_path, e))?;
         let ca_bytes = hex32(&coordinator.ca_public).map_err(|e| corrupt(&pin_path, e))?;
-        let ca_public =
-            ed25519_dalek::VerifyingKey::from_bytes(&ca_bytes).map_err(|e| corrupt(&pin_path, e))?;
+        let ca_public = ed25519_dalek::VerifyingKey::from_bytes(&ca_bytes)
+            .map_err(|e| corrupt(&pin_path, e))?;
         let coordinator_x25519 =
             hex32(&coordinator.x25519_public).map_err(|e| corrupt(&pin_path, e))?;
         if certificate.body.ed25519_public != keys.ed25519_public()

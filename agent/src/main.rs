@@ -14,7 +14,11 @@ use sealprint_protocol::{EnrollmentToken, PrinterVerdict};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "sealprint-agent", version, about = "sealprint Print Station agent")]
+#[command(
+    name = "sealprint-agent",
+    version,
+    about = "sealprint Print Station agent"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, default_value = "plain", value_parser = ["plain", "json"])]
@@ -119,15 +123,22 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let token = if token == "-" {
                 let mut s = String::new();
-                std::io::stdin().read_line(&mut s).context("reading the token")?;
+                std::io::stdin()
+                    .read_line(&mut s)
+                    .context("reading the token")?;
                 s
             } else {
                 token
             };
             let token: EnrollmentToken = token.parse().context("enrollment token")?;
             let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "station".into());
-            let id = enroll::enroll(&data_dir, &token, &hostname, Duration::from_secs(timeout_secs))
-                .await?;
+            let id = enroll::enroll(
+                &data_dir,
+                &token,
+                &hostname,
+                Duration::from_secs(timeout_secs),
+            )
+            .await?;
             // The operator's confirmation, on stdout by design.
             println!("enrolled as {}", id.device_id());
         }
@@ -169,7 +180,10 @@ async fn main() -> anyhow::Result<()> {
             let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
             station.probe_all().await;
             let mut failed = false;
-            println!("{:<16} {:<10} {:<12} {:<10} {:<20} reason", "printer", "pool", "verdict", "status", "identity");
+            println!(
+                "{:<16} {:<10} {:<12} {:<10} {:<20} reason",
+                "printer", "pool", "verdict", "status", "identity"
+            );
             for r in station.reports() {
                 failed |= r.verdict != PrinterVerdict::Verified;
                 println!(

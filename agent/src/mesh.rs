@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, Message, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{
+    self, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{mdns, Multiaddr, PeerId, Swarm};
@@ -265,7 +267,13 @@ impl EventLoop {
     }
 
     fn respond(&mut self, channel: ResponseChannel<Response>, resp: Response) {
-        if self.swarm.behaviour_mut().rr.send_response(channel, resp).is_err() {
+        if self
+            .swarm
+            .behaviour_mut()
+            .rr
+            .send_response(channel, resp)
+            .is_err()
+        {
             debug!("response not sent: the connection closed");
         }
     }
@@ -409,7 +417,10 @@ impl EventLoop {
                 let own = self.own_hello();
                 self.respond(channel, Response::Hello(own));
             } else {
-                self.respond(channel, refuse(ErrorCode::Unauthenticated, "certificate refused"));
+                self.respond(
+                    channel,
+                    refuse(ErrorCode::Unauthenticated, "certificate refused"),
+                );
             }
             return;
         }
@@ -418,7 +429,10 @@ impl EventLoop {
                 Some((_, serial)) if !self.revoked.contains(&serial) => {}
                 _ => {
                     warn!(%peer, "message from an unverified peer refused; disconnecting");
-                    self.respond(channel, refuse(ErrorCode::Unauthenticated, "send hello first"));
+                    self.respond(
+                        channel,
+                        refuse(ErrorCode::Unauthenticated, "send hello first"),
+                    );
                     let _ = self.swarm.disconnect_peer_id(peer);
                     return;
                 }
@@ -438,14 +452,21 @@ impl EventLoop {
                     }
                     _ => self.respond(
                         channel,
-                        refuse(ErrorCode::Unreachable, "destination is not a connected site peer"),
+                        refuse(
+                            ErrorCode::Unreachable,
+                            "destination is not a connected site peer",
+                        ),
                     ),
                 }
             }
             Request::Relay(relayed) if !from_coordinator => {
                 if self.uplink_ready {
                     let coordinator = self.coordinator;
-                    self.request(coordinator, Request::Relay(relayed), Pending::Relay(channel));
+                    self.request(
+                        coordinator,
+                        Request::Relay(relayed),
+                        Pending::Relay(channel),
+                    );
                 } else {
                     self.respond(channel, refuse(ErrorCode::Unreachable, "no uplink here"));
                 }
@@ -463,11 +484,14 @@ impl EventLoop {
         }
         match self.receipts.state(&header.job_id) {
             Some(JobState::InProgress { .. }) => {
-                return self.respond(channel, refuse(ErrorCode::BadRequest, "job already in progress"));
+                return self.respond(
+                    channel,
+                    refuse(ErrorCode::BadRequest, "job already in progress"),
+                );
             }
             Some(JobState::Done { attempt, outcome }) => {
-                let retry_allowed = matches!(outcome, JobOutcome::NotPrinted { .. })
-                    && header.attempt > *attempt;
+                let retry_allowed =
+                    matches!(outcome, JobOutcome::NotPrinted { .. }) && header.attempt > *attempt;
                 if !retry_allowed {
                     // A repeat (replay or lost answer): answer what happened, never print again.
                     let outcome = outcome.clone();
@@ -507,7 +531,9 @@ impl EventLoop {
                 let outcome = {
                     let mut printer = printer.lock().await;
                     let result = if now_ms() > header.deadline_ms {
-                        Err(PrintError::NotPrinted("deadline passed before printing".into()))
+                        Err(PrintError::NotPrinted(
+                            "deadline passed before printing".into(),
+                        ))
                     } else {
                         printer.print(label.format, &label.data).await
                     };
@@ -594,15 +620,22 @@ impl EventLoop {
         match pending {
             Pending::Forward(ch) => {
                 let resp = match error {
-                    OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols => {
-                        refuse(ErrorCode::Unreachable, "job not delivered to the destination")
-                    }
-                    _ => refuse(ErrorCode::Internal, "relay lost the answer; delivery unknown"),
+                    OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols => refuse(
+                        ErrorCode::Unreachable,
+                        "job not delivered to the destination",
+                    ),
+                    _ => refuse(
+                        ErrorCode::Internal,
+                        "relay lost the answer; delivery unknown",
+                    ),
                 };
                 self.respond(ch, resp);
             }
             Pending::Relay(ch) => {
-                self.respond(ch, refuse(ErrorCode::Unreachable, "coordinator did not answer"));
+                self.respond(
+                    ch,
+                    refuse(ErrorCode::Unreachable, "coordinator did not answer"),
+                );
             }
             _ => debug!(%peer, %error, "request failed"),
         }
@@ -612,7 +645,10 @@ impl EventLoop {
         self.revoked = reply.revoked_serials.into_iter().collect();
         let skew = i128::from(reply.now_ms) - i128::from(now_ms());
         if skew.abs() > 2_000 {
-            warn!(skew_ms = skew as i64, "clock differs from the coordinator's");
+            warn!(
+                skew_ms = skew as i64,
+                "clock differs from the coordinator's"
+            );
         }
         let revoked_peers: Vec<PeerId> = self
             .peers
@@ -685,7 +721,11 @@ impl EventLoop {
             debug!("no uplink and no relay: heartbeat skipped");
             return;
         };
-        match Relayed::sign(self.id.device_id(), &Request::Heartbeat(hb), &self.id.keys.signing_key()) {
+        match Relayed::sign(
+            self.id.device_id(),
+            &Request::Heartbeat(hb),
+            &self.id.keys.signing_key(),
+        ) {
             Ok(signed) => self.request(relay, Request::Relay(signed), Pending::RelayedHeartbeat),
             Err(e) => warn!(error = %e, "heartbeat could not be signed for relay"),
         }

@@ -55,7 +55,8 @@ impl Receipts {
             outcome: outcome.clone(),
             at_ms,
         });
-        self.states.insert(job_id, JobState::Done { attempt, outcome });
+        self.states
+            .insert(job_id, JobState::Done { attempt, outcome });
         while self.order.len() > MAX_RECEIPTS {
             if let Some(old) = self.order.pop_front() {
                 if matches!(self.states.get(&old.job_id), Some(JobState::Done { .. })) {

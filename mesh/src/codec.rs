@@ -36,7 +36,8 @@ where
 {
     let mut prefix = [0u8; LEN_PREFIX];
     io.read_exact(&mut prefix).await?;
-    let len = payload_len(prefix, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len =
+        payload_len(prefix, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut payload = vec![0u8; len];
     io.read_exact(&mut payload).await?;
     let msg = decode_payload(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
@@ -50,7 +51,8 @@ where
     T: serde::Serialize,
     W: AsyncWrite + Unpin + Send,
 {
-    let frame = encode_frame(msg, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let frame =
+        encode_frame(msg, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     io.write_all(&frame).await?;
     io.close().await
 }

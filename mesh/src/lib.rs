@@ -19,7 +19,5 @@ pub use codec::{FrameCodec, PROTOCOL};
 pub use peer::{ed25519_of_peer, peer_id_of_ed25519, PeerKeyError};
 
 /// The request-response events this crate's behaviour emits.
-pub type RrEvent = libp2p::request_response::Event<
-    sealprint_protocol::Request,
-    sealprint_protocol::Response,
->;
+pub type RrEvent =
+    libp2p::request_response::Event<sealprint_protocol::Request, sealprint_protocol::Response>;

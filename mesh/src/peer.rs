@@ -38,7 +38,9 @@ pub fn ed25519_of_peer(peer: &PeerId) -> Result<[u8; 32], PeerKeyError> {
         return Err(PeerKeyError::NotEd25519);
     }
     let pk = PublicKey::try_decode_protobuf(mh.digest()).map_err(|_| PeerKeyError::NotEd25519)?;
-    let ed = pk.try_into_ed25519().map_err(|_| PeerKeyError::NotEd25519)?;
+    let ed = pk
+        .try_into_ed25519()
+        .map_err(|_| PeerKeyError::NotEd25519)?;
     Ok(ed.to_bytes())
 }
 

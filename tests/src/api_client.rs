@@ -1,0 +1,137 @@
+//! A small HTTPS client for the coordinator's admin API, trusting the coordinator's own
+//! (self-signed) certificate from its data directory, as an operator would pin it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// An API client bound to one coordinator.
+#[derive(Clone)]
+pub struct ApiClient {
+    addr: SocketAddr,
+    tls: TlsConnector,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for the API at `addr`, trusting the PEM certificate at `ca_pem`.
+    pub fn new(addr: SocketAddr, ca_pem: &Path) -> anyhow::Result<ApiClient> {
+        let pem = std::fs::read(ca_pem).with_context(|| format!("reading {}", ca_pem.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(ApiClient {
+            addr,
+            tls: TlsConnector::from(Arc::new(config)),
+            token: None,
+        })
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(&self, token: &str) -> ApiClient {
+        ApiClient {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Logs in and returns a client carrying the session token.
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<ApiClient> {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/sessions",
+                Some(serde_json::json!({ "email": email, "password": password })),
+            )
+            .await?;
+        if status != StatusCode::CREATED {
+            return Err(anyhow!("login answered {status}: {body}"));
+        }
+        let token = body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no token in {body}"))?;
+        Ok(self.with_token(token))
+    }
+
+    /// Sends one request; returns the status and the JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let raw = body.map(|b| b.to_string()).unwrap_or_default();
+        self.call_raw(method, path, raw.into_bytes()).await
+    }
+
+    /// Sends raw bytes as the body (for malformed-input tests).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
+        let tls = self.tls.connect(name, tcp).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = sender
+            .send_request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, value))
+    }
+
+    /// GET that expects 200 and returns the body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.call(Method::GET, path, None).await?;
+        if status != StatusCode::OK {
+            return Err(anyhow!("GET {path} answered {status}: {body}"));
+        }
+        Ok(body)
+    }
+
+    /// POST that expects `expect` and returns the body.
+    pub async fn post(&self, path: &str, body: Value, expect: StatusCode) -> anyhow::Result<Value> {
+        let (status, answer) = self.call(Method::POST, path, Some(body)).await?;
+        if status != expect {
+            return Err(anyhow!(
+                "POST {path} answered {status} (expected {expect}): {answer}"
+            ));
+        }
+        Ok(answer)
+    }
+}

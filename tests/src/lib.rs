@@ -1,0 +1,17 @@
+//! # sealprint-testkit
+//!
+//! Test doubles and the cluster harness for sealprint. Nothing here ships in a production
+//! binary.
+//!
+//! # Layout
+//! - [`printer_sim`]: a raw-TCP printer simulator that answers like a Zebra (or like an
+//!   impostor), and records what it printed.
+//! - [`api_client`]: an HTTPS client for the coordinator's admin API.
+//! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
+//!   site, enrolled agents with simulated printers).
+
+pub mod api_client;
+pub mod cluster;
+pub mod printer_sim;
+pub mod scenario;

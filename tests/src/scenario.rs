@@ -1,0 +1,199 @@
+//! Building blocks shared by the demo and the end-to-end tests: a coordinator with a tenant
+//! and a site, agents enrolled with one-time tokens, each with simulated printers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use base64::Engine as _;
+use hyper::StatusCode;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use crate::api_client::ApiClient;
+use crate::cluster::{wait_for, AgentProc, CoordinatorProc};
+use crate::printer_sim::{self, SimConfig, SimHandle, SimMode};
+
+/// A tenant with one site on a fresh coordinator.
+pub struct Site {
+    /// Scratch directory holding every data directory and log.
+    pub root: PathBuf,
+    /// The coordinator process.
+    pub coordinator: CoordinatorProc,
+    /// An admin session.
+    pub admin: ApiClient,
+    /// Tenant id.
+    pub tenant: String,
+    /// Site id.
+    pub site: String,
+}
+
+/// One agent with its simulated printers.
+pub struct Station {
+    /// The agent process.
+    pub agent: AgentProc,
+    /// Its printers (name, simulator).
+    pub printers: Vec<(String, SimHandle)>,
+}
+
+impl Site {
+    /// Starts a coordinator under `root` and creates a tenant and a site.
+    pub async fn new(root: &Path) -> anyhow::Result<Site> {
+        let coordinator = CoordinatorProc::start_new(root).await?;
+        let admin = coordinator.admin().await?;
+        let tenant = admin
+            .post(
+                "/v1/tenants",
+                json!({"name": "Acme Fulfilment"}),
+                StatusCode::CREATED,
+            )
+            .await?["id"]
+            .as_str()
+            .context("tenant id")?
+            .to_owned();
+        let site = admin
+            .post(
+                &format!("/v1/tenants/{tenant}/sites"),
+                json!({"name": "Warehouse 1"}),
+                StatusCode::CREATED,
+            )
+            .await?["id"]
+            .as_str()
+            .context("site id")?
+            .to_owned();
+        Ok(Site {
+            root: root.to_owned(),
+            coordinator,
+            admin,
+            tenant,
+            site,
+        })
+    }
+
+    /// A fresh one-time enrollment token for this site.
+    pub async fn token(&self) -> anyhow::Result<String> {
+        let path = format!(
+            "/v1/tenants/{}/sites/{}/enrollment-tokens",
+            self.tenant, self.site
+        );
+        Ok(self
+            .admin
+            .post(&path, json!({}), StatusCode::CREATED)
+            .await?["token"]
+            .as_str()
+            .context("token")?
+            .to_owned())
+    }
+
+    /// Enrolls and starts agent number `n` with `printers` simulated printers of `pool`
+    /// (serials `SIM<n><k>`), plus `extra` agent flags.
+    pub async fn station(
+        &self,
+        n: usize,
+        printers: usize,
+        pool: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Station> {
+        let dir = self.root.join(format!("agent-{n}"));
+        AgentProc::enroll(&dir, &self.token().await?).await?;
+        let mut sims = Vec::new();
+        let mut config = String::new();
+        for k in 0..printers {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let sim = printer_sim::start(
+                listener,
+                SimConfig {
+                    serial: format!("SIM{n}{k}"),
+                    model: "ZD421-300dpi".into(),
+                    mode: SimMode::Normal,
+                },
+                None,
+            )
+            .await;
+            let name = format!("zebra-{n}-{k}");
+            config.push_str(&format!(
+                "[[printer]]\nname = \"{name}\"\nuri = \"raw://{}\"\npool = \"{pool}\"\n",
+                sim.addr()
+            ));
+            sims.push((name, sim));
+        }
+        let config_path = self.root.join(format!("agent-{n}.toml"));
+        std::fs::write(&config_path, config)?;
+        let mut args = vec!["--config".to_owned(), config_path.display().to_string()];
+        args.extend_from_slice(extra);
+        let log = self.root.join(format!("agent-{n}.log"));
+        let agent = AgentProc::start(&dir, &log, &args).await?;
+        Ok(Station {
+            agent,
+            printers: sims,
+        })
+    }
+
+    /// Waits until the coordinator lists `count` verified printers of the tenant.
+    pub async fn wait_printers(&self, count: usize) -> anyhow::Result<()> {
+        let path = format!("/v1/tenants/{}/printers", self.tenant);
+        wait_for("verified printers", Duration::from_secs(30), || async {
+            let list = self.admin.get(&path).await?;
+            let n = list
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|p| p["verified"] == json!(true) && p["status"] == json!("ready"))
+                        .count()
+                })
+                .unwrap_or(0);
+            Ok((n >= count).then_some(()))
+        })
+        .await
+    }
+
+    /// Submits a ZPL label to `pool`; returns the job id.
+    pub async fn submit(&self, target: Value, label: &[u8]) -> anyhow::Result<String> {
+        let mut body = target;
+        body["format"] = json!("zpl");
+        body["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(label));
+        let path = format!("/v1/tenants/{}/labels", self.tenant);
+        let answer = self.admin.post(&path, body, StatusCode::ACCEPTED).await?;
+        answer["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no job id in {answer}"))
+    }
+
+    /// The job's current JSON.
+    pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
+        self.admin
+            .get(&format!("/v1/tenants/{}/labels/{id}", self.tenant))
+            .await
+    }
+
+    /// Waits until the job reaches one of the final states; returns it.
+    pub async fn wait_final(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
+        wait_for("a final job state", limit, || async {
+            let job = self.job(id).await?;
+            let done = matches!(
+                job["status"].as_str(),
+                Some("printed" | "failed" | "in_doubt")
+            );
+            Ok(done.then_some(job))
+        })
+        .await
+    }
+}
+
+/// A ZPL label carrying a made-up buyer's name and address with a unique marker, so tests
+/// can look for its text on disk and in logs.
+pub fn zpl_label(marker: &str, n: usize) -> Vec<u8> {
+    format!(
+        "^XA^CF0,30^FO50,50^FDShip to: Jane {marker} Doe^FS^FO50,90^FD{n} Elm Street {marker}^FS\
+         ^FO50,130^FDSpringfield IL 62704^FS^BY3^FO50,200^BCN,100,Y,N,N^FD1Z999AA1{n:08}^FS^XZ"
+    )
+    .into_bytes()
+}
+
+/// A random marker of 16 hex characters.
+pub fn marker() -> String {
+    let mut raw = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut raw);
+    format!("PII{}", hex::encode(raw))
+}
