@@ -1,0 +1,394 @@
+//! The HTTPS admin API: JSON over hyper 1 and rustls (TLS 1.2 and 1.3).
+//!
+//! # Layout
+//! - this file: [`ApiState`], the [`Dispatch`] boundary to the mesh, routing, body limits,
+//!   [`handle`] (one request to one response, no socket: what the unit tests drive) and
+//!   [`serve`] (the accept loop with TLS and graceful shutdown);
+//! - `auth`: bearer tokens to principals, and the one `authorize` decision;
+//! - `sessions`: login; `admin`: tenants, sites, enrollment tokens, agents, printers, audit;
+//!   `labels`: label submission and job state;
+//! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
+//!   self-signed certificate of `init`.
+//!
+//! Times in answers are unix milliseconds (integers) everywhere. Unknown JSON fields are
+//! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,
+//! addresses, tokens or passwords: only ids and hashes.
+//!
+//! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]), fetch labels
+//! from SP-API, or enforce roles beyond "platform admin" and "own tenant".
+
+mod admin;
+mod auth;
+mod error;
+mod labels;
+mod sessions;
+mod tls;
+
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sealprint_protocol::validate_id;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument};
+use zeroize::Zeroizing;
+
+pub use auth::{authorize, Action, Principal};
+pub use error::ApiError;
+pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
+
+use crate::store::{AuditEntry, Store};
+
+/// Largest request body accepted (a base64 label of 8 MiB fits).
+pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
+/// Most TLS connections served at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API tells the mesh. Implementations must not block: they hand work over (e.g. on
+/// a bounded channel) and return.
+pub trait Dispatch: Send + Sync + 'static {
+    /// A job was stored as queued (its label encrypted in the store); the dispatcher takes it
+    /// from here. Must not block.
+    fn job_submitted(&self, tenant_id: &str, job_id: &str);
+    /// A device's certificate was revoked; the mesh refuses and disconnects it. Must not
+    /// block.
+    fn agent_revoked(&self, device_id: &str);
+}
+
+/// What every handler needs.
+pub struct ApiState {
+    /// The store.
+    pub store: Store,
+    /// The mesh (or a test fake).
+    pub dispatch: Arc<dyn Dispatch>,
+    /// The coordinator's PeerId, for enrollment tokens.
+    pub peer_id: String,
+    /// The mesh multiaddrs put in enrollment tokens.
+    pub mesh_addrs: Vec<String>,
+    /// The agents' heartbeat period (an agent is online within three of them).
+    pub heartbeat_interval: Duration,
+}
+
+impl ApiState {
+    /// Appends an audit entry; a failure is logged, not returned (the action already
+    /// happened).
+    pub(crate) fn audit(
+        &self,
+        tenant_id: Option<&str>,
+        actor: &str,
+        action: &str,
+        object: Option<&str>,
+        outcome: &str,
+        now_ms: u64,
+    ) {
+        let entry = AuditEntry {
+            at_ms: now_ms,
+            tenant_id: tenant_id.map(str::to_owned),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            object: object.map(str::to_owned),
+            outcome: outcome.to_owned(),
+        };
+        if let Err(e) = self.store.append_audit(entry) {
+            warn!(error = %e, action, "audit entry not written");
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl Reply {
+    pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Reply {
+        Reply { status, body }
+    }
+
+    pub(crate) fn ok(body: serde_json::Value) -> Reply {
+        Reply::json(StatusCode::OK, body)
+    }
+}
+
+fn respond(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Parses a JSON body into `T` (which should `deny_unknown_fields`); an empty body counts as
+/// `{}`.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| error::json_error(&e))
+}
+
+/// The routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    Healthz,
+    Sessions,
+    Tenants,
+    Sites(&'a str),
+    EnrollmentTokens(&'a str, &'a str),
+    Agents(&'a str),
+    Revoke(&'a str, &'a str),
+    Printers(&'a str),
+    Labels(&'a str),
+    Label(&'a str, &'a str),
+    Audit(&'a str),
+}
+
+impl Route<'_> {
+    fn allows(&self, m: &Method) -> bool {
+        match self {
+            Route::Healthz
+            | Route::Agents(_)
+            | Route::Printers(_)
+            | Route::Label(..)
+            | Route::Audit(_) => m == Method::GET,
+            Route::Sessions
+            | Route::EnrollmentTokens(..)
+            | Route::Revoke(..)
+            | Route::Labels(_) => m == Method::POST,
+            Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
+        }
+    }
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let ids_ok = |ids: &[&str]| ids.iter().all(|s| validate_id(s).is_ok());
+    let r = match segs.as_slice() {
+        ["healthz"] => Route::Healthz,
+        ["v1", "sessions"] => Route::Sessions,
+        ["v1", "tenants"] => Route::Tenants,
+        ["v1", "tenants", t, "sites"] => Route::Sites(t),
+        ["v1", "tenants", t, "sites", s, "enrollment-tokens"] => Route::EnrollmentTokens(t, s),
+        ["v1", "tenants", t, "agents"] => Route::Agents(t),
+        ["v1", "tenants", t, "agents", a, "revoke"] => Route::Revoke(t, a),
+        ["v1", "tenants", t, "printers"] => Route::Printers(t),
+        ["v1", "tenants", t, "labels"] => Route::Labels(t),
+        ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
+        ["v1", "tenants", t, "audit"] => Route::Audit(t),
+        _ => return None,
+    };
+    let ok = match r {
+        Route::Healthz | Route::Sessions | Route::Tenants => true,
+        Route::Sites(t)
+        | Route::Agents(t)
+        | Route::Printers(t)
+        | Route::Labels(t)
+        | Route::Audit(t) => ids_ok(&[t]),
+        Route::EnrollmentTokens(t, x) | Route::Revoke(t, x) | Route::Label(t, x) => ids_ok(&[t, x]),
+    };
+    ok.then_some(r)
+}
+
+async fn read_body<B>(
+    body: B,
+    content_length: Option<usize>,
+) -> Result<Zeroizing<Vec<u8>>, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
+    if content_length.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(ApiError::too_large(BODY_LIMIT));
+    }
+    // Reserve up front so the buffer (which may hold PII) is not reallocated and left behind.
+    let mut buf = Zeroizing::new(Vec::with_capacity(content_length.unwrap_or(0)));
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            debug!(error = %e, "request body not read");
+            ApiError::bad_request("request body could not be read")
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > BODY_LIMIT {
+                return Err(ApiError::too_large(BODY_LIMIT));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+/// Answers one request. Never panics on bad input; every failure is a JSON error answer.
+pub async fn handle<B>(state: &ApiState, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
+    match handle_inner(state, req).await {
+        Ok(r) => respond(r.status, &r.body),
+        Err(e) => respond(e.status, &e.body()),
+    }
+}
+
+async fn handle_inner<B>(state: &ApiState, req: Request<B>) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Display,
+{
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let r = route(path).ok_or_else(|| ApiError::not_found("route"))?;
+    if !r.allows(&parts.method) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let now = crate::now_ms();
+    match r {
+        Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),
+        Route::Sessions => {
+            let body = read_body(body, content_length).await?;
+            return sessions::create(state, &body).await;
+        }
+        _ => {}
+    }
+    let who = auth::authenticate(state, &parts.headers, now)?;
+    let body = read_body(body, content_length).await?;
+    let post = parts.method == Method::POST;
+    match r {
+        Route::Tenants if post => admin::create_tenant(state, &who, &body, now),
+        Route::Tenants => admin::list_tenants(state, &who),
+        Route::Sites(t) if post => admin::create_site(state, &who, t, &body, now),
+        Route::Sites(t) => admin::list_sites(state, &who, t),
+        Route::EnrollmentTokens(t, s) => {
+            admin::create_enrollment_token(state, &who, t, s, &body, now)
+        }
+        Route::Agents(t) => admin::list_agents(state, &who, t, now),
+        Route::Revoke(t, a) => admin::revoke_agent(state, &who, t, a, now),
+        Route::Printers(t) => admin::list_printers(state, &who, t),
+        Route::Labels(t) => labels::submit(state, &who, t, &body, now),
+        Route::Label(t, j) => labels::get(state, &who, t, j),
+        Route::Audit(t) => admin::list_audit(state, &who, t),
+        Route::Healthz | Route::Sessions => Err(ApiError::not_found("route")),
+    }
+}
+
+/// Checks that `principal` may do `action` on `tenant_id` and that the tenant exists.
+pub(crate) fn tenant_scope(
+    state: &ApiState,
+    principal: &Principal,
+    tenant_id: &str,
+    action: Action,
+) -> Result<(), ApiError> {
+    authorize(principal, Some(tenant_id), action)?;
+    if state.store.tenant(tenant_id)?.is_none() {
+        return Err(ApiError::not_found("tenant"));
+    }
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown`: TLS per connection (10 s handshake
+/// timeout), HTTP/1.1 and HTTP/2, at most [`MAX_CONNECTIONS`] at once. On shutdown it stops
+/// accepting and asks every connection to finish its in-flight requests; connection tasks run
+/// on `tracker`, so the caller drains them with a grace period.
+///
+/// Cancel-safe: it returns when `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<ApiState>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                let _permit = permit;
+                let tls =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!("tls handshake timed out");
+                            return;
+                        }
+                    };
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                    }
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        if let Err(e) = conn.await {
+                            debug!(error = %e, "connection ended with an error while draining");
+                        }
+                    }
+                }
+            }
+            .instrument(info_span!("api_conn", %peer)),
+        );
+    }
+    info!("api stopped accepting");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Tenants, sites, enrollment tokens, agents, printers and the audit log.
+//!
+//! Every handler authorises first (see `auth::authorize`), then checks that the tenant exists
+//! (404 otherwise), then acts. Enrollment tokens carry the coordinator's PeerId and advertised
+//! mesh addresses; only the secret's hash is stored. Revoking an agent marks it in the store,
+//! audits, and tells the mesh through [`super::Dispatch::agent_revoked`].
+
+use hyper::StatusCode;
+use rand::RngCore;
+use sealprint_protocol::{EnrollmentToken, PrinterStatus, PrinterVerdict};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::auth::{authorize, Action, Principal};
+use super::error::ApiError;
+use super::{parse_json, tenant_scope, ApiState, Reply};
+use crate::store::EnrollmentTokenRecord;
+
+/// Default enrollment token lifetime, seconds.
+pub const TOKEN_TTL_DEFAULT_S: u64 = 3600;
+/// Longest enrollment token lifetime, seconds.
+pub const TOKEN_TTL_MAX_S: u64 = 86_400;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+fn valid_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "name must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+pub(super) fn create_tenant(
+    state: &ApiState,
+    who: &Principal,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    authorize(who, None, Action::CreateTenant)?;
+    let req: NameBody = parse_json(body)?;
+    let name = valid_name(&req.name)?;
+    let t = state.store.create_tenant(&name, now)?;
+    state.audit(
+        Some(&t.id),
+        &who.user_id,
+        "tenant.created",
+        Some(&t.id),
+        "ok",
+        now,
+    );
+    info!(tenant = %t.id, "tenant created");
+    Ok(Reply::json(StatusCode::CREATED, json!({"id": t.id})))
+}
+
+pub(super) fn list_tenants(state: &ApiState, who: &Principal) -> Result<Reply, ApiError> {
+    authorize(who, None, Action::ListTenants)?;
+    let list: Vec<Value> = state
+        .store
+        .tenants()?
+        .into_iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "created_at": t.created_at_ms}))
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}
+
+pub(super) fn create_site(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::CreateSite)?;
+    let req: NameBody = parse_json(body)?;
+    let name = valid_name(&req.name)?;
+    let s = state.store.create_site(tenant, &name, now)?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "site.created",
+        Some(&s.id),
+        "ok",
+        now,
+    );
+    info!(tenant = %tenant, site = %s.id, "site created");
+    Ok(Reply::json(StatusCode::CREATED, json!({"id": s.id})))
+}
+
+pub(super) fn list_sites(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadSites)?;
+    let list: Vec<Value> = state
+        .store
+        .sites(tenant)?
+        .into_iter()
+        .map(|s| json!({"id": s.id, "name": s.name, "created_at": s.created_at_ms}))
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    ttl_seconds: Option<u64>,
+}
+
+pub(super) fn create_enrollment_token(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    site: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::CreateEnrollmentToken)?;
+    let req: TokenBody = parse_json(body)?;
+    if state.store.site(tenant, site)?.is_none() {
+        return Err(ApiError::not_found("site"));
+    }
+    let ttl = req.ttl_seconds.unwrap_or(TOKEN_TTL_DEFAULT_S);
+    if !(1..=TOKEN_TTL_MAX_S).contains(&ttl) {
+        return Err(ApiError::unprocessable(format!(
+            "ttl_seconds must be 1 to {TOKEN_TTL_MAX_S}"
+        )));
+    }
+    if state.mesh_addrs.is_empty() {
+        return Err(ApiError::unavailable("the mesh has no advertised address"));
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let expires_at_s = now / 1000 + ttl;
+    let token = EnrollmentToken {
+        secret,
+        tenant_id: tenant.to_owned(),
+        site_id: site.to_owned(),
+        expires_at: expires_at_s,
+        coordinator_peer_id: state.peer_id.clone(),
+        coordinator_addrs: state.mesh_addrs.clone(),
+    };
+    zeroize::Zeroize::zeroize(&mut secret);
+    state.store.put_enrollment_token(
+        &token.secret_hash(),
+        &EnrollmentTokenRecord {
+            tenant_id: tenant.to_owned(),
+            site_id: site.to_owned(),
+            expires_at_s,
+            used: false,
+        },
+    )?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "enrollment_token.created",
+        Some(site),
+        "ok",
+        now,
+    );
+    info!(tenant = %tenant, site = %site, ttl_s = ttl, "enrollment token created");
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        json!({"token": token.to_string(), "expires_at": expires_at_s * 1000}),
+    ))
+}
+
+pub(super) fn list_agents(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadAgents)?;
+    let window = 3 * state.heartbeat_interval.as_millis() as u64;
+    let list: Vec<Value> = state
+        .store
+        .agents(tenant)?
+        .into_iter()
+        .map(|a| {
+            let online = !a.revoked
+                && a.last_heartbeat_at_ms
+                    .is_some_and(|t| now.saturating_sub(t) <= window);
+            json!({
+                "id": a.device_id,
+                "site": a.site_id,
+                "version": a.version,
+                "online": online,
+                "last_heartbeat_at": a.last_heartbeat_at_ms,
+                "revoked": a.revoked,
+                "hostname": a.hostname,
+                "relay": a.relay,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}
+
+pub(super) fn revoke_agent(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    device: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::RevokeAgent)?;
+    let Some(agent) = state.store.revoke_agent(tenant, device)? else {
+        return Err(ApiError::not_found("agent"));
+    };
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "agent.revoked",
+        Some(device),
+        "ok",
+        now,
+    );
+    info!(tenant = %tenant, device = %device, serial = agent.serial, "agent revoked");
+    state.dispatch.agent_revoked(device);
+    Ok(Reply::ok(json!({"id": agent.device_id, "revoked": true})))
+}
+
+fn verdict_str(v: PrinterVerdict) -> &'static str {
+    match v {
+        PrinterVerdict::Verified => "verified",
+        PrinterVerdict::Refused => "refused",
+        PrinterVerdict::Unreachable => "unreachable",
+    }
+}
+
+fn status_str(s: PrinterStatus) -> &'static str {
+    match s {
+        PrinterStatus::Ready => "ready",
+        PrinterStatus::PaperOut => "paper_out",
+        PrinterStatus::HeadOpen => "head_open",
+        PrinterStatus::Paused => "paused",
+        PrinterStatus::Offline => "offline",
+        PrinterStatus::Unknown => "unknown",
+    }
+}
+
+pub(super) fn list_printers(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadPrinters)?;
+    let list: Vec<Value> = state
+        .store
+        .printers(tenant)?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "name": p.name,
+                "agent": p.agent,
+                "pool": p.pool,
+                "verified": p.verdict == PrinterVerdict::Verified,
+                "verdict": verdict_str(p.verdict),
+                "reason": p.reason,
+                "identity": p.identity,
+                "status": status_str(p.status),
+            })
+        })
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}
+
+pub(super) fn list_audit(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadAudit)?;
+    let list: Vec<Value> = state
+        .store
+        .audit_entries(Some(tenant))?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "at": e.entry.at_ms,
+                "actor": e.entry.actor,
+                "action": e.entry.action,
+                "object": e.entry.object,
+                "outcome": e.entry.outcome,
+                "hash": e.hash,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}

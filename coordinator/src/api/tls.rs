@@ -1,0 +1,95 @@
+//! TLS for the admin API: the rustls server configuration (ring, TLS 1.2 and 1.3, ALPN h2 and
+//! http/1.1) and the self-signed certificate `init` makes when none is given.
+//!
+//! It does not renew certificates or support client certificates.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Why a TLS certificate or key is unusable.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The PEM holds no certificate.
+    #[error("no certificate found in the certificate PEM")]
+    NoCertificate,
+    /// The PEM holds no private key.
+    #[error("no private key found in the key PEM")]
+    NoKey,
+    /// The PEM is malformed.
+    #[error("malformed PEM")]
+    Pem,
+    /// rustls refused the pair (key does not match, unsupported algorithm).
+    #[error("certificate and key refused: {0}")]
+    Rustls(String),
+    /// The self-signed certificate could not be generated.
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+}
+
+/// A rustls server configuration from PEM bytes.
+///
+/// # Errors
+/// [`TlsError::NoCertificate`], [`TlsError::NoKey`], [`TlsError::Pem`], [`TlsError::Rustls`].
+pub fn tls_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<rustls::ServerConfig, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::Pem)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|_| TlsError::Pem)?
+        .ok_or(TlsError::NoKey)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| TlsError::Rustls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Loads `<data_dir>/tls/cert.pem` and `key.pem` into a server configuration.
+///
+/// # Errors
+/// [`TlsError::Read`] and those of [`tls_server_config`].
+pub fn load_tls(data_dir: &std::path::Path) -> Result<rustls::ServerConfig, TlsError> {
+    let read = |rel: &str| {
+        let p = data_dir.join(rel);
+        std::fs::read(&p).map_err(|source| TlsError::Read {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    let cert = read(crate::init::TLS_CERT)?;
+    let key = Zeroizing::new(read(crate::init::TLS_KEY)?);
+    tls_server_config(&cert, &key)
+}
+
+/// A self-signed certificate (PEM) and its key (PEM) for `names` (DNS names or IPs).
+///
+/// # Errors
+/// [`TlsError::Generate`] when a name is unusable.
+pub fn self_signed(names: Vec<String>) -> Result<(String, Zeroizing<String>), TlsError> {
+    let ck =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok((ck.cert.pem(), Zeroizing::new(ck.key_pair.serialize_pem())))
+}

@@ -1,0 +1,366 @@
+//! Configuration of `sealprint-coordinator serve`: a TOML file and command-line flags.
+//!
+//! [`FileConfig`] is the TOML (`deny_unknown_fields`; keys in snake_case, the flags'
+//! kebab-case spelling is accepted too); [`Overrides`] are the flags, which win over the file.
+//! [`resolve`] merges and validates both and reports every problem at once. Parsing and
+//! validation are pure (no files, no environment), so tests need neither;
+//! [`ServeConfig::check_paths`] is the one check that looks at the disk, run before any port is
+//! bound.
+//!
+//! What it does not do: read the master key (see [`crate::crypto::MasterKey::load`]) or bind
+//! anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Default agent heartbeat period, seconds.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
+/// Default time in-flight requests get to finish on shutdown, seconds.
+pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 10;
+
+/// Why the configuration was refused.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type).
+    #[error("invalid configuration file: {0}")]
+    Toml(String),
+    /// One or more settings are missing or invalid; every problem is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The TOML configuration file. Every key is optional here; [`resolve`] says which are
+/// required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory made by `init` (required).
+    #[serde(alias = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Master key file, outside the data directory, mode 0600 (required).
+    #[serde(alias = "master-key-file")]
+    pub master_key_file: Option<PathBuf>,
+    /// HTTPS API address, `IP:PORT` (required; port 0 picks one).
+    #[serde(alias = "api-listen")]
+    pub api_listen: Option<String>,
+    /// Mesh listen multiaddrs, `/ip4/…/tcp/PORT` (at least one required).
+    #[serde(alias = "mesh-listen")]
+    pub mesh_listen: Option<Vec<String>>,
+    /// Multiaddrs put in enrollment tokens (default: the bound mesh addresses).
+    #[serde(alias = "mesh-advertise")]
+    pub mesh_advertise: Option<Vec<String>>,
+    /// Agents' heartbeat period in seconds, 1..=3600 (default 10).
+    #[serde(alias = "heartbeat-interval-secs")]
+    pub heartbeat_interval_secs: Option<u64>,
+    /// Grace period for in-flight work on shutdown in seconds, 0..=300 (default 10).
+    #[serde(alias = "drain-grace-secs")]
+    pub drain_grace_secs: Option<u64>,
+    /// `plain` (default) or `json`.
+    #[serde(alias = "log-format")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Settings given as flags; `None` / empty means "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--master-key-file`.
+    pub master_key_file: Option<PathBuf>,
+    /// `--api-listen`.
+    pub api_listen: Option<String>,
+    /// `--mesh-listen` (repeatable).
+    pub mesh_listen: Vec<String>,
+    /// `--mesh-advertise` (repeatable).
+    pub mesh_advertise: Vec<String>,
+    /// `--heartbeat-interval-secs`.
+    pub heartbeat_interval_secs: Option<u64>,
+    /// `--drain-grace-secs`.
+    pub drain_grace_secs: Option<u64>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The validated configuration of `serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Master key file.
+    pub master_key_file: PathBuf,
+    /// HTTPS API address.
+    pub api_listen: SocketAddr,
+    /// Mesh listen addresses.
+    pub mesh_listen: Vec<Multiaddr>,
+    /// Addresses advertised in enrollment tokens (empty: the bound listen addresses).
+    pub mesh_advertise: Vec<Multiaddr>,
+    /// Agents' heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Grace period for in-flight work on shutdown.
+    pub drain_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Parses the TOML text of a configuration file.
+///
+/// # Errors
+/// [`ConfigError::Toml`] on bad syntax, unknown keys or wrong types.
+pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))
+}
+
+/// Reads and parses a configuration file.
+///
+/// # Errors
+/// [`ConfigError::Read`], [`ConfigError::Toml`].
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_file(&text)
+}
+
+fn multiaddrs(key: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<Multiaddr> {
+    let mut out = Vec::new();
+    for s in raw {
+        match s.parse::<Multiaddr>() {
+            Ok(a) if a.iter().any(|p| matches!(p, Protocol::Tcp(_))) => out.push(a),
+            Ok(_) => problems.push(format!("{key}: {s:?} has no /tcp/PORT part")),
+            Err(e) => problems.push(format!("{key}: {s:?} is not a multiaddr ({e})")),
+        }
+    }
+    out
+}
+
+/// Merges flags over the file and validates the result; lists every problem.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with one line per problem.
+pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, ConfigError> {
+    let mut problems = Vec::new();
+    let data_dir = flags.data_dir.or(file.data_dir);
+    let master_key_file = flags.master_key_file.or(file.master_key_file);
+    let api_listen = flags.api_listen.or(file.api_listen);
+    let pick = |flag: Vec<String>, file: Option<Vec<String>>| {
+        if flag.is_empty() {
+            file.unwrap_or_default()
+        } else {
+            flag
+        }
+    };
+    let mesh_listen = pick(flags.mesh_listen, file.mesh_listen);
+    let mesh_advertise = pick(flags.mesh_advertise, file.mesh_advertise);
+    let heartbeat = flags
+        .heartbeat_interval_secs
+        .or(file.heartbeat_interval_secs)
+        .unwrap_or(DEFAULT_HEARTBEAT_SECS);
+    let grace = flags
+        .drain_grace_secs
+        .or(file.drain_grace_secs)
+        .unwrap_or(DEFAULT_DRAIN_GRACE_SECS);
+
+    if data_dir.is_none() {
+        problems.push("data_dir (--data-dir) is required".to_owned());
+    }
+    if master_key_file.is_none() {
+        problems.push("master_key_file (--master-key-file) is required".to_owned());
+    }
+    let api = match api_listen.as_deref().map(str::parse::<SocketAddr>) {
+        None => {
+            problems.push("api_listen (--api-listen) is required".to_owned());
+            None
+        }
+        Some(Err(_)) => {
+            problems.push(format!(
+                "api_listen: {:?} is not IP:PORT",
+                api_listen.unwrap_or_default()
+            ));
+            None
+        }
+        Some(Ok(a)) => Some(a),
+    };
+    if mesh_listen.is_empty() {
+        problems.push("mesh_listen (--mesh-listen) needs at least one multiaddr".to_owned());
+    }
+    let listen = multiaddrs("mesh_listen", &mesh_listen, &mut problems);
+    let advertise = multiaddrs("mesh_advertise", &mesh_advertise, &mut problems);
+    if !(1..=3600).contains(&heartbeat) {
+        problems.push(format!(
+            "heartbeat_interval_secs: {heartbeat} is outside 1..=3600"
+        ));
+    }
+    if grace > 300 {
+        problems.push(format!("drain_grace_secs: {grace} is over 300"));
+    }
+    match (data_dir, master_key_file, api) {
+        (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
+            Ok(ServeConfig {
+                data_dir,
+                master_key_file,
+                api_listen,
+                mesh_listen: listen,
+                mesh_advertise: advertise,
+                heartbeat_interval: Duration::from_secs(heartbeat),
+                drain_grace: Duration::from_secs(grace),
+                log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+            })
+        }
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+impl ServeConfig {
+    /// Checks what can be checked on disk before binding: the data directory is initialised,
+    /// the master key file is readable, private and 32 bytes, the TLS files exist.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing every problem.
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !self.data_dir.is_dir() {
+            problems.push(format!(
+                "data_dir: {} is not a directory",
+                self.data_dir.display()
+            ));
+        } else if !crate::store::db_path(&self.data_dir).is_dir() {
+            problems.push(format!(
+                "data_dir: {} is not initialised (run `sealprint-coordinator init`)",
+                self.data_dir.display()
+            ));
+        } else {
+            for f in [crate::init::TLS_CERT, crate::init::TLS_KEY] {
+                if !self.data_dir.join(f).is_file() {
+                    problems.push(format!("data_dir: {f} is missing"));
+                }
+            }
+        }
+        if let Err(e) = crate::crypto::MasterKey::load(&self.master_key_file) {
+            problems.push(format!("master_key_file: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> Overrides {
+        Overrides {
+            data_dir: Some("/var/lib/sealprint".into()),
+            master_key_file: Some("/etc/sealprint/master.key".into()),
+            api_listen: Some("127.0.0.1:0".into()),
+            mesh_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn flags_alone_suffice_with_defaults() {
+        let c = resolve(FileConfig::default(), flags()).expect("valid");
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.drain_grace, Duration::from_secs(10));
+        assert_eq!(c.log_format, LogFormat::Plain);
+        assert!(c.mesh_advertise.is_empty());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = parse_file(
+            r#"
+            data_dir = "/srv/a"
+            master-key-file = "/etc/k"
+            api_listen = "0.0.0.0:8443"
+            mesh_listen = ["/ip4/0.0.0.0/tcp/4001"]
+            mesh_advertise = ["/dns4/coord.example/tcp/4001"]
+            heartbeat_interval_secs = 5
+            log_format = "json"
+            "#,
+        )
+        .expect("parses");
+        let c = resolve(
+            file,
+            Overrides {
+                api_listen: Some("127.0.0.1:9000".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
+        assert_eq!(c.api_listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.mesh_advertise.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(matches!(
+            parse_file("data_dirr = \"/x\""),
+            Err(ConfigError::Toml(_))
+        ));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = resolve(
+            FileConfig::default(),
+            Overrides {
+                api_listen: Some("nope".into()),
+                mesh_listen: vec!["/ip4/1.2.3.4".into(), "garbage".into()],
+                heartbeat_interval_secs: Some(0),
+                drain_grace_secs: Some(301),
+                ..Overrides::default()
+            },
+        )
+        .expect_err("invalid");
+        let ConfigError::Invalid(problems) = err else {
+            panic!("expected Invalid, got {err:?}");
+        };
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn check_paths_reports_missing_things() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = resolve(FileConfig::default(), flags()).expect("valid");
+        c.data_dir = dir.path().join("absent");
+        c.master_key_file = dir.path().join("absent.key");
+        let Err(ConfigError::Invalid(problems)) = c.check_paths() else {
+            panic!("expected problems");
+        };
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+    }
+}

@@ -1,0 +1,455 @@
+//! Dispatch: which printer gets a job, and what a delivery answer means for the job.
+//!
+//! This module is pure (no sockets, no store, no clock): the mesh event loop feeds it the
+//! live view of the fleet from heartbeats and connections, asks it for a printer, and asks it
+//! what to do with each answer. That keeps the delivery rules in one place and testable:
+//!
+//! - A job goes to one verified, ready printer of its pool (or the printer asked for) whose
+//!   agent is reachable (directly, or through a site peer with an uplink) and has sent a
+//!   fresh heartbeat; among those, the one with the fewest jobs in flight, round-robin on ties.
+//! - A printer that said "not printed" is not tried again for that job until every other
+//!   candidate has been, and not within a short backoff.
+//! - An answer that says nothing was printed sends the job back to the queue; an answer that
+//!   was lost leaves the job waiting for the agent's receipts; the job is reassigned only when
+//!   a heartbeat of that agent, built after the deadline (plus the allowed skew) by a process
+//!   that was already running when the job was sent, does not list it. Otherwise it ends
+//!   `in_doubt` and is never reprinted automatically.
+
+use std::collections::HashMap;
+
+use libp2p::PeerId;
+use sealprint_protocol::{Heartbeat, PrinterReport, PrinterStatus, PrinterVerdict};
+
+/// Tunables of dispatch.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// How long an agent may take to print one delivery attempt, in ms (the envelope's
+    /// deadline is the send time plus this).
+    pub attempt_window_ms: u64,
+    /// Clock skew allowed between coordinator and agents, in ms.
+    pub allowed_skew_ms: u64,
+    /// Heartbeat period of agents, in ms; three missed beats make an agent stale.
+    pub heartbeat_interval_ms: u64,
+    /// Most jobs in flight on one printer.
+    pub max_in_flight_per_printer: usize,
+    /// How long after a "not printed" a job may go back to a printer that refused it, in ms.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            attempt_window_ms: 30_000,
+            allowed_skew_ms: 2_000,
+            heartbeat_interval_ms: 10_000,
+            max_in_flight_per_printer: 8,
+            retry_backoff_ms: 2_000,
+        }
+    }
+}
+
+/// How the coordinator reaches an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Over the agent's own uplink connection.
+    Direct(PeerId),
+    /// Through a site peer's uplink: the peer's PeerId.
+    Relay(PeerId),
+}
+
+/// What the coordinator knows live of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentLive {
+    /// Device id.
+    pub device_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Site.
+    pub site_id: String,
+    /// X25519 key from its certificate.
+    pub x25519_public: [u8; 32],
+    /// Its verified uplink connection, if any.
+    pub peer: Option<PeerId>,
+    /// The site peer that relayed its last heartbeat, if it has no uplink.
+    pub relay: Option<String>,
+    /// Printers from its last heartbeat.
+    pub printers: Vec<PrinterReport>,
+    /// When its last heartbeat arrived (coordinator clock, ms).
+    pub last_heartbeat_ms: Option<u64>,
+    /// When its process started (its clock, ms), from its last heartbeat.
+    pub boot_ms: u64,
+}
+
+/// The chosen destination of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Printer id (`<device>.<name>`).
+    pub printer_id: String,
+    /// Printer name on its agent.
+    pub printer_name: String,
+    /// The agent.
+    pub device_id: String,
+    /// How to reach it.
+    pub route: Route,
+}
+
+/// What a job asks for.
+#[derive(Debug, Clone)]
+pub struct Want<'a> {
+    /// Tenant of the job.
+    pub tenant_id: &'a str,
+    /// Pool, when the job names one.
+    pub pool: Option<&'a str>,
+    /// Printer id, when the job names one.
+    pub printer: Option<&'a str>,
+    /// Printers that refused this job.
+    pub excluded: &'a [String],
+    /// Whether the backoff since the last refusal is over.
+    pub backoff_over: bool,
+}
+
+/// The live view of every agent, plus jobs in flight per printer.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    agents: HashMap<String, AgentLive>,
+    in_flight: HashMap<String, usize>,
+    turn: usize,
+}
+
+/// The printer id of `name` on `device_id`.
+pub fn printer_id(device_id: &str, name: &str) -> String {
+    format!("{device_id}.{name}")
+}
+
+impl Fleet {
+    /// The agent `device_id`, if known.
+    pub fn agent(&self, device_id: &str) -> Option<&AgentLive> {
+        self.agents.get(device_id)
+    }
+
+    /// Records that `device_id` is connected (verified) as `peer`, creating its entry.
+    pub fn connected(&mut self, live: AgentLive) {
+        let entry = self
+            .agents
+            .entry(live.device_id.clone())
+            .or_insert_with(|| live.clone());
+        entry.peer = live.peer;
+    }
+
+    /// Records that `device_id`'s uplink connection closed.
+    pub fn disconnected(&mut self, device_id: &str) {
+        if let Some(a) = self.agents.get_mut(device_id) {
+            a.peer = None;
+        }
+    }
+
+    /// Forgets an agent (revoked).
+    pub fn remove(&mut self, device_id: &str) {
+        self.agents.remove(device_id);
+    }
+
+    /// Applies a heartbeat that arrived at `now_ms` (directly, or via `relay`).
+    pub fn heartbeat(&mut self, base: AgentLive, hb: &Heartbeat, relay: Option<&str>, now_ms: u64) {
+        let entry = self.agents.entry(base.device_id.clone()).or_insert(base);
+        entry.printers = hb.printers.clone();
+        entry.last_heartbeat_ms = Some(now_ms);
+        entry.relay = relay.map(str::to_owned);
+        entry.boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
+    }
+
+    /// One more job in flight on `printer_id`.
+    pub fn begin(&mut self, printer_id: &str) {
+        *self.in_flight.entry(printer_id.to_owned()).or_default() += 1;
+    }
+
+    /// One job fewer in flight on `printer_id`.
+    pub fn end(&mut self, printer_id: &str) {
+        if let Some(n) = self.in_flight.get_mut(printer_id) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn route(&self, agent: &AgentLive, cfg: &DispatchConfig, now_ms: u64) -> Option<Route> {
+        let fresh = |a: &AgentLive| {
+            a.last_heartbeat_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) <= 3 * cfg.heartbeat_interval_ms)
+        };
+        if !fresh(agent) {
+            return None;
+        }
+        if let Some(peer) = agent.peer {
+            return Some(Route::Direct(peer));
+        }
+        let relay = self.agents.get(agent.relay.as_deref()?)?;
+        if relay.site_id != agent.site_id || !fresh(relay) {
+            return None;
+        }
+        relay.peer.map(Route::Relay)
+    }
+
+    /// Picks a printer for a job, or `None` when no candidate can take it now.
+    pub fn choose(&mut self, want: &Want<'_>, cfg: &DispatchConfig, now_ms: u64) -> Option<Choice> {
+        let mut candidates: Vec<(usize, Choice, bool)> = Vec::new();
+        for agent in self.agents.values() {
+            if agent.tenant_id != want.tenant_id {
+                continue;
+            }
+            let Some(route) = self.route(agent, cfg, now_ms) else {
+                continue;
+            };
+            for p in &agent.printers {
+                let id = printer_id(&agent.device_id, &p.name);
+                let usable =
+                    p.verdict == PrinterVerdict::Verified && p.status == PrinterStatus::Ready;
+                let matches = match (want.printer, want.pool) {
+                    (Some(wanted), _) => wanted == id,
+                    (None, Some(pool)) => pool == p.pool,
+                    (None, None) => false,
+                };
+                let load = self.in_flight.get(&id).copied().unwrap_or(0);
+                if !usable || !matches || load >= cfg.max_in_flight_per_printer {
+                    continue;
+                }
+                let excluded = want.excluded.contains(&id);
+                candidates.push((
+                    load,
+                    Choice {
+                        printer_id: id,
+                        printer_name: p.name.clone(),
+                        device_id: agent.device_id.clone(),
+                        route,
+                    },
+                    excluded,
+                ));
+            }
+        }
+        let fresh_ones = candidates.iter().any(|(_, _, excluded)| !excluded);
+        if !fresh_ones && !want.backoff_over {
+            return None;
+        }
+        candidates.retain(|(_, _, excluded)| !fresh_ones || !excluded);
+        // Stable order, so the round-robin turn means something.
+        candidates.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.printer_id.cmp(&b.1.printer_id))
+        });
+        let least = candidates.first()?.0;
+        let tied: Vec<Choice> = candidates
+            .into_iter()
+            .take_while(|(load, _, _)| *load == least)
+            .map(|(_, c, _)| c)
+            .collect();
+        self.turn = self.turn.wrapping_add(1);
+        tied.get(self.turn % tied.len()).cloned()
+    }
+}
+
+/// What to do with a job whose answer was lost, given a heartbeat of its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// Keep waiting for a receipt.
+    Wait,
+    /// The agent provably never printed it and never will: send it elsewhere.
+    Reassign,
+    /// The agent restarted since: nobody can know; an operator decides.
+    InDoubt,
+}
+
+/// Judges a lost answer from a heartbeat that does not list the job among its receipts.
+pub fn judge_lost_answer(
+    hb: &Heartbeat,
+    dispatched_at_ms: u64,
+    deadline_ms: u64,
+    cfg: &DispatchConfig,
+) -> LostAnswer {
+    let boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
+    // uptime is whole seconds: allow one second of rounding, plus the skew.
+    if boot_ms > dispatched_at_ms + cfg.allowed_skew_ms + 1_000 {
+        return LostAnswer::InDoubt;
+    }
+    if hb.clock_ms > deadline_ms + cfg.allowed_skew_ms {
+        LostAnswer::Reassign
+    } else {
+        LostAnswer::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printer(name: &str, pool: &str, status: PrinterStatus) -> PrinterReport {
+        PrinterReport {
+            name: name.into(),
+            pool: pool.into(),
+            uri: "raw://127.0.0.1:9100".into(),
+            verdict: PrinterVerdict::Verified,
+            reason: "ok".into(),
+            identity: Some("SN1".into()),
+            status,
+        }
+    }
+
+    fn hb(device: &str, printers: Vec<PrinterReport>, clock_ms: u64, uptime_s: u64) -> Heartbeat {
+        Heartbeat {
+            device_id: device.into(),
+            version: "0.1.0".into(),
+            uptime_s,
+            clock_ms,
+            printers,
+            peers: vec![],
+            receipts: vec![],
+            findings: vec![],
+        }
+    }
+
+    fn live(device: &str, peer: Option<PeerId>) -> AgentLive {
+        AgentLive {
+            device_id: device.into(),
+            tenant_id: "t".into(),
+            site_id: "s".into(),
+            x25519_public: [0; 32],
+            peer,
+            relay: None,
+            printers: vec![],
+            last_heartbeat_ms: None,
+            boot_ms: 0,
+        }
+    }
+
+    fn want<'a>(excluded: &'a [String]) -> Want<'a> {
+        Want {
+            tenant_id: "t",
+            pool: Some("default"),
+            printer: None,
+            excluded,
+            backoff_over: false,
+        }
+    }
+
+    #[test]
+    fn spreads_load_and_skips_unready() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        for (d, status) in [
+            ("a", PrinterStatus::Ready),
+            ("b", PrinterStatus::Ready),
+            ("c", PrinterStatus::PaperOut),
+        ] {
+            let p = PeerId::random();
+            fleet.connected(live(d, Some(p)));
+            fleet.heartbeat(
+                live(d, Some(p)),
+                &hb(d, vec![printer("p", "default", status)], 0, 0),
+                None,
+                1_000,
+            );
+        }
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..10 {
+            let c = fleet.choose(&want(&[]), &cfg, 2_000).expect("a printer");
+            fleet.begin(&c.printer_id);
+            *seen.entry(c.device_id).or_insert(0) += 1;
+        }
+        assert_eq!(seen.get("a"), Some(&5));
+        assert_eq!(seen.get("b"), Some(&5));
+        assert_eq!(seen.get("c"), None, "paper-out printer never chosen");
+    }
+
+    #[test]
+    fn stale_or_unreachable_agents_get_nothing() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        fleet.heartbeat(
+            live("a", None),
+            &hb(
+                "a",
+                vec![printer("p", "default", PrinterStatus::Ready)],
+                0,
+                0,
+            ),
+            None,
+            1_000,
+        );
+        assert_eq!(fleet.choose(&want(&[]), &cfg, 2_000), None, "no route");
+        let p = PeerId::random();
+        fleet.connected(live("a", Some(p)));
+        assert!(fleet.choose(&want(&[]), &cfg, 2_000).is_some());
+        assert_eq!(
+            fleet.choose(&want(&[]), &cfg, 1_000 + 31_000),
+            None,
+            "stale"
+        );
+    }
+
+    #[test]
+    fn relayed_agent_routes_through_its_peer() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        let relay_peer = PeerId::random();
+        fleet.connected(live("r", Some(relay_peer)));
+        fleet.heartbeat(
+            live("r", Some(relay_peer)),
+            &hb("r", vec![], 0, 0),
+            None,
+            1_000,
+        );
+        fleet.heartbeat(
+            live("a", None),
+            &hb(
+                "a",
+                vec![printer("p", "default", PrinterStatus::Ready)],
+                0,
+                0,
+            ),
+            Some("r"),
+            1_000,
+        );
+        let c = fleet.choose(&want(&[]), &cfg, 2_000).expect("a printer");
+        assert_eq!(c.device_id, "a");
+        assert_eq!(c.route, Route::Relay(relay_peer));
+    }
+
+    #[test]
+    fn refused_printer_waits_for_backoff() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        let p = PeerId::random();
+        fleet.connected(live("a", Some(p)));
+        fleet.heartbeat(
+            live("a", Some(p)),
+            &hb(
+                "a",
+                vec![printer("p", "default", PrinterStatus::Ready)],
+                0,
+                0,
+            ),
+            None,
+            1_000,
+        );
+        let excluded = vec!["a.p".to_owned()];
+        assert_eq!(fleet.choose(&want(&excluded), &cfg, 2_000), None);
+        let mut w = want(&excluded);
+        w.backoff_over = true;
+        assert!(fleet.choose(&w, &cfg, 2_000).is_some());
+    }
+
+    #[test]
+    fn lost_answers_are_judged_by_receipts_theory() {
+        let cfg = DispatchConfig::default();
+        // Agent up since t=0, job sent at 10s with deadline 40s.
+        assert_eq!(
+            judge_lost_answer(&hb("a", vec![], 20_000, 20), 10_000, 40_000, &cfg),
+            LostAnswer::Wait
+        );
+        assert_eq!(
+            judge_lost_answer(&hb("a", vec![], 42_001, 42), 10_000, 40_000, &cfg),
+            LostAnswer::Reassign
+        );
+        // Agent restarted at 30s: its memory of the job is gone.
+        assert_eq!(
+            judge_lost_answer(&hb("a", vec![], 50_000, 20), 10_000, 40_000, &cfg),
+            LostAnswer::InDoubt
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! `sealprint-coordinator`: `init` a data directory, or `serve` the API and the mesh.
+//! Thin on purpose: parse, install tracing, validate, bind, call the library, map exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use sealprint_coordinator::config::{self, LogFormat, Overrides};
+use sealprint_coordinator::init::{init, InitOptions};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "sealprint-coordinator",
+    version,
+    about = "sealprint coordinator"
+)]
+struct Cli {
+    /// Log format on stderr (filter from SEALPRINT_LOG, default info).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a data directory: keys, TLS certificate, first admin.
+    Init(InitArgs),
+    /// Serve the HTTPS API and the mesh.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    master_key_file: PathBuf,
+    #[arg(long)]
+    admin_email: String,
+    #[arg(long)]
+    admin_password_file: PathBuf,
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra name (DNS or IP) for the self-signed certificate; repeatable.
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    #[arg(long)]
+    api_listen: Option<String>,
+    #[arg(long)]
+    mesh_listen: Vec<String>,
+    #[arg(long)]
+    mesh_advertise: Vec<String>,
+    #[arg(long)]
+    heartbeat_interval_secs: Option<u64>,
+    #[arg(long)]
+    drain_grace_secs: Option<u64>,
+}
+
+fn install_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALPRINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let file = match &a.config {
+        Some(p) => config::read_file(p)?,
+        None => config::FileConfig::default(),
+    };
+    let flags = Overrides {
+        data_dir: a.data_dir,
+        master_key_file: a.master_key_file,
+        api_listen: a.api_listen,
+        mesh_listen: a.mesh_listen,
+        mesh_advertise: a.mesh_advertise,
+        heartbeat_interval_secs: a.heartbeat_interval_secs,
+        drain_grace_secs: a.drain_grace_secs,
+        log_format,
+    };
+    let cfg = config::resolve(file, flags)?;
+    install_tracing(cfg.log_format);
+    cfg.check_paths()?;
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.api_listen)
+            .await
+            .with_context(|| format!("binding the api on {}", cfg.api_listen))?;
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            on_signal.cancel();
+        });
+        sealprint_coordinator::run(cfg, listener, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Init(a) => {
+            install_tracing(cli.log_format.unwrap_or_default());
+            let opts = InitOptions {
+                data_dir: a.data_dir,
+                master_key_file: a.master_key_file,
+                admin_email: a.admin_email,
+                admin_password_file: a.admin_password_file,
+                tls_cert: a.tls_cert,
+                tls_key: a.tls_key,
+                tls_names: a.tls_names,
+            };
+            init(&opts, sealprint_coordinator::now_ms())
+                .map(|r| {
+                    println!("admin_user_id: {}", r.admin_user_id);
+                    println!("ca_fingerprint: {}", r.ca_fingerprint);
+                    println!("peer_id: {}", r.peer_id);
+                })
+                .map_err(anyhow::Error::from)
+        }
+        Cmd::Serve(a) => serve(a, cli.log_format),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

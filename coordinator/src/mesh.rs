@@ -1,0 +1,972 @@
+//! The coordinator's mesh endpoint: one event loop that owns the libp2p `Swarm`.
+//!
+//! It enrolls devices (one-time tokens), verifies every agent's certificate before acting on
+//! any other message (CA signature, not expired, issued for the key the connection
+//! authenticated, device known and not revoked), records heartbeats (direct or relayed and
+//! signed by the device), and delivers jobs: it seals each label to the chosen agent's X25519
+//! key and sends it straight to the agent or through a site peer, then records the outcome.
+//!
+//! The rules of choosing a printer and of judging answers live in [`crate::dispatch`]; this
+//! module does the I/O around them. Handles from the API reach the loop over a bounded
+//! channel ([`MeshHandle`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, Message, OutboundFailure, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use rand::RngCore;
+use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_protocol::{
+    seal, Certificate, EnrollRequest, Enrolled, EnrollmentToken, ErrorCode, Expectation, Forward,
+    Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, RelayReply, Relayed, Request,
+    Response,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::ca::{issue_certificate, Identity};
+use crate::dispatch::{
+    judge_lost_answer, printer_id, AgentLive, Choice, DispatchConfig, Fleet, LostAnswer, Route,
+    Want,
+};
+use crate::store::{AgentRecord, AuditEntry, JobRecord, JobStatus, Store};
+
+/// The oldest agent version served.
+pub const MIN_AGENT_VERSION: &str = "0.1.0";
+
+/// How the mesh endpoint runs.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Multiaddrs to put in enrollment tokens (default: the bound listen addresses).
+    pub advertise: Vec<Multiaddr>,
+    /// The agents' heartbeat period.
+    pub heartbeat_interval: Duration,
+}
+
+/// A handle to the running mesh endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct MeshHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// What [`start`] returns.
+pub struct MeshStarted {
+    /// The handle.
+    pub handle: MeshHandle,
+    /// Where the endpoint listens (bound ports).
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+enum Command {
+    Submitted { tenant_id: String, job_id: String },
+    Revoked { device_id: String },
+}
+
+impl crate::api::Dispatch for MeshHandle {
+    fn job_submitted(&self, tenant_id: &str, job_id: &str) {
+        let cmd = Command::Submitted {
+            tenant_id: tenant_id.to_owned(),
+            job_id: job_id.to_owned(),
+        };
+        // A full channel only delays the job: the loop rescans the store's queue every second.
+        if self.tx.try_send(cmd).is_err() {
+            debug!(job = %job_id, "dispatch channel full; the periodic scan will pick the job up");
+        }
+    }
+
+    fn agent_revoked(&self, device_id: &str) {
+        let cmd = Command::Revoked {
+            device_id: device_id.to_owned(),
+        };
+        if self.tx.try_send(cmd).is_err() {
+            warn!(device = %device_id, "revocation not signalled; enforced on its next message");
+        }
+    }
+}
+
+struct Verified {
+    device_id: String,
+}
+
+struct Attempt {
+    tenant_id: String,
+    printer_id: String,
+    device_id: String,
+    dispatched_at_ms: u64,
+    deadline_ms: u64,
+    request: Option<OutboundRequestId>,
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    identity: Arc<Identity>,
+    cfg: DispatchConfig,
+    peers: HashMap<PeerId, Verified>,
+    fleet: Fleet,
+    queue: VecDeque<(String, String)>,
+    attempts: HashMap<String, Attempt>,
+    requests: HashMap<OutboundRequestId, String>,
+    in_doubt: HashMap<String, (String, String)>,
+    commands: mpsc::Receiver<Command>,
+}
+
+/// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
+/// the event loop on `tracker` until `shutdown`.
+///
+/// # Errors
+/// When the swarm cannot be built, an address cannot be bound, or the store cannot be read.
+pub async fn start(
+    config: MeshConfig,
+    store: Store,
+    identity: Arc<Identity>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> anyhow::Result<MeshStarted> {
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &SwarmOptions::default())
+        .map_err(|e| anyhow::anyhow!("building the mesh endpoint: {e}"))?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    }
+    let mut listen_addrs = Vec::new();
+    while listen_addrs.len() < config.listen.len() {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => listen_addrs.push(address),
+            SwarmEvent::ListenerError { error, .. } => {
+                anyhow::bail!("mesh listener failed: {error}")
+            }
+            _ => {}
+        }
+    }
+    let (tx, commands) = mpsc::channel(4096);
+    let mut ev = EventLoop {
+        swarm,
+        store,
+        identity,
+        cfg: DispatchConfig {
+            heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+            ..DispatchConfig::default()
+        },
+        peers: HashMap::new(),
+        fleet: Fleet::default(),
+        queue: VecDeque::new(),
+        attempts: HashMap::new(),
+        requests: HashMap::new(),
+        in_doubt: HashMap::new(),
+        commands,
+    };
+    ev.reload()?;
+    tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
+    Ok(MeshStarted {
+        handle: MeshHandle { tx },
+        listen_addrs,
+    })
+}
+
+fn now_ms() -> u64 {
+    crate::now_ms()
+}
+
+fn refuse(code: ErrorCode, message: &str) -> Response {
+    Response::Error {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+impl EventLoop {
+    /// Picks up where a previous process stopped: queued jobs go back to the queue; jobs that
+    /// were out for delivery wait for their agent's receipts.
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let jobs = self.store.unfinished_jobs()?;
+        let (mut queued, mut out) = (0, 0);
+        for job in jobs {
+            match job.status {
+                JobStatus::Queued => {
+                    queued += 1;
+                    self.queue.push_back((job.tenant_id, job.id));
+                }
+                JobStatus::Dispatched => {
+                    out += 1;
+                    let deadline_ms = job.attempt_deadline_ms.unwrap_or(0);
+                    self.attempts.insert(
+                        job.id.clone(),
+                        Attempt {
+                            tenant_id: job.tenant_id,
+                            printer_id: job.printer.unwrap_or_default(),
+                            device_id: job.agent.unwrap_or_default(),
+                            dispatched_at_ms: deadline_ms
+                                .saturating_sub(self.cfg.attempt_window_ms),
+                            deadline_ms,
+                            request: None,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        info!(queued, out_for_delivery = out, "unfinished jobs reloaded");
+        Ok(())
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(cmd) = self.commands.recv() => {
+                    self.on_command(cmd);
+                    // Take every command already waiting before dispatching once.
+                    while let Ok(cmd) = self.commands.try_recv() {
+                        self.on_command(cmd);
+                    }
+                    self.dispatch();
+                }
+                _ = tick.tick() => self.on_tick(),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        info!("mesh endpoint stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submitted { tenant_id, job_id } => self.queue.push_back((tenant_id, job_id)),
+            Command::Revoked { device_id } => {
+                self.fleet.remove(&device_id);
+                let peers: Vec<PeerId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, v)| v.device_id == device_id)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for p in peers {
+                    warn!(device = %device_id, peer = %p, "revoked device disconnected");
+                    self.peers.remove(&p);
+                    let _ = self.swarm.disconnect_peer_id(p);
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(v) = self.peers.remove(&peer_id) {
+                    info!(device = %v.device_id, "agent disconnected");
+                    self.fleet.disconnected(&v.device_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(ev)) => self.on_rr(ev),
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "mesh listening"),
+            _ => {}
+        }
+    }
+
+    fn on_rr(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                Message::Request {
+                    request, channel, ..
+                } => {
+                    let resp = self.on_request(peer, request);
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .rr
+                        .send_response(channel, resp)
+                        .is_err()
+                    {
+                        debug!(%peer, "response not sent: connection closed");
+                    }
+                    self.dispatch();
+                }
+                Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    self.on_answer(request_id, Ok(response));
+                    self.dispatch();
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                self.on_answer(request_id, Err(error));
+                self.dispatch();
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn audit(
+        &self,
+        tenant_id: Option<&str>,
+        actor: &str,
+        action: &str,
+        object: Option<&str>,
+        outcome: &str,
+    ) {
+        let entry = AuditEntry {
+            at_ms: now_ms(),
+            tenant_id: tenant_id.map(str::to_owned),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            object: object.map(str::to_owned),
+            outcome: outcome.to_owned(),
+        };
+        if let Err(e) = self.store.append_audit(entry) {
+            warn!(error = %e, action, "audit entry not written");
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, req: Request) -> Response {
+        match req {
+            Request::Hello(hello) => self.on_hello(peer, &hello),
+            Request::Enroll(enroll) => self.on_enroll(peer, &enroll),
+            other => {
+                // Every other message needs a verified, unrevoked device behind the connection.
+                let device_id = match self.peers.get(&peer) {
+                    Some(v) => v.device_id.clone(),
+                    None => {
+                        warn!(%peer, "message before a verified hello; disconnecting");
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                        return refuse(ErrorCode::Unauthenticated, "send hello first");
+                    }
+                };
+                let record = match self.store.agent(&device_id) {
+                    Ok(Some(r)) if !r.revoked => r,
+                    Ok(_) => {
+                        warn!(device = %device_id, "message from a revoked device; disconnecting");
+                        self.audit(
+                            None,
+                            &device_id,
+                            "agent.refused",
+                            Some(&device_id),
+                            "revoked",
+                        );
+                        self.peers.remove(&peer);
+                        self.fleet.remove(&device_id);
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                        return refuse(ErrorCode::Forbidden, "certificate revoked");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "store read failed");
+                        return refuse(ErrorCode::Internal, "store unavailable");
+                    }
+                };
+                match other {
+                    Request::Heartbeat(hb) if hb.device_id == record.device_id => {
+                        match self.on_heartbeat(&record, &hb, None) {
+                            Ok(reply) => Response::HeartbeatReply(reply),
+                            Err(resp) => resp,
+                        }
+                    }
+                    Request::Relay(relayed) => self.on_relay(&record, &relayed),
+                    _ => refuse(ErrorCode::BadRequest, "unexpected request"),
+                }
+            }
+        }
+    }
+
+    fn on_hello(&mut self, peer: PeerId, hello: &Hello) -> Response {
+        match self.verify_agent(&peer, &hello.certificate) {
+            Ok(record) => {
+                info!(device = %record.device_id, %peer, "agent verified");
+                self.peers.insert(
+                    peer,
+                    Verified {
+                        device_id: record.device_id.clone(),
+                    },
+                );
+                self.fleet.connected(live_of(&record, Some(peer)));
+                Response::Hello(Hello {
+                    certificate: Vec::new(),
+                    has_uplink: true,
+                })
+            }
+            Err(reason) => {
+                warn!(%peer, %reason, "agent certificate refused; disconnecting");
+                self.audit(None, &peer.to_string(), "agent.refused", None, &reason);
+                let _ = self.swarm.disconnect_peer_id(peer);
+                refuse(ErrorCode::Unauthenticated, &reason)
+            }
+        }
+    }
+
+    fn verify_agent(&self, peer: &PeerId, cert_bytes: &[u8]) -> Result<AgentRecord, String> {
+        let key = ed25519_of_peer(peer).map_err(|e| e.to_string())?;
+        let cert = Certificate::decode(cert_bytes).map_err(|e| e.to_string())?;
+        cert.check_key(&key).map_err(|e| e.to_string())?;
+        let record = self
+            .store
+            .agent(&cert.body.device_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "unknown device".to_owned())?;
+        let revoked = |serial: u64| record.revoked && serial == record.serial;
+        let ca = ed25519_dalek::VerifyingKey::from_bytes(&self.identity.ca_public())
+            .map_err(|_| "ca key unusable".to_owned())?;
+        cert.verify(
+            &ca,
+            &Expectation {
+                tenant_id: &record.tenant_id,
+                site_id: Some(&record.site_id),
+                is_revoked: &revoked,
+            },
+            now_ms() / 1000,
+        )
+        .map_err(|e| e.to_string())?;
+        if record.revoked {
+            return Err("device revoked".into());
+        }
+        if cert.body.serial != record.serial || cert.body.ed25519_public != record.ed25519_public {
+            return Err("certificate superseded".into());
+        }
+        Ok(record)
+    }
+
+    fn on_enroll(&mut self, peer: PeerId, req: &EnrollRequest) -> Response {
+        let now = now_ms();
+        let hash = EnrollmentToken::hash_secret(&req.token_secret);
+        let grant = match self.store.redeem_enrollment_token(&hash, now / 1000) {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(%peer, error = %e, "enrollment refused");
+                self.audit(
+                    None,
+                    &peer.to_string(),
+                    "agent.enroll",
+                    None,
+                    &e.to_string(),
+                );
+                return refuse(ErrorCode::BadToken, &e.to_string());
+            }
+        };
+        let Ok(ed25519_public) = ed25519_of_peer(&peer) else {
+            return refuse(ErrorCode::BadRequest, "peer id is not an ed25519 key");
+        };
+        let mut raw = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let device_id = format!("dev-{}", hex::encode(raw));
+        let cert = match issue_certificate(
+            &self.identity,
+            &self.store,
+            &device_id,
+            &grant.tenant_id,
+            &grant.site_id,
+            ed25519_public,
+            req.x25519_public,
+            now / 1000,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "certificate not issued");
+                return refuse(ErrorCode::Internal, "certificate not issued");
+            }
+        };
+        let hostname: String = req
+            .hostname
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        let record = AgentRecord {
+            device_id: device_id.clone(),
+            tenant_id: grant.tenant_id.clone(),
+            site_id: grant.site_id.clone(),
+            serial: cert.body.serial,
+            certificate: cert.encode(),
+            ed25519_public,
+            x25519_public: req.x25519_public,
+            hostname,
+            enrolled_at_ms: now,
+            revoked: false,
+            version: Some(req.version.chars().take(32).collect()),
+            last_heartbeat_at_ms: None,
+            clock_offset_ms: None,
+            relay: None,
+        };
+        if let Err(e) = self.store.put_agent(&record) {
+            warn!(error = %e, "agent not stored");
+            return refuse(ErrorCode::Internal, "agent not stored");
+        }
+        info!(device = %device_id, tenant = %grant.tenant_id, site = %grant.site_id, serial = cert.body.serial, "agent enrolled");
+        self.audit(
+            Some(&grant.tenant_id),
+            &device_id,
+            "agent.enrolled",
+            Some(&device_id),
+            "ok",
+        );
+        Response::Enrolled(Enrolled {
+            certificate: cert.encode(),
+            ca_public: self.identity.ca_public(),
+            coordinator_x25519: self.identity.x25519_public(),
+        })
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        record: &AgentRecord,
+        hb: &Heartbeat,
+        relay: Option<&str>,
+    ) -> Result<HeartbeatReply, Response> {
+        let now = now_ms();
+        if let Err(e) = self
+            .store
+            .record_heartbeat(&record.device_id, hb, relay, now)
+        {
+            warn!(error = %e, "heartbeat not recorded");
+            return Err(refuse(ErrorCode::Internal, "heartbeat not recorded"));
+        }
+        let peer = self.fleet.agent(&record.device_id).and_then(|a| a.peer);
+        self.fleet.heartbeat(live_of(record, peer), hb, relay, now);
+        self.settle_from_receipts(&record.device_id, hb);
+        let revoked_serials = self
+            .store
+            .revoked_serials(&record.tenant_id)
+            .unwrap_or_default();
+        Ok(HeartbeatReply {
+            now_ms: now,
+            revoked_serials,
+            renewed_certificate: None,
+            min_version: MIN_AGENT_VERSION.to_owned(),
+        })
+    }
+
+    fn on_relay(&mut self, relay: &AgentRecord, relayed: &Relayed) -> Response {
+        let reply = |r: RelayReply| Response::Relayed(r);
+        let origin = match self.store.agent(&relayed.device_id) {
+            Ok(Some(r)) if !r.revoked => r,
+            _ => {
+                return reply(RelayReply::Error {
+                    code: ErrorCode::Forbidden,
+                    message: "unknown or revoked device".into(),
+                })
+            }
+        };
+        if origin.tenant_id != relay.tenant_id || origin.site_id != relay.site_id {
+            warn!(relay = %relay.device_id, origin = %origin.device_id, "relay across sites refused");
+            return reply(RelayReply::Error {
+                code: ErrorCode::Forbidden,
+                message: "relay is not of the same site".into(),
+            });
+        }
+        let hb = match relayed.verify(&origin.ed25519_public) {
+            Ok(Request::Heartbeat(hb)) if hb.device_id == origin.device_id => hb,
+            Ok(_) | Err(_) => {
+                warn!(relay = %relay.device_id, origin = %origin.device_id, "relayed message refused");
+                return reply(RelayReply::Error {
+                    code: ErrorCode::Forbidden,
+                    message: "relayed message does not verify".into(),
+                });
+            }
+        };
+        match self.on_heartbeat(&origin, &hb, Some(&relay.device_id)) {
+            Ok(r) => reply(RelayReply::HeartbeatReply(r)),
+            Err(_) => reply(RelayReply::Error {
+                code: ErrorCode::Internal,
+                message: "heartbeat not recorded".into(),
+            }),
+        }
+    }
+
+    /// Applies receipts to jobs out for delivery on this agent, and judges lost answers.
+    fn settle_from_receipts(&mut self, device_id: &str, hb: &Heartbeat) {
+        let receipts: HashMap<&str, &JobOutcome> = hb
+            .receipts
+            .iter()
+            .map(|r| (r.job_id.as_str(), &r.outcome))
+            .collect();
+        let waiting: Vec<String> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.device_id == device_id && a.request.is_none())
+            .map(|(j, _)| j.clone())
+            .collect();
+        for job_id in waiting {
+            if let Some(outcome) = receipts.get(job_id.as_str()) {
+                self.finish_attempt(&job_id, Ok((*outcome).clone()));
+                continue;
+            }
+            let Some(a) = self.attempts.get(&job_id) else {
+                continue;
+            };
+            match judge_lost_answer(hb, a.dispatched_at_ms, a.deadline_ms, &self.cfg) {
+                LostAnswer::Wait => {}
+                LostAnswer::Reassign => self.finish_attempt(
+                    &job_id,
+                    Ok(JobOutcome::NotPrinted {
+                        job_id: job_id.clone(),
+                        reason: "agent never received the job before its deadline".into(),
+                    }),
+                ),
+                LostAnswer::InDoubt => self.finish_attempt(
+                    &job_id,
+                    Ok(JobOutcome::InDoubt {
+                        job_id: job_id.clone(),
+                        reason: "agent restarted while the job was out".into(),
+                    }),
+                ),
+            }
+        }
+        let settled: Vec<(String, JobOutcome)> = self
+            .in_doubt
+            .iter()
+            .filter(|(_, (_, dev))| dev == device_id)
+            .filter_map(|(j, _)| receipts.get(j.as_str()).map(|o| (j.clone(), (*o).clone())))
+            .collect();
+        for (job_id, outcome) in settled {
+            if let Some((tenant_id, _)) = self.in_doubt.remove(&job_id) {
+                self.resolve_in_doubt(&tenant_id, &job_id, outcome);
+            }
+        }
+    }
+
+    fn resolve_in_doubt(&mut self, tenant_id: &str, job_id: &str, outcome: JobOutcome) {
+        let Ok(Some(mut job)) = self.store.job(tenant_id, job_id) else {
+            return;
+        };
+        if job.status != JobStatus::InDoubt {
+            return;
+        }
+        match outcome {
+            JobOutcome::Printed { .. } => {
+                info!(job = %job_id, "in-doubt job settled by receipt: printed");
+                self.mark_printed(&mut job);
+            }
+            JobOutcome::NotPrinted { reason, .. } => {
+                info!(job = %job_id, "in-doubt job settled by receipt: not printed; requeued");
+                job.status = JobStatus::Queued;
+                job.error = Some(reason);
+                job.updated_at_ms = now_ms();
+                if self.store.update_job(&job).is_ok() {
+                    self.queue.push_back((job.tenant_id, job.id));
+                }
+            }
+            JobOutcome::InDoubt { .. } => {
+                self.in_doubt.insert(
+                    job_id.to_owned(),
+                    (tenant_id.to_owned(), job.agent.unwrap_or_default()),
+                );
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        // Jobs whose agent went silent well past the deadline: nobody can say; an operator decides.
+        let silent: Vec<String> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| {
+                now > a.deadline_ms + self.cfg.allowed_skew_ms + 3 * self.cfg.heartbeat_interval_ms
+                    && self
+                        .fleet
+                        .agent(&a.device_id)
+                        .and_then(|l| l.last_heartbeat_ms)
+                        .is_none_or(|t| t + 3 * self.cfg.heartbeat_interval_ms < now)
+            })
+            .map(|(j, _)| j.clone())
+            .collect();
+        for job_id in silent {
+            self.finish_attempt(
+                &job_id,
+                Ok(JobOutcome::InDoubt {
+                    job_id: job_id.clone(),
+                    reason: "agent silent since the job was sent".into(),
+                }),
+            );
+        }
+        self.dispatch();
+    }
+
+    /// Sends as many queued jobs as there are free printers.
+    fn dispatch(&mut self) {
+        let now = now_ms();
+        let mut still_waiting = VecDeque::new();
+        let mut sent = 0usize;
+        while let Some((tenant_id, job_id)) = self.queue.pop_front() {
+            let job = match self.store.job(&tenant_id, &job_id) {
+                Ok(Some(j)) if j.status == JobStatus::Queued => j,
+                Ok(_) => continue,
+                Err(e) => {
+                    warn!(job = %job_id, error = %e, "job not readable; retrying later");
+                    still_waiting.push_back((tenant_id, job_id));
+                    continue;
+                }
+            };
+            if now > job.expires_at_ms {
+                self.fail(
+                    job,
+                    "no verified printer of the pool took the job before it expired",
+                );
+                continue;
+            }
+            let want = Want {
+                tenant_id: &job.tenant_id,
+                pool: job.pool.as_deref(),
+                printer: job.requested_printer.as_deref(),
+                excluded: &job.excluded_printers,
+                backoff_over: now.saturating_sub(job.updated_at_ms) >= self.cfg.retry_backoff_ms,
+            };
+            match self.fleet.choose(&want, &self.cfg, now) {
+                Some(choice) => {
+                    self.send(job, choice, now);
+                    sent += 1;
+                }
+                None => still_waiting.push_back((tenant_id, job_id)),
+            }
+        }
+        self.queue = still_waiting;
+        if sent > 0 {
+            // The requests only leave when the swarm is next polled: make every `dispatched`
+            // state durable first, so a restart never sends a job a second time.
+            if let Err(e) = self.store.flush() {
+                warn!(error = %e, "store flush failed");
+            }
+        }
+    }
+
+    fn send(&mut self, mut job: JobRecord, choice: Choice, now: u64) {
+        let _span = info_span!("job", job = %job.id).entered();
+        let Some(agent) = self.fleet.agent(&choice.device_id).cloned() else {
+            return self.queue.push_back((job.tenant_id, job.id));
+        };
+        let label = match self.store.label(&job.tenant_id, &job.id) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "label unreadable");
+                return self.fail(job, "label no longer available");
+            }
+        };
+        let deadline_ms = now + self.cfg.attempt_window_ms;
+        let header = JobHeader {
+            job_id: job.id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            site_id: agent.site_id.clone(),
+            device_id: agent.device_id.clone(),
+            printer: choice.printer_name.clone(),
+            deadline_ms,
+            attempt: job.attempts + 1,
+        };
+        let sealed = match seal(
+            header,
+            job.format,
+            &label,
+            self.identity.x25519_secret(),
+            &agent.x25519_public,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "label not sealed");
+                return self.fail(job, "label could not be sealed");
+            }
+        };
+        drop(label);
+        let request = match choice.route {
+            Route::Direct(peer) => self
+                .swarm
+                .behaviour_mut()
+                .rr
+                .send_request(&peer, Request::Job(sealed)),
+            Route::Relay(peer) => self.swarm.behaviour_mut().rr.send_request(
+                &peer,
+                Request::Forward(Forward {
+                    device_id: agent.device_id.clone(),
+                    job: sealed,
+                }),
+            ),
+        };
+        job.status = JobStatus::Dispatched;
+        job.printer = Some(choice.printer_id.clone());
+        job.agent = Some(choice.device_id.clone());
+        job.attempts += 1;
+        job.attempt_deadline_ms = Some(deadline_ms);
+        job.updated_at_ms = now;
+        if let Err(e) = self.store.update_job(&job) {
+            // The request is already out; keep tracking it in memory.
+            warn!(error = %e, "job state not stored");
+        }
+        debug!(printer = %choice.printer_id, route = ?choice.route, attempt = job.attempts, "job sent");
+        self.fleet.begin(&choice.printer_id);
+        self.requests.insert(request, job.id.clone());
+        self.attempts.insert(
+            job.id.clone(),
+            Attempt {
+                tenant_id: job.tenant_id,
+                printer_id: choice.printer_id,
+                device_id: choice.device_id,
+                dispatched_at_ms: now,
+                deadline_ms,
+                request: Some(request),
+            },
+        );
+    }
+
+    /// An answer (or a failure) for a job request.
+    fn on_answer(&mut self, request: OutboundRequestId, answer: Result<Response, OutboundFailure>) {
+        let Some(job_id) = self.requests.remove(&request) else {
+            return;
+        };
+        let outcome = match answer {
+            Ok(Response::Outcome(o)) if o.job_id() == job_id => Ok(o),
+            Ok(Response::Error {
+                code: ErrorCode::Unreachable | ErrorCode::Unavailable,
+                message,
+            }) => Ok(JobOutcome::NotPrinted {
+                job_id: job_id.clone(),
+                reason: message,
+            }),
+            Err(OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols) => {
+                Ok(JobOutcome::NotPrinted {
+                    job_id: job_id.clone(),
+                    reason: "not delivered: agent unreachable".into(),
+                })
+            }
+            Ok(other) => Err(format!(
+                "unexpected answer {:?}",
+                std::mem::discriminant(&other)
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = &outcome {
+            // Delivery unknown: wait for the agent's receipts (see `dispatch`).
+            debug!(job = %job_id, %reason, "answer lost; waiting for receipts");
+            if let Some(a) = self.attempts.get_mut(&job_id) {
+                a.request = None;
+            }
+            return;
+        }
+        self.finish_attempt(&job_id, outcome);
+    }
+
+    fn finish_attempt(&mut self, job_id: &str, outcome: Result<JobOutcome, String>) {
+        let Ok(outcome) = outcome else {
+            return;
+        };
+        let Some(attempt) = self.attempts.remove(job_id) else {
+            return;
+        };
+        if let Some(r) = attempt.request {
+            self.requests.remove(&r);
+        }
+        self.fleet.end(&attempt.printer_id);
+        let mut job = match self.store.job(&attempt.tenant_id, job_id) {
+            Ok(Some(j)) => j,
+            _ => return,
+        };
+        if job.status != JobStatus::Dispatched {
+            return;
+        }
+        let now = now_ms();
+        match outcome {
+            JobOutcome::Printed { printer, .. } => {
+                job.printer = Some(printer_id(&attempt.device_id, &printer));
+                self.mark_printed(&mut job);
+            }
+            JobOutcome::NotPrinted { reason, .. } => {
+                info!(job = %job_id, printer = %attempt.printer_id, %reason, "not printed; choosing another printer");
+                job.status = JobStatus::Queued;
+                job.excluded_printers.retain(|p| p != &attempt.printer_id);
+                job.excluded_printers.push(attempt.printer_id);
+                job.error = Some(reason);
+                job.updated_at_ms = now;
+                if let Err(e) = self.store.update_job(&job) {
+                    warn!(error = %e, "job state not stored");
+                }
+                self.queue.push_front((job.tenant_id, job.id));
+            }
+            JobOutcome::InDoubt { reason, .. } => {
+                warn!(job = %job_id, %reason, "job in doubt; an operator decides");
+                job.status = JobStatus::InDoubt;
+                job.error = Some(reason.clone());
+                job.updated_at_ms = now;
+                if let Err(e) = self.store.update_job(&job) {
+                    warn!(error = %e, "job state not stored");
+                }
+                self.audit(
+                    Some(&job.tenant_id),
+                    "coordinator",
+                    "label.in_doubt",
+                    Some(&job.id),
+                    &reason,
+                );
+                self.in_doubt
+                    .insert(job.id.clone(), (job.tenant_id.clone(), attempt.device_id));
+            }
+        }
+    }
+
+    fn mark_printed(&mut self, job: &mut JobRecord) {
+        job.status = JobStatus::Printed;
+        job.error = None;
+        job.updated_at_ms = now_ms();
+        if let Err(e) = self.store.update_job(job) {
+            warn!(error = %e, "job state not stored");
+        }
+        if let Err(e) = self.store.delete_label(&job.tenant_id, &job.id) {
+            warn!(error = %e, "printed label not deleted");
+        }
+        info!(job = %job.id, printer = ?job.printer, attempts = job.attempts, "printed");
+        let actor = job.agent.clone().unwrap_or_else(|| "coordinator".into());
+        self.audit(
+            Some(&job.tenant_id),
+            &actor,
+            "label.printed",
+            Some(&job.id),
+            "ok",
+        );
+    }
+
+    fn fail(&mut self, mut job: JobRecord, reason: &str) {
+        warn!(job = %job.id, %reason, "job failed");
+        job.status = JobStatus::Failed;
+        job.error = Some(reason.to_owned());
+        job.updated_at_ms = now_ms();
+        if let Err(e) = self.store.update_job(&job) {
+            warn!(error = %e, "job state not stored");
+        }
+        if let Err(e) = self.store.delete_label(&job.tenant_id, &job.id) {
+            warn!(error = %e, "failed job's label not deleted");
+        }
+        self.audit(
+            Some(&job.tenant_id),
+            "coordinator",
+            "label.failed",
+            Some(&job.id),
+            reason,
+        );
+    }
+}
+
+fn live_of(record: &AgentRecord, peer: Option<PeerId>) -> AgentLive {
+    AgentLive {
+        device_id: record.device_id.clone(),
+        tenant_id: record.tenant_id.clone(),
+        site_id: record.site_id.clone(),
+        x25519_public: record.x25519_public,
+        peer,
+        relay: None,
+        printers: Vec::new(),
+        last_heartbeat_ms: None,
+        boot_ms: 0,
+    }
+}
