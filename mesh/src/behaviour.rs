@@ -1,6 +1,6 @@
 //! The composed libp2p behaviour and the swarm builder.
 //!
-//! Transport: TCP (nodelay) with Noise (libp2p's XX handshake, which authenticates the
+//! Transport: TCP (nodelay, DNS names resolved) with Noise (libp2p's XX handshake, which authenticates the
 //! PeerId) and yamux. Behaviours: request-response over [`FrameCodec`], and mDNS when asked
 //! for (agents on a LAN; never the coordinator). Connections stay open while idle: request-
 //! response does not keep a connection alive by itself, and an uplink must stay up between
@@ -73,6 +73,8 @@ pub fn build_swarm(
             noise::Config::new,
             yamux::Config::default,
         )?
+        // Coordinators are usually reached by name (/dns4/print.example.com/tcp/7000).
+        .with_dns()?
         .with_behaviour(|key| {
             let mdns = if want_mdns {
                 Some(mdns::tokio::Behaviour::new(
