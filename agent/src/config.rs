@@ -200,9 +200,18 @@ mod tests {
     #[test]
     fn deploy_examples_parse_and_validate() {
         for (name, text) in [
-            ("examples/agent.toml", include_str!("../../deploy/examples/agent.toml")),
-            ("compose/agent-1.toml", include_str!("../../deploy/compose/agent-1.toml")),
-            ("compose/agent-2.toml", include_str!("../../deploy/compose/agent-2.toml")),
+            (
+                "examples/agent.toml",
+                include_str!("../../deploy/examples/agent.toml"),
+            ),
+            (
+                "compose/agent-1.toml",
+                include_str!("../../deploy/compose/agent-1.toml"),
+            ),
+            (
+                "compose/agent-2.toml",
+                include_str!("../../deploy/compose/agent-2.toml"),
+            ),
         ] {
             let file = parse_file(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             resolve(file, Flags::default()).unwrap_or_else(|p| panic!("{name}: {p:?}"));

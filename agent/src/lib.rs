@@ -14,10 +14,12 @@
 //! - [`station`]: this station's printers, locked and probed.
 //! - [`printer`]: talking to one printer (verification, status, delivery).
 //! - [`receipts`]: what became of each job received, for heartbeats.
+//! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
 //!
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
 
 pub mod config;
+pub mod doctor;
 pub mod enroll;
 pub mod identity;
 pub mod mesh;

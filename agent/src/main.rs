@@ -1,4 +1,4 @@
-//! `sealprint-agent`: enroll a Print Station, run it, or list its printers.
+//! `sealprint-agent`: enroll a Print Station, run it, list its printers, or self-check it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use sealprint_agent::config::{self, Flags};
 use sealprint_agent::mesh::{self, MeshOptions};
 use sealprint_agent::printer::Timeouts;
 use sealprint_agent::station::Station;
-use sealprint_agent::{enroll, identity::DeviceIdentity};
+use sealprint_agent::{doctor, enroll, identity::DeviceIdentity};
 use sealprint_protocol::{EnrollmentToken, PrinterVerdict};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,18 @@ enum Command {
     Printers {
         #[command(flatten)]
         common: Common,
+    },
+    /// Check this station against the security checklist; exits non-zero on a failure.
+    Doctor {
+        #[command(flatten)]
+        common: Common,
+        /// CUPS scheduler: a unix socket path or HOST[:PORT] (default: CUPS_SERVER, then
+        /// /run/cups/cups.sock, then localhost:631).
+        #[arg(long)]
+        cups_server: Option<String>,
+        /// The oldest agent version accepted (the coordinator's minimum, when known).
+        #[arg(long)]
+        min_version: Option<String>,
     },
 }
 
@@ -169,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 mdns: cfg.mdns,
                 heartbeat_interval: cfg.heartbeat_interval,
                 drain_grace: Duration::from_secs(20),
+                data_dir: cfg.data_dir.clone(),
             };
             let (ready, event_loop) = mesh::start(identity, station, opts, shutdown).await?;
             // Harnesses and operators read this line to learn the bound addresses.
@@ -198,6 +211,26 @@ async fn main() -> anyhow::Result<()> {
             }
             if failed {
                 bail!("some printers are not verified");
+            }
+        }
+        Command::Doctor {
+            common,
+            cups_server,
+            min_version,
+        } => {
+            let cfg = load(common, Flags::default())?;
+            let options = doctor::DoctorOptions {
+                data_dir: cfg.data_dir,
+                printers: cfg.printers,
+                cups_server,
+                min_version,
+                timeouts: Timeouts::default(),
+            };
+            let checks = doctor::run(&options).await;
+            // The operator's report, on stdout by design.
+            print!("{}", doctor::render(&checks));
+            if doctor::failed(&checks) {
+                bail!("the station fails the self-check");
             }
         }
     }

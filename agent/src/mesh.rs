@@ -11,6 +11,7 @@
 //! (the coordinator does).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::identity::DeviceIdentity;
+use crate::identity::{write_private, DeviceIdentity};
 use crate::printer::PrintError;
 use crate::receipts::{JobState, Receipts};
 use crate::station::Station;
@@ -52,6 +53,8 @@ pub struct MeshOptions {
     pub heartbeat_interval: Duration,
     /// How long in-flight jobs may take to finish at shutdown.
     pub drain_grace: Duration,
+    /// Where a renewed certificate is saved.
+    pub data_dir: PathBuf,
 }
 
 /// What the endpoint reports once it listens.
@@ -91,6 +94,9 @@ struct Finished {
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     id: Arc<DeviceIdentity>,
+    /// The current certificate (renewed over the uplink; starts as the enrolled one).
+    certificate: Certificate,
+    data_dir: PathBuf,
     station: Station,
     opts: MeshOptions,
     coordinator: PeerId,
@@ -162,6 +168,8 @@ pub async fn start(
     let static_peers = opts.peers.iter().map(|a| (a.clone(), None)).collect();
     let ev = EventLoop {
         swarm,
+        certificate: id.certificate.clone(),
+        data_dir: opts.data_dir.clone(),
         id,
         station,
         opts,
@@ -256,7 +264,7 @@ impl EventLoop {
 
     fn own_hello(&self) -> Hello {
         Hello {
-            certificate: self.id.certificate.encode(),
+            certificate: self.certificate.encode(),
             has_uplink: self.uplink_ready,
         }
     }
@@ -643,6 +651,9 @@ impl EventLoop {
 
     fn apply_reply(&mut self, reply: HeartbeatReply) {
         self.revoked = reply.revoked_serials.into_iter().collect();
+        if let Some(bytes) = reply.renewed_certificate {
+            self.renew(&bytes);
+        }
         let skew = i128::from(reply.now_ms) - i128::from(now_ms());
         if skew.abs() > 2_000 {
             warn!(
@@ -663,6 +674,47 @@ impl EventLoop {
             self.peers.remove(&p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
+    }
+
+    /// Takes a renewed certificate from the coordinator after checking it is for this
+    /// device's own keys, tenant and site, and saves it.
+    fn renew(&mut self, bytes: &[u8]) {
+        let cert = match Certificate::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => return warn!(error = %e, "renewed certificate refused"),
+        };
+        let own = &self.certificate.body;
+        let none = |_: u64| false;
+        let checked = cert
+            .verify(
+                &self.id.ca_public,
+                &Expectation {
+                    tenant_id: &own.tenant_id,
+                    site_id: Some(&own.site_id),
+                    is_revoked: &none,
+                },
+                now_ms() / 1000,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                (cert.body.device_id == own.device_id
+                    && cert.body.ed25519_public == own.ed25519_public
+                    && cert.body.x25519_public == own.x25519_public)
+                    .then_some(())
+                    .ok_or_else(|| "renewed certificate is for another device".to_owned())
+            });
+        if let Err(reason) = checked {
+            return warn!(%reason, "renewed certificate refused");
+        }
+        if let Err(e) = write_private(&self.data_dir.join("device.cert"), bytes) {
+            warn!(error = %e, "renewed certificate not saved; using it until restart");
+        }
+        info!(
+            serial = cert.body.serial,
+            not_after = cert.body.not_after,
+            "certificate renewed"
+        );
+        self.certificate = cert;
     }
 
     fn announce_uplink(&mut self) {

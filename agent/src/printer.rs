@@ -4,7 +4,8 @@
 //! # Main types
 //! - [`PrinterConfig`]: one configured printer (`[[printer]]` in the config, or
 //!   `--printer NAME=URI`).
-//! - [`PrinterUri`]: where it is; only `raw://HOST:PORT` for now.
+//! - [`PrinterUri`]: where it is: `raw://`, `ipp://`/`ipps://`, `cups://`, `usb://`,
+//!   `winspool://`.
 //! - [`Printer`]: a configured printer and what the agent knows of it: [`Printer::probe`]
 //!   verifies it and reads its status, [`Printer::print`] delivers one label.
 //! - [`PrintError`]: tells "nothing was written, safe to send elsewhere" apart from "writing
@@ -18,15 +19,42 @@
 //! persists it); a different serial later is refused until an admin accepts the new device.
 //! A device that accepts the connection but stays silent is refused and never printed to.
 //! Silence on `~HS` alone is read as a fault (some firmware is silent while out of paper or
-//! with the head open), never as ready.
+//! with the head open), never as ready: the agent then asks `~HQES`, whose error bits say
+//! which fault (media out, ribbon out, head open…).
+//!
+//! # Other kinds
+//! - `ipp://`/`ipps://` (`ipp`, `http`): Get-Printer-Attributes; refused when it describes a
+//!   PDF/XPS/file writer; identity = the device id's serial, printer-serial-number or
+//!   printer-uuid; status from printer-state and printer-state-reasons; printed with Print-Job
+//!   in a document format the printer lists. For `ipps://` the certificate is pinned for the
+//!   process's lifetime.
+//! - `cups://QUEUE` (`cups`): the queue's `device-uri` from the scheduler over IPP, judged by
+//!   backend, and the device behind it asked where possible; printed with Print-Job to the
+//!   queue.
+//! - `usb:///dev/usb/lpN` (`usb`): the node, the sysfs IEEE 1284 device id and its serial.
+//! - `winspool://NAME` (`winspool`): port and driver from the Windows spooler.
+//!
+//! Every kind re-checks identity and status before each job, on the same terms as a probe.
 //!
 //! # What it does not do
-//! No USB, IPP, CUPS or Windows spooler printers yet, no PDF or PNG rendering, no retries and
-//! no queueing: the caller decides where a refused label goes. Label bytes are never logged,
-//! copied into errors or kept after [`Printer::print`] returns.
+//! No PDF or PNG rendering (a printer gets a format it lists, or the job is refused), no
+//! retries and no queueing: the caller decides where a refused label goes. Label bytes are
+//! never logged, copied into errors or kept after [`Printer::print`] returns.
 
+mod cups;
+mod http;
+mod ipp;
 mod uri;
+mod usb;
+mod winspool;
 mod zpl;
+
+/// The station self-check's view of the local print system (used by `crate::doctor`).
+pub(crate) mod inventory {
+    pub(crate) use super::cups::{all_queues, judge_device_uri, Device, Server};
+    pub(crate) use super::ipp::names_a_writer;
+    pub(crate) use super::winspool::{all as spooler_printers, virtual_reason as spooler_virtual};
+}
 
 use std::fmt;
 use std::io;
@@ -38,9 +66,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument as _};
 
-pub use uri::{PrinterUri, DEFAULT_RAW_PORT};
+pub use uri::{PrinterUri, DEFAULT_IPP_PORT, DEFAULT_RAW_PORT};
 
-use zpl::{Connection, HostIdentification, HostStatus, QueryFailure};
+use zpl::{Connection, HostIdentification, HostStatus, HqesErrors, QueryFailure};
 
 /// The pool a printer serves when its config names none.
 pub const DEFAULT_POOL: &str = "default";
@@ -73,7 +101,10 @@ pub enum PrinterError {
     #[error("invalid printer uri: {0}")]
     InvalidUri(String),
     /// The URI's scheme is not supported (yet); holds the lower-cased scheme.
-    #[error("unsupported printer uri scheme {0:?}: only raw://HOST:PORT is supported")]
+    #[error(
+        "unsupported printer uri scheme {0:?}: use raw://, ipp://, ipps://, cups://, \
+         usb:///dev/usb/lpN or winspool://"
+    )]
     UnsupportedScheme(String),
 }
 
@@ -173,6 +204,63 @@ pub struct Printer {
     recorded_identity: Option<String>,
     timeouts: Timeouts,
     last: PrinterReport,
+    /// The CUPS scheduler for `cups://` printers; `None`: [`cups::Server::local`].
+    cups_server: Option<cups::Server>,
+    /// SHA-256 of an `ipps://` printer's certificate, pinned at first verification.
+    tls_pin: Option<[u8; 32]>,
+}
+
+/// A device's verdict, status, identity and reason, before the identity is compared with
+/// the recorded one ([`Printer::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Assessment {
+    /// Verified means "answered like a physical printer with an identity".
+    pub verdict: PrinterVerdict,
+    /// Whether it can print now.
+    pub status: PrinterStatus,
+    /// The identity it answered, if any.
+    pub identity: Option<String>,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+impl Assessment {
+    /// Not a physical printer (or not verifiable).
+    pub fn refused(reason: String, identity: Option<String>) -> Assessment {
+        Assessment {
+            verdict: PrinterVerdict::Refused,
+            status: PrinterStatus::Unknown,
+            identity,
+            reason,
+        }
+    }
+
+    /// Did not answer.
+    pub fn unreachable(reason: String) -> Assessment {
+        Assessment {
+            verdict: PrinterVerdict::Unreachable,
+            status: PrinterStatus::Offline,
+            identity: None,
+            reason,
+        }
+    }
+}
+
+/// Where a verified printer takes its job, with what the check learnt.
+#[derive(Debug)]
+enum Route {
+    /// Nothing to print to (not verified).
+    None,
+    /// An IPP printer or CUPS queue: Print-Job to `endpoint`; `cups` picks CUPS's raw format.
+    Ipp {
+        endpoint: http::Endpoint,
+        facts: Box<ipp::PrinterFacts>,
+        cups: bool,
+    },
+    /// A Linux USB node.
+    Usb(String),
+    /// A Windows spooler printer.
+    Winspool(String),
 }
 
 /// What talking to the device found out, before judging it.
@@ -184,8 +272,8 @@ enum Findings {
     NoIdentification(QueryFailure),
     /// `~HI` answered, the serial query did not (or answered no serial).
     NoSerial(HostIdentification, Option<QueryFailure>),
-    /// `~HI` and the serial answered, `~HS` did not.
-    NoStatus(HostIdentification, String, QueryFailure),
+    /// `~HI` and the serial answered, `~HS` did not; what `~HQES` answered, if anything.
+    NoStatus(HostIdentification, String, QueryFailure, Option<HqesErrors>),
     /// All three answered.
     Complete(HostIdentification, String, HostStatus),
 }
@@ -218,7 +306,17 @@ impl Printer {
             recorded_identity: recorded_identity.filter(|s| !s.is_empty()),
             timeouts,
             last,
+            cups_server: None,
+            tls_pin: None,
         })
+    }
+
+    /// Uses the CUPS scheduler at `server` for a `cups://` printer: an absolute unix socket
+    /// path or `HOST[:PORT]`. Without it, `CUPS_SERVER`, then `/run/cups/cups.sock`, then
+    /// `localhost:631`. An unparsable value is ignored.
+    pub fn with_cups_server(mut self, server: &str) -> Printer {
+        self.cups_server = cups::Server::parse(server);
+        self
     }
 
     /// The printer's name, unique on its agent.
@@ -255,11 +353,8 @@ impl Printer {
     pub async fn probe(&mut self) -> PrinterReport {
         let span = tracing::info_span!("printer_probe", printer = %self.config.name);
         async {
-            let findings = match self.connect().await {
-                Ok(stream) => interrogate(&mut Connection::new(stream), self.timeouts).await,
-                Err(findings) => findings,
-            };
-            let report = self.judge(findings);
+            let (assessment, _route) = self.examine().await;
+            let report = self.settle(assessment);
             if report.verdict == PrinterVerdict::Verified {
                 debug!(status = ?report.status, "printer verified");
             } else {
@@ -302,11 +397,13 @@ impl Printer {
     }
 
     async fn print_inner(&mut self, format: LabelFormat, data: &[u8]) -> Result<(), PrintError> {
-        if format != LabelFormat::Zpl {
-            return Err(PrintError::NotPrinted(format!(
-                "format {} not supported by a raw ZPL printer",
-                format.as_str()
-            )));
+        if let PrinterUri::Raw { .. } = self.uri {
+            if format != LabelFormat::Zpl {
+                return Err(PrintError::NotPrinted(format!(
+                    "format {} not supported by a raw ZPL printer",
+                    format.as_str()
+                )));
+            }
         }
         if data.is_empty() {
             return Err(PrintError::NotPrinted("empty label".to_owned()));
@@ -314,16 +411,59 @@ impl Printer {
         if self.recorded_identity.is_none() {
             return Err(PrintError::NotPrinted("printer not verified".to_owned()));
         }
-        let stream = match self.connect().await {
-            Ok(stream) => stream,
-            Err(findings) => {
-                self.last = self.judge(findings);
-                return Err(PrintError::NotPrinted(self.last.reason.clone()));
+        if let PrinterUri::Raw { host, port } = &self.uri {
+            let stream = match connect_raw(host, *port, self.timeouts).await {
+                Ok(stream) => stream,
+                Err(findings) => {
+                    self.last = self.settle(assess_raw(findings));
+                    return Err(PrintError::NotPrinted(self.last.reason.clone()));
+                }
+            };
+            let mut conn = Connection::new(stream);
+            let findings = interrogate(&mut conn, self.timeouts).await;
+            self.last = self.settle(assess_raw(findings));
+            self.ready_to_print()?;
+            let mut stream = conn.into_stream();
+            return write_label(&mut stream, data, self.timeouts).await;
+        }
+        let (assessment, route) = self.examine().await;
+        self.last = self.settle(assessment);
+        self.ready_to_print()?;
+        match route {
+            Route::None => Err(PrintError::NotPrinted("printer not verified".to_owned())),
+            Route::Ipp {
+                endpoint,
+                facts,
+                cups,
+            } => {
+                let document_format = if cups {
+                    cups::document_format(format, &facts)
+                } else {
+                    facts.document_format(format)
+                };
+                let Some(document_format) = document_format else {
+                    return Err(PrintError::NotPrinted(format!(
+                        "the printer does not take {} documents (document-format-supported)",
+                        format.as_str()
+                    )));
+                };
+                print_job(&endpoint, document_format, data, self.timeouts).await
             }
-        };
-        let mut conn = Connection::new(stream);
-        let findings = interrogate(&mut conn, self.timeouts).await;
-        self.last = self.judge(findings);
+            Route::Usb(path) => usb::write(&path, format, data, self.timeouts).await,
+            Route::Winspool(name) => {
+                if format != LabelFormat::Zpl {
+                    return Err(PrintError::NotPrinted(format!(
+                        "format {} not supported: Windows printers get RAW ZPL only",
+                        format.as_str()
+                    )));
+                }
+                winspool::write(&name, data).await
+            }
+        }
+    }
+
+    /// After a re-check: the last report must be verified and ready.
+    fn ready_to_print(&self) -> Result<(), PrintError> {
         let report = &self.last;
         if report.verdict != PrinterVerdict::Verified {
             let reason = if report.reason.starts_with("identity changed") {
@@ -338,106 +478,145 @@ impl Printer {
                 status_text(report.status).to_owned(),
             ));
         }
-        let mut stream = conn.into_stream();
-        write_label(&mut stream, data, self.timeouts).await
+        Ok(())
     }
 
-    async fn connect(&self) -> Result<TcpStream, Findings> {
-        let PrinterUri::Raw { host, port } = &self.uri;
-        let connecting = TcpStream::connect((host.as_str(), *port));
-        match tokio::time::timeout(self.timeouts.connect, connecting).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(Findings::NoConnection(format!(
-                "connect failed: {}",
-                e.kind()
-            ))),
-            Err(_) => Err(Findings::NoConnection("connect timed out".to_owned())),
+    /// Asks the device (any kind) and judges what it answered, without comparing identities.
+    async fn examine(&mut self) -> (Assessment, Route) {
+        let timeouts = self.timeouts;
+        match self.uri.clone() {
+            PrinterUri::Raw { host, port } => {
+                let findings = match connect_raw(&host, port, timeouts).await {
+                    Ok(stream) => interrogate(&mut Connection::new(stream), timeouts).await,
+                    Err(findings) => findings,
+                };
+                (assess_raw(findings), Route::None)
+            }
+            PrinterUri::Ipp {
+                tls,
+                host,
+                port,
+                path,
+            } => {
+                let endpoint = http::Endpoint {
+                    target: http::Target::Tcp { tls, host, port },
+                    path,
+                };
+                match ipp_facts(&endpoint, timeouts).await {
+                    Ok((facts, certificate)) => {
+                        let mut assessment = facts.assess();
+                        if assessment.verdict == PrinterVerdict::Verified {
+                            if let Some(reason) = self.check_pin(certificate) {
+                                assessment = Assessment::refused(reason, assessment.identity);
+                            }
+                        }
+                        let route = Route::Ipp {
+                            endpoint,
+                            facts: Box::new(facts),
+                            cups: false,
+                        };
+                        (assessment, route)
+                    }
+                    Err(assessment) => (assessment, Route::None),
+                }
+            }
+            PrinterUri::Cups { queue } => {
+                let server = self.cups_server.clone().unwrap_or_else(cups::Server::local);
+                self.examine_cups(&server, &queue).await
+            }
+            PrinterUri::Usb { path } => (usb::assess(&path, timeouts).await, Route::Usb(path)),
+            PrinterUri::Winspool { name } => (winspool::assess(&name).await, Route::Winspool(name)),
         }
     }
 
-    /// Turns findings into a report, recording the serial on first verification.
-    fn judge(&mut self, findings: Findings) -> PrinterReport {
-        use PrinterStatus as S;
-        use PrinterVerdict as V;
-        let (verdict, status, identity, reason) = match findings {
-            Findings::NoConnection(reason) => (V::Unreachable, S::Offline, None, reason),
-            Findings::NoIdentification(QueryFailure::Silent) => {
-                (V::Refused, S::Unknown, None, SILENT_REASON.to_owned())
-            }
-            Findings::NoIdentification(QueryFailure::Garbled(why)) => (
-                V::Refused,
-                S::Unknown,
-                None,
-                format!("device did not answer ~HI like a printer ({why})"),
-            ),
-            Findings::NoIdentification(failure) => (
-                V::Unreachable,
-                S::Offline,
-                None,
-                format!("connection lost before ~HI was answered ({failure})"),
-            ),
-            Findings::NoSerial(id, failure) => {
-                let why = failure.map_or_else(|| "no serial".to_owned(), |f| f.to_string());
-                (
-                    V::Refused,
-                    S::Unknown,
-                    None,
-                    format!(
-                        "device answered ~HI (claims {}) but not its serial (getvar \
-                         device.unique_id: {why}); a printer without a serial cannot be verified",
-                        id.model
-                    ),
-                )
-            }
-            Findings::NoStatus(id, serial, failure) => match self.identity_change(&serial) {
-                Some(reason) => (V::Refused, S::Unknown, Some(serial), reason),
-                None => match failure {
-                    QueryFailure::Silent => (
-                        V::Unreachable,
-                        S::Offline,
-                        Some(serial),
-                        format!(
-                            "{} answered ~HI and its serial but not ~HS; some firmware is \
-                             silent while faulted (paper out, head open): check the printer",
-                            id.model
-                        ),
-                    ),
-                    QueryFailure::Garbled(why) => (
-                        V::Refused,
-                        S::Unknown,
-                        Some(serial),
-                        format!("device did not answer ~HS like a printer ({why})"),
-                    ),
-                    failure => (
-                        V::Unreachable,
-                        S::Offline,
-                        Some(serial),
-                        format!("connection lost before ~HS was answered ({failure})"),
-                    ),
-                },
-            },
-            Findings::Complete(id, serial, host_status) => match self.identity_change(&serial) {
-                Some(reason) => (V::Refused, S::Unknown, Some(serial), reason),
-                None => {
-                    let first = self.recorded_identity.is_none();
-                    if first {
-                        info!(serial = %serial, "printer verified for the first time; serial recorded");
-                        self.recorded_identity = Some(serial.clone());
-                    }
-                    let reason = format!(
-                        "verified: {} (firmware {}), serial {serial}{}",
-                        id.model,
-                        id.firmware,
-                        if first {
-                            ", recorded on first sight"
-                        } else {
-                            ""
-                        }
-                    );
-                    (V::Verified, host_status.status(), Some(serial), reason)
-                }
-            },
+    async fn examine_cups(&mut self, server: &cups::Server, queue: &str) -> (Assessment, Route) {
+        let timeouts = self.timeouts;
+        let facts = match cups::queue_facts(server, queue, timeouts).await {
+            Ok(facts) => facts,
+            Err(assessment) => return (assessment, Route::None),
         };
+        let device = match cups::judge_queue(queue, &facts) {
+            Ok(device) => device,
+            Err(refused) => return (refused, Route::None),
+        };
+        let assessment = match device {
+            cups::Device::Virtual(why) => Assessment::refused(why, None),
+            cups::Device::Socket { host, port } => {
+                let findings = match connect_raw(&host, port, timeouts).await {
+                    Ok(stream) => interrogate(&mut Connection::new(stream), timeouts).await,
+                    Err(findings) => findings,
+                };
+                let mut a = assess_raw(findings);
+                if a.reason == SILENT_REASON {
+                    a.reason = format!(
+                        "its socket://{} device did not answer Zebra host queries; a socket \
+                         device must (use the printer's ipp:// address for other printers)",
+                        uri::bracketed(&host)
+                    );
+                }
+                a
+            }
+            cups::Device::Ipp(endpoint) => match ipp_facts(&endpoint, timeouts).await {
+                Ok((device_facts, _)) => device_facts.assess(),
+                Err(a) => a,
+            },
+            cups::Device::Named { backend, identity } => cups::named(&backend, identity, &facts),
+        };
+        let assessment = cups::combine(queue, &facts, assessment);
+        let route = Route::Ipp {
+            endpoint: server.queue(queue),
+            facts: Box::new(facts),
+            cups: true,
+        };
+        (assessment, route)
+    }
+
+    /// Pins an `ipps://` certificate on first verification; a different one later is refused.
+    fn check_pin(&mut self, certificate: Option<[u8; 32]>) -> Option<String> {
+        let certificate = certificate?;
+        match self.tls_pin {
+            None => {
+                self.tls_pin = Some(certificate);
+                None
+            }
+            Some(pin) if pin == certificate => None,
+            Some(_) => Some(
+                "the printer's tls certificate changed since it was verified; restart the \
+                 agent after checking the device"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// Compares an assessment's identity with the recorded one (recording it on first
+    /// verification) and turns it into a report.
+    fn settle(&mut self, assessment: Assessment) -> PrinterReport {
+        let Assessment {
+            mut verdict,
+            mut status,
+            identity,
+            mut reason,
+        } = assessment;
+        if let Some(changed) = identity.as_deref().and_then(|id| self.identity_change(id)) {
+            verdict = PrinterVerdict::Refused;
+            status = PrinterStatus::Unknown;
+            reason = changed;
+        } else if verdict == PrinterVerdict::Verified {
+            match (&self.recorded_identity, &identity) {
+                (None, Some(id)) => {
+                    info!(identity = %id, "printer verified for the first time; identity recorded");
+                    self.recorded_identity = Some(id.clone());
+                    reason.push_str(", recorded on first sight");
+                }
+                (_, None) => {
+                    // Backends never verify without an identity; refuse rather than trust.
+                    verdict = PrinterVerdict::Refused;
+                    status = PrinterStatus::Unknown;
+                    reason = "printer answered no identity".to_owned();
+                }
+                _ => {}
+            }
+        }
         PrinterReport {
             name: self.config.name.clone(),
             pool: self.config.pool.clone(),
@@ -458,6 +637,195 @@ impl Printer {
             )
         })
     }
+}
+
+async fn connect_raw(host: &str, port: u16, timeouts: Timeouts) -> Result<TcpStream, Findings> {
+    let connecting = TcpStream::connect((host, port));
+    match tokio::time::timeout(timeouts.connect, connecting).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Findings::NoConnection(format!(
+            "connect failed: {}",
+            e.kind()
+        ))),
+        Err(_) => Err(Findings::NoConnection("connect timed out".to_owned())),
+    }
+}
+
+/// Judges what a raw ZPL device answered (identity not compared yet).
+fn assess_raw(findings: Findings) -> Assessment {
+    use PrinterStatus as S;
+    use PrinterVerdict as V;
+    let (verdict, status, identity, reason) = match findings {
+        Findings::NoConnection(reason) => (V::Unreachable, S::Offline, None, reason),
+        Findings::NoIdentification(QueryFailure::Silent) => {
+            (V::Refused, S::Unknown, None, SILENT_REASON.to_owned())
+        }
+        Findings::NoIdentification(QueryFailure::Garbled(why)) => (
+            V::Refused,
+            S::Unknown,
+            None,
+            format!("device did not answer ~HI like a printer ({why})"),
+        ),
+        Findings::NoIdentification(failure) => (
+            V::Unreachable,
+            S::Offline,
+            None,
+            format!("connection lost before ~HI was answered ({failure})"),
+        ),
+        Findings::NoSerial(id, failure) => {
+            let why = failure.map_or_else(|| "no serial".to_owned(), |f| f.to_string());
+            (
+                V::Refused,
+                S::Unknown,
+                None,
+                format!(
+                    "device answered ~HI (claims {}) but not its serial (getvar \
+                     device.unique_id: {why}); a printer without a serial cannot be verified",
+                    id.model
+                ),
+            )
+        }
+        Findings::NoStatus(id, serial, failure, hqes) => match (failure, hqes) {
+            // Silent on ~HS but ~HQES names the fault: a verified printer that is not ready.
+            (QueryFailure::Silent, Some(errors)) if errors.any() => (
+                V::Verified,
+                errors.status(),
+                Some(serial.clone()),
+                format!(
+                    "verified: {} (firmware {}), serial {serial}; silent on ~HS, ~HQES reports {}",
+                    id.model,
+                    id.firmware,
+                    errors.describe()
+                ),
+            ),
+            (QueryFailure::Silent, hqes) => (
+                V::Unreachable,
+                S::Offline,
+                Some(serial),
+                format!(
+                    "{} answered ~HI and its serial but not ~HS{}; some firmware is silent \
+                     while faulted (paper out, head open): check the printer",
+                    id.model,
+                    if hqes.is_some() {
+                        " (~HQES reports no error)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            (QueryFailure::Garbled(why), _) => (
+                V::Refused,
+                S::Unknown,
+                Some(serial),
+                format!("device did not answer ~HS like a printer ({why})"),
+            ),
+            (failure, _) => (
+                V::Unreachable,
+                S::Offline,
+                Some(serial),
+                format!("connection lost before ~HS was answered ({failure})"),
+            ),
+        },
+        Findings::Complete(id, serial, host_status) => (
+            V::Verified,
+            host_status.status(),
+            Some(serial.clone()),
+            format!(
+                "verified: {} (firmware {}), serial {serial}",
+                id.model, id.firmware
+            ),
+        ),
+    };
+    Assessment {
+        verdict,
+        status,
+        identity,
+        reason,
+    }
+}
+
+/// Get-Printer-Attributes on an IPP printer: its facts and (ipps) certificate hash.
+async fn ipp_facts(
+    endpoint: &http::Endpoint,
+    timeouts: Timeouts,
+) -> Result<(ipp::PrinterFacts, Option<[u8; 32]>), Assessment> {
+    let body = ipp::Request::new(ipp::OP_GET_PRINTER_ATTRIBUTES, 1, &endpoint.printer_uri())
+        .attributes(
+            ipp::TAG_KEYWORD,
+            "requested-attributes",
+            ipp::VERIFY_ATTRIBUTES,
+        )
+        .finish();
+    let exchange = match http::exchange(endpoint, body.into(), timeouts).await {
+        Ok(exchange) => exchange,
+        Err(e @ (http::HttpError::Connect(_) | http::HttpError::Timeout { .. })) => {
+            return Err(Assessment::unreachable(format!(
+                "ipp printer not reachable: {e}"
+            )))
+        }
+        Err(e) => {
+            return Err(Assessment::refused(
+                format!("device did not answer like an ipp printer ({e})"),
+                None,
+            ))
+        }
+    };
+    let message = exchange.message;
+    if !message.is_success() {
+        return Err(Assessment::refused(
+            format!(
+                "Get-Printer-Attributes refused (ipp status 0x{:04x}{})",
+                message.code,
+                message
+                    .status_message()
+                    .map(|m| format!(": {}", ipp::printable_cut(m, 80)))
+                    .unwrap_or_default()
+            ),
+            None,
+        ));
+    }
+    Ok((
+        ipp::PrinterFacts::from_message(&message),
+        exchange.certificate,
+    ))
+}
+
+/// Print-Job: the encoded request followed by the label, from memory, in one POST.
+async fn print_job(
+    endpoint: &http::Endpoint,
+    document_format: &str,
+    data: &[u8],
+    timeouts: Timeouts,
+) -> Result<(), PrintError> {
+    let header = ipp::Request::new(ipp::OP_PRINT_JOB, 2, &endpoint.printer_uri())
+        .attribute(ipp::TAG_NAME, "requesting-user-name", b"sealprint")
+        .attribute(ipp::TAG_NAME, "job-name", b"sealprint label")
+        .attribute(ipp::TAG_MIME, "document-format", document_format.as_bytes())
+        .finish();
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(header.len() + data.len()));
+    body.extend_from_slice(&header);
+    body.extend_from_slice(data);
+    // The body owns the only extra copy of the label and wipes it when hyper drops it.
+    let body = bytes::Bytes::from_owner(body);
+    let message = match http::exchange(endpoint, body, timeouts).await {
+        Ok(exchange) => exchange.message,
+        Err(e) if e.nothing_sent() => return Err(PrintError::NotPrinted(format!("ipp: {e}"))),
+        Err(e) => return Err(PrintError::InDoubt(format!("ipp: {e}"))),
+    };
+    if message.is_success() {
+        let job = message.int(0x02, "job-id");
+        debug!(job_id = ?job, "ipp job accepted");
+        return Ok(());
+    }
+    // An IPP error status means the printer did not accept the job.
+    Err(PrintError::NotPrinted(format!(
+        "Print-Job refused (ipp status 0x{:04x}{})",
+        message.code,
+        message
+            .status_message()
+            .map(|m| format!(": {}", ipp::printable_cut(m, 80)))
+            .unwrap_or_default()
+    )))
 }
 
 impl fmt::Display for QueryFailure {
@@ -501,7 +869,15 @@ async fn interrogate(conn: &mut Connection, timeouts: Timeouts) -> Findings {
     };
     match conn.query(zpl::QUERY_HS, zpl::parse_hs, within).await {
         Ok(status) => Findings::Complete(id, serial, status),
-        Err(failure) => Findings::NoStatus(id, serial, failure),
+        Err(QueryFailure::Silent) => {
+            // Some firmware is silent on ~HS while faulted but answers ~HQES.
+            let hqes = conn
+                .query(zpl::QUERY_HQES, zpl::parse_hqes, within)
+                .await
+                .ok();
+            Findings::NoStatus(id, serial, QueryFailure::Silent, hqes)
+        }
+        Err(failure) => Findings::NoStatus(id, serial, failure, None),
     }
 }
 

@@ -5,8 +5,11 @@
 //!   [`handle`] (one request to one response, no socket: what the unit tests drive) and
 //!   [`serve`] (the accept loop with TLS and graceful shutdown);
 //! - `auth`: bearer tokens to principals, and the one `authorize` decision;
-//! - `sessions`: login; `admin`: tenants, sites, enrollment tokens, agents, printers, audit;
-//!   `labels`: label submission and job state;
+//! - `sessions`: login and password change; `admin`: tenants, sites, enrollment tokens,
+//!   agents, printers, audit; `labels`: label submission and job state;
+//! - `compliance`: the routes of accounts and compliance (users, subscription and billing
+//!   webhook, attestation, terms, suspension, audit verification, compliance state), routed as
+//!   one group; `users`: tenant users and roles;
 //! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
 //!   self-signed certificate of `init`.
 //!
@@ -14,15 +17,18 @@
 //! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,
 //! addresses, tokens or passwords: only ids and hashes.
 //!
-//! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]), fetch labels
-//! from SP-API, or enforce roles beyond "platform admin" and "own tenant".
+//! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or fetch
+//! labels from SP-API.
 
 mod admin;
 mod auth;
+mod compliance;
 mod error;
 mod labels;
 mod sessions;
+mod spapi;
 mod tls;
+mod users;
 
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -81,6 +87,10 @@ pub struct ApiState {
     pub mesh_addrs: Vec<String>,
     /// The agents' heartbeat period (an agent is online within three of them).
     pub heartbeat_interval: Duration,
+    /// The billing webhook's HMAC secret; `None` turns the webhook off (503).
+    pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
+    /// The SP-API client (connections, shopping, background label fetches).
+    pub spapi: crate::spapi::SpApi,
 }
 
 impl ApiState {
@@ -161,6 +171,9 @@ enum Route<'a> {
     Labels(&'a str),
     Label(&'a str, &'a str),
     Audit(&'a str),
+    Compliance(compliance::Route<'a>),
+    /// `…/spapi-connections…`: the tenant and the rest of the path (checked in `spapi`).
+    Spapi(&'a str, &'a str),
 }
 
 impl Route<'_> {
@@ -176,6 +189,8 @@ impl Route<'_> {
             | Route::Revoke(..)
             | Route::Labels(_) => m == Method::POST,
             Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
+            Route::Compliance(r) => r.allows(m),
+            Route::Spapi(..) => m == Method::GET || m == Method::POST,
         }
     }
 }
@@ -183,6 +198,9 @@ impl Route<'_> {
 fn route(path: &str) -> Option<Route<'_>> {
     let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let ids_ok = |ids: &[&str]| ids.iter().all(|s| validate_id(s).is_ok());
+    if let Some(r) = compliance::route(&segs) {
+        return Some(Route::Compliance(r));
+    }
     let r = match segs.as_slice() {
         ["healthz"] => Route::Healthz,
         ["v1", "sessions"] => Route::Sessions,
@@ -195,15 +213,20 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "tenants", t, "labels"] => Route::Labels(t),
         ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
         ["v1", "tenants", t, "audit"] => Route::Audit(t),
+        ["v1", "tenants", t, "spapi-connections", ..] => Route::Spapi(
+            t,
+            path.split_once("/spapi-connections").map_or("", |(_, r)| r),
+        ),
         _ => return None,
     };
     let ok = match r {
-        Route::Healthz | Route::Sessions | Route::Tenants => true,
+        Route::Healthz | Route::Sessions | Route::Tenants | Route::Compliance(_) => true,
         Route::Sites(t)
         | Route::Agents(t)
         | Route::Printers(t)
         | Route::Labels(t)
-        | Route::Audit(t) => ids_ok(&[t]),
+        | Route::Audit(t)
+        | Route::Spapi(t, _) => ids_ok(&[t]),
         Route::EnrollmentTokens(t, x) | Route::Revoke(t, x) | Route::Label(t, x) => ids_ok(&[t, x]),
     };
     ok.then_some(r)
@@ -273,6 +296,10 @@ where
             let body = read_body(body, content_length).await?;
             return sessions::create(state, &body).await;
         }
+        Route::Compliance(c) if c.is_public() => {
+            let body = read_body(body, content_length).await?;
+            return compliance::handle_public(state, c, &parts.headers, &body).await;
+        }
         _ => {}
     }
     let who = auth::authenticate(state, &parts.headers, now)?;
@@ -292,6 +319,10 @@ where
         Route::Labels(t) => labels::submit(state, &who, t, &body, now),
         Route::Label(t, j) => labels::get(state, &who, t, j),
         Route::Audit(t) => admin::list_audit(state, &who, t),
+        Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
+        Route::Spapi(t, rest) => {
+            spapi::route(state, &who, t, rest, &parts.method, &body, now).await
+        }
         Route::Healthz | Route::Sessions => Err(ApiError::not_found("route")),
     }
 }

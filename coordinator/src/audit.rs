@@ -7,7 +7,7 @@
 //!
 //! Entries are appended through [`crate::store::Store::append_audit`] (which serialises
 //! appends) and checked with [`crate::store::Store::verify_audit_chain`]; this module holds
-//! only the pure chain rules. It does not prevent an attacker with the data directory from
+//! the pure chain rules, plus [`verify_data_dir`] for `sealprint-coordinator audit verify`. It does not prevent an attacker with the data directory from
 //! rewriting the whole chain; anchoring the head elsewhere is future work.
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,39 @@ pub enum ChainError {
     /// A stored entry could not be decoded.
     #[error("audit entry {0} is unreadable")]
     Unreadable(u64),
+}
+
+impl ChainError {
+    /// The sequence number of the first entry where the chain breaks.
+    pub fn seq(&self) -> u64 {
+        match self {
+            ChainError::Gap { expected, .. } => *expected,
+            ChainError::BrokenLink(s) | ChainError::Altered(s) | ChainError::Unreadable(s) => *s,
+        }
+    }
+}
+
+/// Opens the store of `data_dir` with the master key in `master_key_file` and verifies the
+/// whole audit chain: `Ok(Ok(entries))` when intact, `Ok(Err(where))` when it breaks. The
+/// store must not be open elsewhere (stop `serve` first, or use the API's
+/// `GET /v1/tenants/{t}/audit/verify`).
+///
+/// # Errors
+/// [`crate::Error`] when the key or the store cannot be opened.
+pub fn verify_data_dir(
+    data_dir: &std::path::Path,
+    master_key_file: &std::path::Path,
+) -> Result<Result<u64, ChainError>, crate::Error> {
+    let master = crate::crypto::MasterKey::load(master_key_file)?;
+    if !crate::store::db_path(data_dir).is_dir() {
+        return Err(crate::Error::NotInitialised);
+    }
+    let store = crate::store::Store::open(data_dir, master)?;
+    match store.verify_audit_chain() {
+        Ok(n) => Ok(Ok(n)),
+        Err(crate::store::StoreError::Chain(e)) => Ok(Err(e)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn put_str(h: &mut Sha256, s: &str) {

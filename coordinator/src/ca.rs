@@ -163,34 +163,45 @@ impl Identity {
     }
 }
 
+/// Who a device certificate is for.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSubject<'a> {
+    /// The device id.
+    pub device_id: &'a str,
+    /// Its tenant.
+    pub tenant_id: &'a str,
+    /// Its site.
+    pub site_id: &'a str,
+    /// Its ed25519 key (libp2p identity).
+    pub ed25519_public: [u8; 32],
+    /// Its X25519 key (sealed envelopes).
+    pub x25519_public: [u8; 32],
+}
+
 /// Signs a certificate for a device, with the next serial from the store, valid from
-/// `now_s - 60 s` to `now_s + 30 days`.
+/// `now_s - 60 s` to `now_s + validity_s` ([`CERT_VALIDITY_S`] by default).
 ///
 /// # Errors
 /// [`CaError::Store`] when no serial can be taken, [`CaError::Cert`] when an id breaks the
 /// identifier rules.
-#[allow(clippy::too_many_arguments)] // the shape the mesh calls; every argument is a fact of the device
 pub fn issue_certificate(
     identity: &Identity,
     store: &Store,
-    device_id: &str,
-    tenant_id: &str,
-    site_id: &str,
-    ed25519_public: [u8; 32],
-    x25519_public: [u8; 32],
+    subject: &DeviceSubject<'_>,
     now_s: u64,
+    validity_s: u64,
 ) -> Result<Certificate, CaError> {
     let serial = store.next_serial()?;
     let body = CertificateBody {
         version: sealprint_protocol::cert::CERT_VERSION,
         serial,
-        device_id: device_id.to_owned(),
-        tenant_id: tenant_id.to_owned(),
-        site_id: site_id.to_owned(),
-        ed25519_public,
-        x25519_public,
+        device_id: subject.device_id.to_owned(),
+        tenant_id: subject.tenant_id.to_owned(),
+        site_id: subject.site_id.to_owned(),
+        ed25519_public: subject.ed25519_public,
+        x25519_public: subject.x25519_public,
         not_before: now_s.saturating_sub(CERT_BACKDATE_S),
-        not_after: now_s.saturating_add(CERT_VALIDITY_S),
+        not_after: now_s.saturating_add(validity_s),
         issuer: identity.ca_public(),
     };
     Ok(Certificate::sign(body, identity.ca_signing_key())?)
@@ -220,14 +231,17 @@ mod tests {
         assert!(!format!("{id:?}").contains(&hex::encode(&id.x25519_secret()[..])));
 
         let now = 1_700_000_000;
-        let c1 = issue_certificate(
-            &id, &store, "dev-1", "tnt-1", "site-1", [1; 32], [2; 32], now,
-        )
-        .expect("issued");
-        let c2 = issue_certificate(
-            &id, &store, "dev-2", "tnt-1", "site-1", [3; 32], [4; 32], now,
-        )
-        .expect("issued");
+        let subject = |device_id, key| DeviceSubject {
+            device_id,
+            tenant_id: "tnt-1",
+            site_id: "site-1",
+            ed25519_public: [key; 32],
+            x25519_public: [key + 1; 32],
+        };
+        let c1 = issue_certificate(&id, &store, &subject("dev-1", 1), now, CERT_VALIDITY_S)
+            .expect("issued");
+        let c2 = issue_certificate(&id, &store, &subject("dev-2", 3), now, CERT_VALIDITY_S)
+            .expect("issued");
         assert!(c2.body.serial > c1.body.serial);
         assert_eq!(c1.body.not_before, now - 60);
         assert_eq!(c1.body.not_after, now + 30 * 24 * 3600);
@@ -244,7 +258,7 @@ mod tests {
         )
         .expect("verifies");
         assert!(
-            issue_certificate(&id, &store, "bad id", "tnt-1", "s", [0; 32], [0; 32], now).is_err()
+            issue_certificate(&id, &store, &subject("bad id", 0), now, CERT_VALIDITY_S).is_err()
         );
     }
 

@@ -18,6 +18,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Default agent heartbeat period, seconds.
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
@@ -81,9 +82,21 @@ pub struct FileConfig {
     /// Grace period for in-flight work on shutdown in seconds, 0..=300 (default 10).
     #[serde(alias = "drain-grace-secs")]
     pub drain_grace_secs: Option<u64>,
+    /// Validity of device certificates in seconds, 6..=31536000 (default 30 days); agents
+    /// renew theirs over the uplink when a third is left.
+    #[serde(alias = "device-cert-validity-secs")]
+    pub device_cert_validity_secs: Option<u64>,
     /// `plain` (default) or `json`.
     #[serde(alias = "log-format")]
     pub log_format: Option<LogFormat>,
+    /// File holding the billing webhook's HMAC secret, mode 0600 (default: none, the webhook
+    /// answers 503).
+    #[serde(alias = "billing-webhook-secret-file")]
+    pub billing_webhook_secret_file: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for SP-API endpoint overrides (default: none;
+    /// the system roots are always trusted).
+    #[serde(alias = "spapi-ca-file")]
+    pub spapi_ca_file: Option<PathBuf>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -103,8 +116,14 @@ pub struct Overrides {
     pub heartbeat_interval_secs: Option<u64>,
     /// `--drain-grace-secs`.
     pub drain_grace_secs: Option<u64>,
+    /// `--device-cert-validity-secs`.
+    pub device_cert_validity_secs: Option<u64>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--billing-webhook-secret-file`.
+    pub billing_webhook_secret_file: Option<PathBuf>,
+    /// `--spapi-ca-file`.
+    pub spapi_ca_file: Option<PathBuf>,
 }
 
 /// The validated configuration of `serve`.
@@ -124,8 +143,14 @@ pub struct ServeConfig {
     pub heartbeat_interval: Duration,
     /// Grace period for in-flight work on shutdown.
     pub drain_grace: Duration,
+    /// Validity of device certificates.
+    pub cert_validity: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// The billing webhook's secret file, if the webhook is on.
+    pub billing_webhook_secret_file: Option<PathBuf>,
+    /// Extra trusted CA certificates for SP-API endpoint overrides.
+    pub spapi_ca_file: Option<PathBuf>,
 }
 
 /// Parses the TOML text of a configuration file.
@@ -186,6 +211,10 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
         .drain_grace_secs
         .or(file.drain_grace_secs)
         .unwrap_or(DEFAULT_DRAIN_GRACE_SECS);
+    let cert_validity = flags
+        .device_cert_validity_secs
+        .or(file.device_cert_validity_secs)
+        .unwrap_or(crate::ca::CERT_VALIDITY_S);
 
     if data_dir.is_none() {
         problems.push("data_dir (--data-dir) is required".to_owned());
@@ -220,6 +249,11 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
     if grace > 300 {
         problems.push(format!("drain_grace_secs: {grace} is over 300"));
     }
+    if !(6..=365 * 24 * 3600).contains(&cert_validity) {
+        problems.push(format!(
+            "device_cert_validity_secs: {cert_validity} is outside 6..=31536000"
+        ));
+    }
     match (data_dir, master_key_file, api) {
         (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
             Ok(ServeConfig {
@@ -230,11 +264,51 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 mesh_advertise: advertise,
                 heartbeat_interval: Duration::from_secs(heartbeat),
                 drain_grace: Duration::from_secs(grace),
+                cert_validity: Duration::from_secs(cert_validity),
                 log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
+                billing_webhook_secret_file: flags
+                    .billing_webhook_secret_file
+                    .or(file.billing_webhook_secret_file),
+                spapi_ca_file: flags.spapi_ca_file.or(file.spapi_ca_file),
             })
         }
         _ => Err(ConfigError::Invalid(problems)),
     }
+}
+
+/// Shortest billing webhook secret accepted, bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Reads a secret file (surrounding whitespace trimmed): private (no group or other access)
+/// and at least [`MIN_SECRET_LEN`] bytes. `None` reads nothing.
+///
+/// # Errors
+/// [`ConfigError::Read`] when unreadable, [`ConfigError::Invalid`] when too open or short.
+pub fn load_secret(path: Option<&Path>) -> Result<Option<Zeroizing<Vec<u8>>>, ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let read = |source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mode = std::fs::metadata(path).map_err(read)?.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::Invalid(vec![format!(
+            "{} has mode {mode:o}; it must be 0600 or stricter",
+            path.display()
+        )]));
+    }
+    let raw = Zeroizing::new(std::fs::read(path).map_err(read)?);
+    let secret = Zeroizing::new(raw.trim_ascii().to_vec());
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::Invalid(vec![format!(
+            "{} must hold at least {MIN_SECRET_LEN} bytes",
+            path.display()
+        )]));
+    }
+    Ok(Some(secret))
 }
 
 impl ServeConfig {
@@ -264,6 +338,14 @@ impl ServeConfig {
         }
         if let Err(e) = crate::crypto::MasterKey::load(&self.master_key_file) {
             problems.push(format!("master_key_file: {e}"));
+        }
+        if let Err(e) = load_secret(self.billing_webhook_secret_file.as_deref()) {
+            problems.push(format!("billing_webhook_secret_file: {e}"));
+        }
+        if let Some(p) = &self.spapi_ca_file {
+            if let Err(e) = crate::spapi::client::read_ca_file(p) {
+                problems.push(format!("spapi_ca_file: {e}"));
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -362,5 +444,27 @@ mod tests {
             panic!("expected problems");
         };
         assert_eq!(problems.len(), 2, "{problems:#?}");
+    }
+
+    #[test]
+    fn webhook_secret_must_be_private_and_long() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("secret");
+        std::fs::write(&p, "whsec_0123456789abcdef\n").expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            load_secret(Some(&p)),
+            Err(ConfigError::Invalid(_))
+        ));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let s = load_secret(Some(&p)).expect("ok").expect("some");
+        assert_eq!(s.as_slice(), b"whsec_0123456789abcdef");
+        std::fs::write(&p, "short").expect("write");
+        assert!(matches!(
+            load_secret(Some(&p)),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(load_secret(None).expect("none").is_none());
     }
 }

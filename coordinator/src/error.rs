@@ -35,6 +35,12 @@ pub enum Error {
     /// The mesh endpoint did not start.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// The configuration is unusable (e.g. the billing webhook secret file).
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The SP-API client could not be set up (extra CA file, TLS configuration).
+    #[error("spapi: {0}")]
+    SpApi(#[from] crate::spapi::SetupError),
     /// The API listener failed.
     #[error("api listener: {0}")]
     Listener(#[from] std::io::Error),

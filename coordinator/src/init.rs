@@ -1,6 +1,7 @@
 //! `sealprint-coordinator init`: creates a data directory from nothing.
 //!
-//! In order: checks the admin password and that the master key file lies outside the data
+//! In order: checks the admin password (the account rules of [`crate::accounts`], plus at
+//! least [`MIN_PASSWORD_LEN`] characters for this most privileged account) and that the master key file lies outside the data
 //! directory; creates the directory (0700) and the master key file if absent (0600); opens the
 //! store and refuses an initialised one; creates the identity (CA key, libp2p seed, X25519
 //! key, all encrypted under the master key); writes the API's TLS certificate and key
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::accounts::{self, PasswordError};
 use crate::api::{self, TlsError};
 use crate::ca::{CaError, Identity};
 use crate::crypto::{self, CryptoError, MasterKey};
@@ -65,9 +67,9 @@ pub struct InitReport {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum InitError {
-    /// The admin password is shorter than [`MIN_PASSWORD_LEN`].
-    #[error("the admin password must be at least {MIN_PASSWORD_LEN} characters")]
-    WeakPassword,
+    /// The admin password is shorter than [`MIN_PASSWORD_LEN`] or breaks an account rule.
+    #[error("the admin password is refused: {0}")]
+    WeakPassword(PasswordError),
     /// The admin email does not look like one.
     #[error("the admin email is not a valid address")]
     BadEmail,
@@ -145,15 +147,17 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>, InitError> {
     Ok(s)
 }
 
-/// Checks the minimal password rule.
+/// Checks the first admin's password: the account rules (not containing the email's local
+/// part or the product name), and at least [`MIN_PASSWORD_LEN`] characters.
 ///
 /// # Errors
 /// [`InitError::WeakPassword`].
-pub fn check_password(password: &str) -> Result<(), InitError> {
+pub fn check_password(password: &str, email: &str) -> Result<(), InitError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(InitError::WeakPassword);
+        return Err(InitError::WeakPassword(PasswordError::Length));
     }
-    Ok(())
+    let local = email.split('@').next().unwrap_or_default();
+    accounts::check_password(password, &[local, "sealprint"]).map_err(InitError::WeakPassword)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
@@ -173,11 +177,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
 /// An [`InitError`] saying what was refused or failed.
 pub fn init(opts: &InitOptions, now_ms: u64) -> Result<InitReport, InitError> {
     let password = read_password(&opts.admin_password_file)?;
-    check_password(&password)?;
     let email = opts.admin_email.trim();
     if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
         return Err(InitError::BadEmail);
     }
+    check_password(&password, email)?;
     let tls_given = match (&opts.tls_cert, &opts.tls_key) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
@@ -240,7 +244,7 @@ pub fn init(opts: &InitOptions, now_ms: u64) -> Result<InitReport, InitError> {
     write_private(&dir.join(TLS_KEY), &key_pem)?;
 
     let hash = crypto::hash_password(&password)?;
-    let admin = store.create_user(email, hash, true, None, now_ms)?;
+    let admin = store.create_user(email, hash, true, None, Vec::new(), now_ms)?;
     store.append_audit(AuditEntry {
         at_ms: now_ms,
         tenant_id: None,
@@ -265,7 +269,7 @@ mod tests {
 
     fn opts(root: &Path) -> InitOptions {
         let pw = root.join("pw");
-        fs::write(&pw, "a long enough password\n").expect("write");
+        fs::write(&pw, "Correct-Horse-Battery-9\n").expect("write");
         InitOptions {
             data_dir: root.join("data"),
             master_key_file: root.join("master.key"),
@@ -307,7 +311,7 @@ mod tests {
             .expect("admin");
         assert!(admin.platform_admin);
         assert!(crypto::verify_password(
-            "a long enough password",
+            "Correct-Horse-Battery-9",
             &admin.password_hash
         ));
         let id = Identity::load(&store).expect("identity");
@@ -319,7 +323,19 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let mut o = opts(root.path());
         fs::write(&o.admin_password_file, "short\n").expect("write");
-        assert!(matches!(init(&o, 1), Err(InitError::WeakPassword)));
+        assert!(matches!(init(&o, 1), Err(InitError::WeakPassword(_))));
+        for weak in [
+            "all lowercase but long",
+            "Password123!",
+            "Admin-Is-Here-2024",
+            "Short-Pw-1",
+        ] {
+            fs::write(&o.admin_password_file, format!("{weak}\n")).expect("write");
+            assert!(
+                matches!(init(&o, 1), Err(InitError::WeakPassword(_))),
+                "{weak}"
+            );
+        }
 
         let o2 = opts(root.path());
         o.admin_password_file = o2.admin_password_file;

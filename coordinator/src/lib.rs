@@ -10,6 +10,8 @@
 //! - [`crypto`]: master key, tenant data keys, AES-256-GCM, argon2id.
 //! - [`store`]: the sled store and its records; [`audit`]: the audit hash chain.
 //! - [`ca`]: the coordinator identity and device certificates.
+//! - [`accounts`]: password, lockout and role rules; [`compliance`]: the tenant gates
+//!   (subscription, attestation, suspension), tiers and the billing webhook's signatures.
 //! - [`api`]: the HTTPS admin API; [`mesh`] and [`dispatch`]: job delivery over libp2p.
 //! - [`error`]: the error of [`run`] / [`start`].
 //!
@@ -17,15 +19,18 @@
 //! and stop it at will. What this crate does not do: install a tracing subscriber or handle
 //! signals (the binary does), or print labels (agents do).
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod ca;
+pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod dispatch;
 pub mod error;
 pub mod init;
 pub mod mesh;
+pub mod spapi;
 pub mod store;
 
 use std::io::Write;
@@ -118,6 +123,7 @@ pub async fn start(
             listen: config.mesh_listen.clone(),
             advertise: config.mesh_advertise.clone(),
             heartbeat_interval: config.heartbeat_interval,
+            cert_validity: config.cert_validity,
         },
         store.clone(),
         identity.clone(),
@@ -131,12 +137,29 @@ pub async fn start(
     } else {
         &config.mesh_advertise
     };
+    let dispatch: Arc<dyn Dispatch> = Arc::new(mesh.handle.clone());
+    let spapi = spapi::SpApi::new(
+        spapi::SpApiOptions {
+            extra_ca_pem: config
+                .spapi_ca_file
+                .as_deref()
+                .map(spapi::client::read_ca_file)
+                .transpose()?,
+            ..spapi::SpApiOptions::default()
+        },
+        store.clone(),
+        dispatch.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    )?;
     let state = Arc::new(ApiState {
         store: store.clone(),
-        dispatch: Arc::new(mesh.handle.clone()),
+        dispatch,
         peer_id: identity.peer_id().to_string(),
         mesh_addrs: advertised.iter().map(ToString::to_string).collect(),
         heartbeat_interval: config.heartbeat_interval,
+        billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
+        spapi,
     });
     tracker.spawn(api::serve(
         api_listener,

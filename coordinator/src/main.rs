@@ -30,6 +30,21 @@ enum Cmd {
     Init(InitArgs),
     /// Serve the HTTPS API and the mesh.
     Serve(ServeArgs),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the audit hash chain of a (stopped) coordinator's data directory; exits 1 and
+    /// names the first bad entry when it is broken.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        master_key_file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -69,6 +84,15 @@ struct ServeArgs {
     heartbeat_interval_secs: Option<u64>,
     #[arg(long)]
     drain_grace_secs: Option<u64>,
+    /// Validity of device certificates, seconds (default 30 days).
+    #[arg(long)]
+    device_cert_validity_secs: Option<u64>,
+    /// File with the billing webhook's HMAC secret (mode 0600).
+    #[arg(long, env = "SEALPRINT_BILLING_WEBHOOK_SECRET_FILE")]
+    billing_webhook_secret_file: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for SP-API endpoint overrides.
+    #[arg(long)]
+    spapi_ca_file: Option<PathBuf>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -97,7 +121,10 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         mesh_advertise: a.mesh_advertise,
         heartbeat_interval_secs: a.heartbeat_interval_secs,
         drain_grace_secs: a.drain_grace_secs,
+        device_cert_validity_secs: a.device_cert_validity_secs,
         log_format,
+        billing_webhook_secret_file: a.billing_webhook_secret_file,
+        spapi_ca_file: a.spapi_ca_file,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);
@@ -146,6 +173,20 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Cmd::Serve(a) => serve(a, cli.log_format),
+        Cmd::Audit(AuditCmd::Verify {
+            data_dir,
+            master_key_file,
+        }) => match sealprint_coordinator::audit::verify_data_dir(&data_dir, &master_key_file) {
+            Ok(Ok(n)) => {
+                println!("audit chain intact: {n} entries");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "audit chain broken at entry {}: {e}",
+                e.seq()
+            )),
+            Err(e) => Err(e.into()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

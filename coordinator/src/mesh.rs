@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::ca::{issue_certificate, Identity};
+use crate::ca::{issue_certificate, DeviceSubject, Identity};
 use crate::dispatch::{
     judge_lost_answer, printer_id, AgentLive, Choice, DispatchConfig, Fleet, LostAnswer, Route,
     Want,
@@ -49,6 +49,8 @@ pub struct MeshConfig {
     pub advertise: Vec<Multiaddr>,
     /// The agents' heartbeat period.
     pub heartbeat_interval: Duration,
+    /// How long device certificates are valid; renewed when a third is left.
+    pub cert_validity: Duration,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -107,6 +109,7 @@ struct Attempt {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
+    cert_validity_s: u64,
     store: Store,
     identity: Arc<Identity>,
     cfg: DispatchConfig,
@@ -151,6 +154,7 @@ pub async fn start(
     let (tx, commands) = mpsc::channel(4096);
     let mut ev = EventLoop {
         swarm,
+        cert_validity_s: config.cert_validity.as_secs().max(1),
         store,
         identity,
         cfg: DispatchConfig {
@@ -436,8 +440,12 @@ impl EventLoop {
         if record.revoked {
             return Err("device revoked".into());
         }
-        if cert.body.serial != record.serial || cert.body.ed25519_public != record.ed25519_public {
-            return Err("certificate superseded".into());
+        // An older certificate of the same keys stays valid until it expires: a renewal
+        // whose answer was lost must not lock the device out.
+        if cert.body.ed25519_public != record.ed25519_public
+            || cert.body.x25519_public != record.x25519_public
+        {
+            return Err("certificate is for other keys than the enrolled device's".into());
         }
         Ok(record)
     }
@@ -465,15 +473,19 @@ impl EventLoop {
         let mut raw = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let device_id = format!("dev-{}", hex::encode(raw));
+        let subject = DeviceSubject {
+            device_id: &device_id,
+            tenant_id: &grant.tenant_id,
+            site_id: &grant.site_id,
+            ed25519_public,
+            x25519_public: req.x25519_public,
+        };
         let cert = match issue_certificate(
             &self.identity,
             &self.store,
-            &device_id,
-            &grant.tenant_id,
-            &grant.site_id,
-            ed25519_public,
-            req.x25519_public,
+            &subject,
             now / 1000,
+            self.cert_validity_s,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -546,9 +558,43 @@ impl EventLoop {
         Ok(HeartbeatReply {
             now_ms: now,
             revoked_serials,
-            renewed_certificate: None,
+            renewed_certificate: self.renew_if_due(&record.device_id, now / 1000),
             min_version: MIN_AGENT_VERSION.to_owned(),
         })
+    }
+
+    /// A fresh certificate for the device when its current one has less than a third of its
+    /// validity left. The device keeps its keys; the old certificate stays valid until it
+    /// expires, so a lost answer only means the next heartbeat renews again.
+    fn renew_if_due(&self, device_id: &str, now_s: u64) -> Option<Vec<u8>> {
+        let mut record = self.store.agent(device_id).ok().flatten()?;
+        let current = Certificate::decode(&record.certificate).ok()?;
+        if current.body.not_after.saturating_sub(now_s) > self.cert_validity_s / 3 {
+            return None;
+        }
+        let subject = DeviceSubject {
+            device_id,
+            tenant_id: &record.tenant_id,
+            site_id: &record.site_id,
+            ed25519_public: record.ed25519_public,
+            x25519_public: record.x25519_public,
+        };
+        let cert = match issue_certificate(&self.identity, &self.store, &subject, now_s, self.cert_validity_s) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(device = %device_id, error = %e, "certificate not renewed");
+                return None;
+            }
+        };
+        record.serial = cert.body.serial;
+        record.certificate = cert.encode();
+        if let Err(e) = self.store.put_agent(&record) {
+            warn!(device = %device_id, error = %e, "renewed certificate not stored");
+            return None;
+        }
+        info!(device = %device_id, serial = cert.body.serial, "certificate renewed");
+        self.audit(Some(&record.tenant_id), device_id, "agent.certificate_renewed", Some(device_id), "ok");
+        Some(record.certificate)
     }
 
     fn on_relay(&mut self, relay: &AgentRecord, relayed: &Relayed) -> Response {

@@ -14,6 +14,7 @@
 //! What it does not do: authorisation (the API does), and it is not yet behind a storage
 //! trait (the PostgreSQL backend of the architecture is future work).
 
+mod connections;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -27,12 +28,15 @@ use sled::Transactional;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 pub use records::{
     AgentRecord, AuditEntry, EnrollmentTokenRecord, JobRecord, JobStatus, PrinterRecord,
     SessionRecord, SiteRecord, TenantRecord, TokenGrant, UserRecord,
 };
 
+use crate::accounts::Role;
 use crate::audit::{self, ChainError, ChainedEntry};
+use crate::compliance::{provisioning_gate, GateRefusal};
 use crate::crypto::{random_id, CryptoError, DataKey, MasterKey};
 
 /// Why a store operation failed. Messages never hold PII.
@@ -69,6 +73,9 @@ pub enum StoreError {
     /// The audit chain does not verify.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The tenant may not provision devices now (subscription not active, or suspended).
+    #[error("provisioning refused: {0}")]
+    ProvisioningRefused(&'static str),
 }
 
 /// A handle to the store. Cheap to clone; every clone is the same database.
@@ -312,6 +319,11 @@ impl Store {
             id: random_id("tnt"),
             name: name.to_owned(),
             created_at_ms: now_ms,
+            plan: Default::default(),
+            terms: None,
+            subscription: Default::default(),
+            attestation: None,
+            suspension: None,
         };
         let wrapped = DataKey::generate().wrap(&self.inner.master, &rec.id);
         let value = encode(&rec);
@@ -342,6 +354,22 @@ impl Store {
     /// [`StoreError::Db`], [`StoreError::Corrupt`].
     pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         scan(&self.inner.tenants, b"", "tenant")
+    }
+
+    /// Changes a tenant atomically with `f` (retried on races, so `f` may run more than
+    /// once). Returns the new record, or `None` when there is no such tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn update_tenant<F>(
+        &self,
+        tenant_id: &str,
+        f: F,
+    ) -> Result<Option<TenantRecord>, StoreError>
+    where
+        F: FnMut(&mut TenantRecord),
+    {
+        update(&self.inner.tenants, tenant_id.as_bytes(), "tenant", f)
     }
 
     fn data_key(&self, tenant_id: &str) -> Result<DataKey, StoreError> {
@@ -410,6 +438,7 @@ impl Store {
         password_hash: String,
         platform_admin: bool,
         tenant_id: Option<String>,
+        roles: Vec<Role>,
         now_ms: u64,
     ) -> Result<UserRecord, StoreError> {
         let rec = UserRecord {
@@ -419,6 +448,10 @@ impl Store {
             platform_admin,
             tenant_id,
             created_at_ms: now_ms,
+            roles,
+            password_changed_at_ms: Some(now_ms),
+            failed_logins: Vec::new(),
+            locked_until_ms: None,
         };
         let value = encode(&rec);
         (&self.inner.users, &self.inner.user_emails)
@@ -440,6 +473,30 @@ impl Store {
     /// [`StoreError::Db`], [`StoreError::Corrupt`].
     pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
         get(&self.inner.users, user_id.as_bytes(), "user")
+    }
+
+    /// Changes a user atomically with `f` (retried on races, so `f` may run more than once).
+    /// Returns the new record, or `None` when there is no such user.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn update_user<F>(&self, user_id: &str, f: F) -> Result<Option<UserRecord>, StoreError>
+    where
+        F: FnMut(&mut UserRecord),
+    {
+        update(&self.inner.users, user_id.as_bytes(), "user", f)
+    }
+
+    /// The users of a tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn users(&self, tenant_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let all: Vec<UserRecord> = scan(&self.inner.users, b"", "user")?;
+        Ok(all
+            .into_iter()
+            .filter(|u| u.tenant_id.as_deref() == Some(tenant_id))
+            .collect())
     }
 
     /// A user by email (case-insensitive).
@@ -508,15 +565,35 @@ impl Store {
     }
 
     /// Redeems a token once, atomically: of two concurrent redemptions exactly one succeeds.
+    /// The token's tenant must be allowed to provision devices (active subscription, not
+    /// suspended); a refused token stays unused.
     ///
     /// # Errors
     /// [`StoreError::TokenUnknown`], [`StoreError::TokenUsed`], [`StoreError::TokenExpired`],
-    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    /// [`StoreError::ProvisioningRefused`], [`StoreError::Db`], [`StoreError::Corrupt`].
     pub fn redeem_enrollment_token(
         &self,
         secret_hash: &[u8; 32],
         now_s: u64,
     ) -> Result<TokenGrant, StoreError> {
+        if let Some(rec) =
+            get::<EnrollmentTokenRecord>(&self.inner.tokens, secret_hash, "enrollment token")?
+        {
+            let tenant = self
+                .tenant(&rec.tenant_id)?
+                .ok_or(StoreError::TokenUnknown)?;
+            match provisioning_gate(tenant.suspension.as_ref(), tenant.subscription.state) {
+                Ok(()) => {}
+                Err(GateRefusal::Suspended(_)) => {
+                    return Err(StoreError::ProvisioningRefused("the tenant is suspended"))
+                }
+                Err(GateRefusal::SubscriptionInactive(_)) => {
+                    return Err(StoreError::ProvisioningRefused(
+                        "the tenant's subscription is not active",
+                    ))
+                }
+            }
+        }
         self.inner
             .tokens
             .transaction(|t| {
@@ -771,6 +848,22 @@ impl Store {
             .collect())
     }
 
+    /// How many jobs a tenant created at or after `since_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn jobs_created_since(&self, tenant_id: &str, since_ms: u64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for kv in self.inner.jobs.scan_prefix(prefix(tenant_id)) {
+            let (_, v) = kv?;
+            let job: JobRecord = decode(&v, "job")?;
+            if job.created_at_ms >= since_ms {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// A job's label, decrypted.
     ///
     /// # Errors
@@ -845,7 +938,7 @@ impl Store {
     }
 
     #[cfg(test)]
-    fn audit_tree(&self) -> &sled::Tree {
+    pub(crate) fn audit_tree(&self) -> &sled::Tree {
         &self.inner.audit
     }
 }

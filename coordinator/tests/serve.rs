@@ -52,7 +52,7 @@ async fn https(
 async fn serves_https_and_shuts_down_cleanly() {
     let root = tempfile::tempdir().expect("tempdir");
     let pw = root.path().join("pw");
-    std::fs::write(&pw, "a long enough password\n").expect("pw");
+    std::fs::write(&pw, "Correct-Horse-Battery-9\n").expect("pw");
     let data_dir = root.path().join("data");
     let key = root.path().join("master.key");
     let report = init(
@@ -111,7 +111,7 @@ async fn serves_https_and_shuts_down_cleanly() {
     let login = Request::post("/v1/sessions")
         .header("host", "localhost")
         .body(Full::new(Bytes::from_static(
-            br#"{"email":"admin@example.com","password":"a long enough password"}"#,
+            br#"{"email":"admin@example.com","password":"Correct-Horse-Battery-9"}"#,
         )))
         .expect("request");
     let (s, v) = https(addr, &cert, &rustls::version::TLS13, login).await;

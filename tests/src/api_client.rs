@@ -135,3 +135,54 @@ impl ApiClient {
         Ok(answer)
     }
 }
+
+/// One kept-alive HTTPS/1.1 connection to the API, for many requests in sequence (the
+/// benchmark uses several of these side by side).
+pub struct ApiConnection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// Opens a kept-alive connection carrying this client's token.
+    pub async fn connect(&self) -> anyhow::Result<ApiConnection> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
+        let tls = self.tls.connect(name, tcp).await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(ApiConnection {
+            sender,
+            token: self.token.clone(),
+        })
+    }
+}
+
+impl ApiConnection {
+    /// POSTs JSON and returns the status and body.
+    pub async fn post(&mut self, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+        self.sender.ready().await?;
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::from(body.to_string())))?)
+            .await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+}

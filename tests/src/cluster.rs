@@ -139,11 +139,18 @@ pub struct CoordinatorProc {
     pub peer_id: String,
     /// The admin's password.
     pub admin_password: String,
+    /// Extra `serve` flags, kept across restarts.
+    pub extra_args: Vec<String>,
 }
 
 impl CoordinatorProc {
     /// Initialises a coordinator under `root` and starts it on free loopback ports.
     pub async fn start_new(root: &Path) -> anyhow::Result<CoordinatorProc> {
+        Self::start_new_with(root, &[]).await
+    }
+
+    /// Like [`CoordinatorProc::start_new`], with extra `serve` flags.
+    pub async fn start_new_with(root: &Path, extra: &[String]) -> anyhow::Result<CoordinatorProc> {
         let bins = binaries()?;
         let data_dir = root.join("coordinator-data");
         let master_key = root.join("master.key");
@@ -178,6 +185,7 @@ impl CoordinatorProc {
             mesh: vec!["/ip4/127.0.0.1/tcp/0".into()],
             peer_id: String::new(),
             admin_password,
+            extra_args: extra.to_vec(),
         };
         c.start().await?;
         Ok(c)
@@ -198,6 +206,7 @@ impl CoordinatorProc {
         for m in &self.mesh {
             cmd.arg("--mesh-listen").arg(m);
         }
+        cmd.args(&self.extra_args);
         cmd.env("SEALPRINT_LOG", "info,sealprint_coordinator=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -245,6 +254,11 @@ impl CoordinatorProc {
         Ok(())
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// An API client trusting this coordinator's certificate (no session yet).
     pub fn client(&self) -> anyhow::Result<ApiClient> {
         ApiClient::new(self.api, &self.data_dir.join("tls").join("cert.pem"))
@@ -273,6 +287,7 @@ pub struct AgentProc {
     /// Where it listens.
     pub listen: Vec<String>,
     args: Vec<String>,
+    netns: Option<String>,
 }
 
 impl AgentProc {
@@ -307,19 +322,52 @@ impl AgentProc {
             peer_id: String::new(),
             listen: Vec::new(),
             args: args.to_vec(),
+            netns: None,
         };
         a.spawn(None).await?;
         Ok(a)
     }
 
+    /// Starts an agent inside the network namespace `netns` (made by the test), listening on
+    /// every address of the namespace, with mDNS discovery on.
+    pub async fn start_in_netns(
+        netns: &str,
+        data_dir: &Path,
+        log: &Path,
+        args: &[String],
+    ) -> anyhow::Result<AgentProc> {
+        let mut a = AgentProc {
+            child: None,
+            bins: binaries()?,
+            data_dir: data_dir.to_owned(),
+            log: log.to_owned(),
+            device_id: String::new(),
+            peer_id: String::new(),
+            listen: Vec::new(),
+            args: args.to_vec(),
+            netns: Some(netns.to_owned()),
+        };
+        a.spawn(Some("/ip4/0.0.0.0/tcp/0".into())).await?;
+        Ok(a)
+    }
+
     async fn spawn(&mut self, listen: Option<String>) -> anyhow::Result<()> {
-        let mut cmd = Command::new(&self.bins.agent);
+        // `ip netns exec` execs the agent, so the child's pid is the agent's own.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bins.agent);
+                c
+            }
+            None => Command::new(&self.bins.agent),
+        };
         cmd.arg("run")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(listen.unwrap_or_else(|| "/ip4/127.0.0.1/tcp/0".into()))
-            .args(["--heartbeat-interval-secs", "1", "--no-mdns"])
+            .args(["--heartbeat-interval-secs", "1"])
+            .args(self.netns.is_none().then_some("--no-mdns"))
             .args(&self.args)
             .env("SEALPRINT_LOG", "info,sealprint_agent=debug")
             .stdin(Stdio::null())
@@ -344,6 +392,11 @@ impl AgentProc {
             .collect();
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// The multiaddr other agents can dial, with its PeerId.
@@ -379,6 +432,15 @@ impl AgentProc {
         }
         Ok(())
     }
+}
+
+/// Resident memory of a process in KiB (Linux `/proc`), if it can be read.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `limit`.

@@ -8,10 +8,17 @@
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
 //! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
 //!   site, enrolled agents with simulated printers).
+//! - [`stats`]: latency percentiles for the demo and the benchmark.
+//! - [`spapi_standin`]: an HTTPS stand-in for Amazon's SP-API (LWA, Tokens, MFN v0, Shipping
+//!   v2) that can misbehave on demand.
 
 pub mod api_client;
 pub mod cluster;
+pub mod netns;
 pub mod printer_sim;
 pub mod scenario;
+pub mod spapi_standin;
+pub mod stats;

@@ -39,7 +39,12 @@ pub struct Station {
 impl Site {
     /// Starts a coordinator under `root` and creates a tenant and a site.
     pub async fn new(root: &Path) -> anyhow::Result<Site> {
-        let coordinator = CoordinatorProc::start_new(root).await?;
+        Self::new_with(root, &[]).await
+    }
+
+    /// Like [`Site::new`], with extra coordinator `serve` flags.
+    pub async fn new_with(root: &Path, coordinator_args: &[String]) -> anyhow::Result<Site> {
+        let coordinator = CoordinatorProc::start_new_with(root, coordinator_args).await?;
         let admin = coordinator.admin().await?;
         let tenant = admin
             .post(
@@ -61,6 +66,28 @@ impl Site {
             .as_str()
             .context("site id")?
             .to_owned();
+        // The coordinator's gates: provisioning needs an active subscription, and labels
+        // print as they are only once the security attestation is complete.
+        let attestation = json!({
+            "supported_os": true,
+            "os_updates_applied": true,
+            "endpoint_protection": true,
+            "screen_lock_minutes": 5,
+            "wifi_wpa2_or_wpa3": true,
+            "no_print_to_file_drivers": true,
+            "authorized_personnel_only": true,
+            "credentials_confidential": true,
+        });
+        for (what, body) in [
+            ("subscription", json!({"state": "active"})),
+            ("attestation", attestation),
+        ] {
+            let path = format!("/v1/tenants/{tenant}/{what}");
+            let (status, answer) = admin.call(hyper::Method::PUT, &path, Some(body)).await?;
+            if status != StatusCode::OK {
+                return Err(anyhow!("PUT {path}: {status} {answer}"));
+            }
+        }
         Ok(Site {
             root: root.to_owned(),
             coordinator,
@@ -191,9 +218,28 @@ pub fn zpl_label(marker: &str, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Which label of [`zpl_label`] `bytes` is (its `n`), if it carries `marker`.
+pub fn label_index(bytes: &[u8], marker: &str) -> Option<usize> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let end = text.find(&format!(" Elm Street {marker}"))?;
+    let start = text[..end].rfind("^FD")? + 3;
+    text[start..end].parse().ok()
+}
+
 /// A random marker of 16 hex characters.
 pub fn marker() -> String {
     let mut raw = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut raw);
     format!("PII{}", hex::encode(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_index_finds_n() {
+        assert_eq!(label_index(&zpl_label("PIIab", 42), "PIIab"), Some(42));
+        assert_eq!(label_index(&zpl_label("PIIab", 42), "PIIcd"), None);
+    }
 }

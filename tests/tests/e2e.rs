@@ -317,6 +317,16 @@ async fn forged_revoked_and_foreign_certificates_are_refused() -> anyhow::Result
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // Provisioning needs an active subscription (issue 4).
+    let (status, _) = site
+        .admin
+        .call(
+            Method::PUT,
+            &format!("/v1/tenants/{other_tenant}/subscription"),
+            Some(json!({"state": "active"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
     let other_tenant_site = site
         .admin
         .post(
@@ -453,6 +463,55 @@ async fn forged_revoked_and_foreign_certificates_are_refused() -> anyhow::Result
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_renew_over_the_uplink_and_expired_ones_are_refused() -> anyhow::Result<()> {
+    let tmp = scratch();
+    let validity = ["--device-cert-validity-secs".to_owned(), "6".to_owned()];
+    let site = Site::new_with(tmp.path(), &validity).await?;
+    let a = site.station(0, 1, "outbound", &[]).await?;
+    site.wait_printers(1).await?;
+    // Enrolled now, started only once its 6-second certificate has expired.
+    let late = tmp.path().join("late");
+    sealprint_testkit::cluster::AgentProc::enroll(&late, &site.token().await?).await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // The running agent renewed its certificate over the uplink and still prints.
+    let mark = marker();
+    let id = site
+        .submit(json!({"pool": "outbound"}), &zpl_label(&mark, 0))
+        .await?;
+    assert_eq!(site.wait_final(&id, FINAL).await?["status"], "printed");
+    let log = std::fs::read_to_string(&a.agent.log)?;
+    assert!(
+        log.contains("certificate renewed"),
+        "no renewal in the agent's log"
+    );
+
+    // The late agent's certificate expired: the coordinator and its site peer refuse it.
+    let late_log = tmp.path().join("late.log");
+    let _late = sealprint_testkit::cluster::AgentProc::start(
+        &late,
+        &late_log,
+        &["--peer".into(), a.agent.dial_addr()],
+    )
+    .await?;
+    for (who, path) in [
+        ("coordinator", &site.coordinator.log),
+        ("site peer", &a.agent.log),
+    ] {
+        wait_for(
+            &format!("the expired certificate refused by the {who}"),
+            Duration::from_secs(20),
+            || async {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                Ok(text.contains("certificate expired").then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -497,4 +556,447 @@ async fn api_refuses_bad_input_with_clear_errors() -> anyhow::Result<()> {
     let (status, _) = anon.call(Method::GET, "/healthz", None).await?;
     assert_eq!(status, StatusCode::OK);
     Ok(())
+}
+
+/// Two Print Stations on their own hosts (network namespaces on a bridge): the one without an
+/// uplink finds its site peer by mDNS alone, and its jobs and heartbeats travel through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mdns_finds_site_peers_across_hosts_and_relays_for_a_station_without_uplink(
+) -> anyhow::Result<()> {
+    use sealprint_testkit::cluster::AgentProc;
+    use sealprint_testkit::netns::Lan;
+
+    let tmp = scratch();
+    let lan = Lan::new(2)?;
+    let mesh = format!("/ip4/{}/tcp/0", lan.gateway);
+    let site = Site::new_with(tmp.path(), &["--mesh-listen".into(), mesh]).await?;
+    let mut sims = Vec::new();
+    let mut agents = Vec::new();
+    for h in 0..2 {
+        let sim = printer_sim::start(
+            tokio::net::TcpListener::bind((lan.gateway.as_str(), 0)).await?,
+            SimConfig {
+                serial: format!("LAN{h}"),
+                model: "ZD421".into(),
+                mode: SimMode::Normal,
+            },
+            None,
+        )
+        .await;
+        let dir = tmp.path().join(format!("host-{h}"));
+        AgentProc::enroll(&dir, &site.token().await?).await?;
+        let mut args = vec![
+            "--printer".to_owned(),
+            format!("zebra{h}=raw://{}", sim.addr()),
+        ];
+        if h == 1 {
+            args.push("--no-uplink".into());
+        }
+        let log = tmp.path().join(format!("host-{h}.log"));
+        agents.push(AgentProc::start_in_netns(&lan.hosts[h], &dir, &log, &args).await?);
+        sims.push(sim);
+    }
+    let relay = agents[0].device_id.clone();
+    let hidden = agents[1].device_id.clone();
+    let online = wait_for(
+        "the hidden station online through its peer",
+        Duration::from_secs(40),
+        || async {
+            let list = site
+                .admin
+                .get(&format!("/v1/tenants/{}/agents", site.tenant))
+                .await?;
+            let ok = list.as_array().into_iter().flatten().any(|a| {
+                a["id"] == json!(hidden) && a["online"] == json!(true) && a["relay"] == json!(relay)
+            });
+            Ok(ok.then_some(()))
+        },
+    )
+    .await;
+    if let Err(e) = online {
+        let logs: Vec<String> = agents
+            .iter()
+            .map(|a| std::fs::read_to_string(&a.log).unwrap_or_default())
+            .collect();
+        anyhow::bail!(
+            "{e:#}\n--- host 0 ---\n{}\n--- host 1 ---\n{}",
+            logs[0],
+            logs[1]
+        );
+    }
+    let mark = marker();
+    let printer = format!("{hidden}.zebra1");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            site.submit(json!({"printer": printer}), &zpl_label(&mark, i))
+                .await?,
+        );
+    }
+    for id in &ids {
+        assert_eq!(site.wait_final(id, FINAL).await?["status"], "printed");
+    }
+    assert_eq!(sims[1].jobs().len(), 3);
+    assert!(sims[0].jobs().is_empty());
+    let log = std::fs::read_to_string(&agents[1].log)?;
+    assert!(
+        log.contains("mdns discovered a peer") || log.contains("site peer verified"),
+        "{log}"
+    );
+    for a in &mut agents {
+        a.stop().await?;
+    }
+    Ok(())
+}
+
+// ---- SP-API: labels bought through the stand-in ------------------------------------------
+
+mod spapi {
+    use std::time::Duration;
+
+    use hyper::{Method, StatusCode};
+    use sealprint_testkit::scenario::{marker, zpl_label, Site, Station};
+    use sealprint_testkit::spapi_standin::{
+        Credentials, LabelMode, PurchaseFault, Standin, TokenKind, BUYER_MARKER,
+    };
+    use serde_json::{json, Value};
+
+    use super::{files_containing, scratch, FINAL};
+
+    /// A stand-in selling `label`, and a site whose coordinator trusts it, with one station
+    /// of one printer in pool `outbound` and a connection to the stand-in.
+    async fn setup(
+        root: &std::path::Path,
+        label: Vec<u8>,
+    ) -> anyhow::Result<(Standin, Site, Station, String)> {
+        let standin = Standin::start(Credentials::default(), label).await?;
+        let ca = root.join("spapi-ca.pem");
+        std::fs::write(&ca, standin.cert_pem())?;
+        let site =
+            Site::new_with(root, &["--spapi-ca-file".into(), ca.display().to_string()]).await?;
+        let station = site.station(0, 1, "outbound", &[]).await?;
+        site.wait_printers(1).await?;
+        let c = Credentials::default();
+        let conn = site
+            .admin
+            .post(
+                &format!("/v1/tenants/{}/spapi-connections", site.tenant),
+                json!({"region": "na", "marketplace_id": "ATVPDKIKX0DER",
+                    "client_id": c.client_id, "client_secret": c.client_secret,
+                    "refresh_token": c.refresh_token, "sandbox": false,
+                    "endpoint": standin.endpoint(), "lwa_endpoint": standin.lwa_endpoint()}),
+                StatusCode::CREATED,
+            )
+            .await?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok((standin, site, station, conn))
+    }
+
+    fn shipment_request() -> Value {
+        json!({
+            "AmazonOrderId": "903-5563053-5647845",
+            "ItemList": [{"OrderItemId": "52986411826454", "Quantity": 1}],
+            "ShipFromAddress": {"Name": "Warehouse 1", "AddressLine1": "300 Turnbull Ave",
+                "City": "Detroit", "StateOrProvinceCode": "MI", "PostalCode": "48123",
+                "CountryCode": "US", "Email": "ops@example.test", "Phone": "7132341234"},
+            "PackageDimensions": {"Length": 10.25, "Width": 10.25, "Height": 10.25, "Unit": "inches"},
+            "Weight": {"Value": 10.25, "Unit": "oz"},
+            "ShippingServiceOptions": {"DeliveryExperience": "NoTracking",
+                "CarrierWillPickUp": false, "LabelFormat": "ZPL203"}
+        })
+    }
+
+    async fn submit(site: &Site, body: Value) -> anyhow::Result<String> {
+        let answer = site
+            .admin
+            .post(
+                &format!("/v1/tenants/{}/labels", site.tenant),
+                body,
+                StatusCode::ACCEPTED,
+            )
+            .await?;
+        assert_eq!(answer["status"], "queued", "{answer}");
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    fn mfn(conn: &str) -> Value {
+        json!({"source": "mfn", "connection": conn, "shipment_request": shipment_request(),
+            "shipping_service_id": "UPS_PTP_2ND_DAY_AIR", "shipping_service_offer_id": "offer-1",
+            "pool": "outbound"})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mfn_and_shipping_v2_labels_print_byte_identical() -> anyhow::Result<()> {
+        let tmp = scratch();
+        let mark = marker();
+        let label = zpl_label(&mark, 7);
+        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+        let base = format!("/v1/tenants/{}/spapi-connections", site.tenant);
+
+        // The list shows the connection, never its secrets.
+        let list = site.admin.get(&base).await?;
+        let c = Credentials::default();
+        assert_eq!(list[0]["id"], json!(conn), "{list}");
+        assert_eq!(list[0]["shipping_business_id"], "AmazonShipping_US");
+        assert!(!list.to_string().contains(&c.client_secret));
+        assert!(!list.to_string().contains(&c.refresh_token));
+
+        // Shopping, then an MFN purchase behind a storm of 429s without Retry-After.
+        let services = site
+            .admin
+            .post(
+                &format!("{base}/{conn}/eligible-services"),
+                json!({"shipment_request": shipment_request()}),
+                StatusCode::OK,
+            )
+            .await?;
+        assert_eq!(
+            services["ShippingServiceList"][0]["ShippingServiceId"],
+            "UPS_PTP_2ND_DAY_AIR"
+        );
+        standin.throttle_next(4);
+        let mfn_job = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&mfn_job, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+        let mfn_shipment = job["shipment_id"].as_str().unwrap_or_default().to_owned();
+        assert!(!mfn_shipment.is_empty(), "{job}");
+        assert!(
+            job["tracking_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("1Z")),
+            "{job}"
+        );
+        assert_eq!(job["spapi"]["checksum"], "received", "{job}");
+
+        // Shipping v2: rates, then a purchase with a document spec copied from the rate.
+        let rates = site
+            .admin
+            .post(
+                &format!("{base}/{conn}/rates"),
+                json!({"shipTo": {"name": "x"}, "shipFrom": {"name": "Warehouse 1"},
+                    "packages": [{"packageClientReferenceId": "pkg-1"}],
+                    "channelDetails": {"channelType": "AMAZON"}}),
+                StatusCode::OK,
+            )
+            .await?;
+        let rate = &rates["rates"][0];
+        let spec = &rate["supportedDocumentSpecifications"][0];
+        let v2_job = submit(
+            &site,
+            json!({"source": "shipping_v2", "connection": conn,
+                "request_token": rates["requestToken"], "rate_id": rate["rateId"],
+                "document_spec": {"format": spec["format"], "size": spec["size"], "dpi": 203,
+                    "pageLayout": "DEFAULT", "needFileJoining": false,
+                    "requestedDocumentTypes": ["LABEL"]},
+                "pool": "outbound"}),
+        )
+        .await?;
+        let job = site.wait_final(&v2_job, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+        let v2_shipment = job["shipment_id"].as_str().unwrap_or_default().to_owned();
+        assert!(v2_shipment.starts_with("amzn1.ship."), "{job}");
+        assert_eq!(job["spapi"]["idempotency_key"], json!(v2_job));
+
+        // Every token expires; reprints renew them and print again.
+        let exchanges = standin.lwa_exchanges();
+        standin.expire_tokens();
+        for body in [
+            json!({"source": "mfn_shipment", "connection": conn, "shipment_id": mfn_shipment,
+                "pool": "outbound"}),
+            json!({"source": "shipping_v2_shipment", "connection": conn,
+                "shipment_id": v2_shipment, "package_client_reference_id": "pkg-1",
+                "format": "ZPL", "dpi": 203, "pool": "outbound"}),
+        ] {
+            let id = submit(&site, body).await?;
+            let job = site.wait_final(&id, FINAL).await?;
+            assert_eq!(job["status"], "printed", "{job}");
+        }
+        assert!(standin.lwa_exchanges() > exchanges);
+
+        // Byte-identical on the printer, four times; bought once each.
+        let printed = station.printers[0]
+            .1
+            .wait_for_jobs(4, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        assert_eq!(printed, vec![label.clone(); 4]);
+        assert_eq!(standin.purchases(), (1, 1));
+
+        // The restricted calls carried an RDT (never the LWA token); the RDT was asked for
+        // with the generic paths; v2 calls carried the LWA token and the US business id.
+        let calls = standin.calls();
+        for c in &calls {
+            if c.path.starts_with("/mfn/v0/shipments") && c.status == 200 {
+                assert_eq!(c.token, TokenKind::Rdt, "{c:?}");
+            }
+            if c.path.starts_with("/shipping/v2/") {
+                assert_eq!(c.token, TokenKind::Lwa, "{c:?}");
+                assert_eq!(c.business_id.as_deref(), Some("AmazonShipping_US"));
+            }
+            if c.path != "/auth/o2/token" {
+                assert!(
+                    c.user_agent.as_deref().is_some_and(|u| u.starts_with("sealprint/")
+                        && u.contains("Language=Rust")),
+                    "{c:?}"
+                );
+            }
+        }
+        assert!(calls.iter().any(|c| c.status == 429), "the storm happened");
+        assert!(calls.iter().any(|c| c.path == "/shipping/v2/shipments"
+            && c.idempotency_key.as_deref() == Some(v2_job.as_str())));
+        let rdt = standin.rdt_requests();
+        assert!(!rdt.is_empty());
+        assert!(rdt[0].contains(&("GET".into(), "/mfn/v0/shipments/{shipmentId}".into())));
+        assert!(rdt[0].contains(&("POST".into(), "/mfn/v0/shipments".into())));
+
+        // No label text, buyer data or credential in any file (logs, store).
+        for needle in [
+            mark.as_str(),
+            BUYER_MARKER,
+            &c.refresh_token,
+            &c.client_secret,
+            "Atza|",
+            "Atz.sprdt|",
+        ] {
+            let hits = files_containing(tmp.path(), needle.as_bytes());
+            let hits: Vec<_> = hits
+                .iter()
+                .filter(|h| !h.ends_with("spapi-ca.pem"))
+                .collect();
+            assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_answers_and_lost_purchases_end_in_clear_job_states() -> anyhow::Result<()> {
+        let tmp = scratch();
+        let mark = marker();
+        let label = zpl_label(&mark, 3);
+        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+
+        // A createShipment whose answer is lost: in doubt, never bought again.
+        standin.fault_next_purchase(PurchaseFault::LoseAnswer);
+        let id = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "in_doubt", "{job}");
+        assert_eq!(job["spapi"]["failed_call"], "createShipment", "{job}");
+        // A 504 after buying: in doubt too.
+        standin.fault_next_purchase(PurchaseFault::BuyThenStatus(504));
+        let id = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "in_doubt", "{job}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let creates = standin
+            .calls()
+            .iter()
+            .filter(|c| c.method == Method::POST && c.path == "/mfn/v0/shipments")
+            .count();
+        assert_eq!(creates, 2, "each createShipment was sent once");
+        assert_eq!(standin.purchases().0, 2);
+
+        // A model-shaped refusal whose message echoes buyer data: a typed failure, code kept.
+        standin.error_next_purchase(400, "InvalidInput");
+        let id = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["spapi"]["error_code"], "InvalidInput", "{job}");
+        assert!(job["spapi"]["request_id"].is_string(), "{job}");
+        assert!(!job.to_string().contains(BUYER_MARKER));
+
+        // Malformed labels: clear errors naming the check; the shipment id is kept.
+        for (mode, expect) in [
+            (LabelMode::BadChecksum, "checksum"),
+            (LabelMode::BrokenBase64, "base64"),
+            (LabelMode::NotALabel, "not a pdf, png or zpl"),
+        ] {
+            standin.set_label_mode(mode);
+            let id = submit(&site, mfn(&conn)).await?;
+            let job = site.wait_final(&id, FINAL).await?;
+            assert_eq!(job["status"], "failed", "{mode:?}: {job}");
+            let error = job["error"].as_str().unwrap_or_default();
+            assert!(error.contains(expect), "{mode:?}: {error}");
+            assert!(job["shipment_id"].is_string(), "{job}");
+        }
+        // An empty FileType and checksum are tolerated; a plain (not gzipped) label too.
+        for mode in [LabelMode::EmptyFileType, LabelMode::Plain] {
+            standin.set_label_mode(mode);
+            let id = submit(&site, mfn(&conn)).await?;
+            let job = site.wait_final(&id, FINAL).await?;
+            assert_eq!(job["status"], "printed", "{mode:?}: {job}");
+        }
+        standin.set_label_mode(LabelMode::Normal);
+
+        // A Shipping v2 purchase whose answer is lost is retried with the same idempotency
+        // key: printed, bought once.
+        let before = standin.purchases().1;
+        standin.fault_next_purchase(PurchaseFault::LoseAnswer);
+        let id = submit(
+            &site,
+            json!({"source": "shipping_v2", "connection": conn, "request_token": "amzn1.rq.x",
+                "rate_id": "rate-1", "idempotency_key": "order-903-1",
+                "document_spec": {"format": "ZPL", "size": {"width": 4, "length": 6, "unit": "INCH"},
+                    "dpi": 203, "needFileJoining": false, "requestedDocumentTypes": ["LABEL"]},
+                "pool": "outbound"}),
+        )
+        .await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+        assert_eq!(standin.purchases().1, before + 1);
+
+        // Requests that cannot be bought are refused before anything is bought.
+        let labels = format!("/v1/tenants/{}/labels", site.tenant);
+        for (body, status) in [
+            (
+                json!({"source": "fax", "connection": conn, "pool": "outbound"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"source": "mfn_shipment", "connection": "spc-nope", "shipment_id": "s",
+                "pool": "outbound"}),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                json!({"source": "shipping_v2", "connection": conn, "request_token": "t",
+                "rate_id": "r", "document_spec": {"format": "ZPL"}, "pool": "outbound"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let (s, answer) = site.admin.call(Method::POST, &labels, Some(body)).await?;
+            assert_eq!(s, status, "{answer}");
+        }
+        let (s, _) = site
+            .admin
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{}/spapi-connections", site.tenant),
+                Some(
+                    json!({"region": "na", "marketplace_id": "ATVPDKIKX0DER", "client_id": "a",
+                    "client_secret": "b", "refresh_token": "c", "endpoint": "http://127.0.0.1:1"}),
+                ),
+            )
+            .await?;
+        assert_eq!(
+            s,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "endpoint overrides must be https"
+        );
+
+        // Only the good labels printed, byte-identical.
+        for printed in station.printers[0].1.jobs() {
+            assert_eq!(printed, label);
+        }
+        assert_eq!(station.printers[0].1.jobs().len(), 3);
+        for needle in [mark.as_str(), BUYER_MARKER, "Atza|", "Atz.sprdt|"] {
+            let hits = files_containing(tmp.path(), needle.as_bytes());
+            let hits: Vec<_> = hits
+                .iter()
+                .filter(|h| !h.ends_with("spapi-ca.pem"))
+                .collect();
+            assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
+        }
+        Ok(())
+    }
 }

@@ -21,12 +21,22 @@ fn hs(paper_out: u8, paused: u8, head_up: u8) -> Vec<u8> {
     .into_bytes()
 }
 
+fn hqes(errors: u32) -> Vec<u8> {
+    format!(
+        "\x02\r\n PRINTER STATUS\r\n   ERRORS:         {} 00000000 {errors:08X}\r\n\
+         \x20  WARNINGS:       0 00000000 00000000\r\n\x03\r\n",
+        u8::from(errors != 0)
+    )
+    .into_bytes()
+}
+
 /// What the fake answers to each query; `None` is silence.
 #[derive(Clone)]
 struct Answers {
     hi: Option<Vec<u8>>,
     serial: Option<Vec<u8>>,
     hs: Option<Vec<u8>>,
+    hqes: Option<Vec<u8>>,
 }
 
 impl Answers {
@@ -35,6 +45,7 @@ impl Answers {
             hi: Some(HI.to_vec()),
             serial: Some(format!("\"{serial}\"").into_bytes()),
             hs: Some(hs(0, 0, 0)),
+            hqes: Some(hqes(0)),
         }
     }
 
@@ -43,6 +54,7 @@ impl Answers {
             hi: None,
             serial: None,
             hs: None,
+            hqes: None,
         }
     }
 }
@@ -126,13 +138,15 @@ async fn serve(
                 .unwrap_or(pending.len());
             let rest = &pending[start..];
             let current = answers.lock().expect("lock").clone();
-            let (len, answer) = if rest.starts_with(b"~HI") {
+            let (len, answer) = if rest.starts_with(b"~HQES") {
+                (5, current.hqes)
+            } else if rest.starts_with(b"~HI") {
                 (3, current.hi)
             } else if rest.starts_with(b"~HS") {
                 (3, current.hs)
             } else if rest.starts_with(GETVAR) {
                 (GETVAR.len(), current.serial)
-            } else if [&b"~HI"[..], b"~HS", GETVAR]
+            } else if [&b"~HI"[..], b"~HS", b"~HQES", GETVAR]
                 .iter()
                 .any(|q| q.starts_with(rest))
             {
@@ -174,8 +188,8 @@ fn flags_and_config() {
         Err(PrinterError::InvalidName("empty"))
     );
     assert_eq!(
-        PrinterConfig::from_flag("z=usb://Zebra"),
-        Err(PrinterError::UnsupportedScheme("usb".to_owned()))
+        PrinterConfig::from_flag("z=socket://zebra:9100"),
+        Err(PrinterError::UnsupportedScheme("socket".to_owned()))
     );
     assert!(matches!(
         PrinterConfig::from_flag("z=raw://"),
@@ -331,9 +345,47 @@ async fn reads_status_flags() {
 }
 
 #[tokio::test]
+async fn silence_on_hs_with_hqes_errors_is_a_named_fault() {
+    let mut answers = Answers::zebra(SERIAL);
+    answers.hs = None;
+    for (bits, want, words) in [
+        (0x1, PrinterStatus::PaperOut, "media out"),
+        (0x2, PrinterStatus::PaperOut, "ribbon out"),
+        (0x4, PrinterStatus::HeadOpen, "head open"),
+        (0x10, PrinterStatus::Unknown, "head over temperature"),
+    ] {
+        answers.hqes = Some(hqes(bits));
+        let fake = Fake::start(answers.clone()).await;
+        let mut printer = fake.printer(Some(SERIAL));
+        let report = printer.probe().await;
+        assert_eq!(
+            report.verdict,
+            PrinterVerdict::Verified,
+            "{}",
+            report.reason
+        );
+        assert_eq!(report.status, want);
+        assert!(report.reason.contains(words), "{}", report.reason);
+        let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+        assert!(
+            matches!(result, Err(PrintError::NotPrinted(_))),
+            "{result:?}"
+        );
+        assert!(fake.received().is_empty());
+    }
+    // ~HQES answering "no error" while ~HS is silent is still not ready.
+    answers.hqes = Some(hqes(0));
+    let fake = Fake::start(answers).await;
+    let report = fake.printer(Some(SERIAL)).probe().await;
+    assert_eq!(report.status, PrinterStatus::Offline);
+    assert!(report.reason.contains("no error"), "{}", report.reason);
+}
+
+#[tokio::test]
 async fn silence_on_hs_is_a_fault_not_ready() {
     let mut answers = Answers::zebra(SERIAL);
     answers.hs = None;
+    answers.hqes = None;
     let fake = Fake::start(answers).await;
     let mut printer = fake.printer(Some(SERIAL));
     let report = printer.probe().await;
@@ -351,8 +403,7 @@ async fn silence_on_hs_is_a_fault_not_ready() {
 async fn garbage_answers_are_refused() {
     let answers = Answers {
         hi: Some(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
-        serial: None,
-        hs: None,
+        ..Answers::silent()
     };
     let fake = Fake::start(answers).await;
     let mut printer = fake.printer(None);
@@ -439,5 +490,537 @@ async fn reset_during_write_is_in_doubt_or_not_printed() {
             assert!(reason.contains("write"), "{reason}");
         }
         Ok(()) => panic!("a reset connection cannot have printed 32 MiB"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPP and CUPS, against an in-test IPP server (hyper).
+
+mod fake_ipp {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    use super::super::ipp::{self, tests::response};
+    use super::*;
+
+    /// One printer attribute the fake answers: tag, name, value.
+    pub type Attr = (u8, String, Vec<u8>);
+
+    #[derive(Default)]
+    pub struct State {
+        /// The printer attributes answered to Get-Printer-Attributes (by path).
+        pub attrs: Vec<Attr>,
+        /// Answered instead of a proper response, when set.
+        pub raw_response: Option<Vec<u8>>,
+        /// The IPP status answered to Print-Job.
+        pub print_status: u16,
+        /// Print-Jobs received: path, document-format and document bytes.
+        pub jobs: Vec<(String, String, Vec<u8>)>,
+        /// Paths of every request.
+        pub paths: Vec<String>,
+    }
+
+    pub struct FakeIpp {
+        pub addr: SocketAddr,
+        pub state: Arc<Mutex<State>>,
+    }
+
+    pub fn attr(tag: u8, name: &str, value: &[u8]) -> Attr {
+        (tag, name.to_owned(), value.to_vec())
+    }
+
+    pub fn zebra_attrs(device_id: &str) -> Vec<Attr> {
+        vec![
+            attr(ipp::TAG_TEXT, "printer-make-and-model", b"Zebra ZD421"),
+            attr(ipp::TAG_TEXT, "printer-device-id", device_id.as_bytes()),
+            attr(
+                ipp::TAG_URI,
+                "printer-uuid",
+                b"urn:uuid:6f2b8b6e-8d55-4b87-a8b4-3f5d1c2a0001",
+            ),
+            attr(
+                ipp::TAG_MIME,
+                "document-format-supported",
+                b"application/vnd.zebra-zpl",
+            ),
+            attr(ipp::TAG_MIME, "", b"application/pdf"),
+            attr(ipp::TAG_ENUM, "printer-state", &3i32.to_be_bytes()),
+            attr(ipp::TAG_KEYWORD, "printer-state-reasons", b"none"),
+            attr(ipp::TAG_BOOLEAN, "printer-is-accepting-jobs", &[1]),
+        ]
+    }
+
+    pub fn set(attrs: &mut Vec<Attr>, name: &str, tag: u8, value: &[u8]) {
+        attrs.retain(|a| a.1 != name);
+        attrs.push(attr(tag, name, value));
+    }
+
+    impl FakeIpp {
+        pub async fn start(attrs: Vec<Attr>) -> FakeIpp {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let state = Arc::new(Mutex::new(State {
+                attrs,
+                ..State::default()
+            }));
+            let shared = state.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let service =
+                            service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                                let shared = shared.clone();
+                                async move {
+                                    let path = req.uri().path().to_owned();
+                                    let body = req
+                                        .into_body()
+                                        .collect()
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let answer = answer(&shared, &path, &body);
+                                    Ok::<_, Infallible>(hyper::Response::new(Full::new(
+                                        Bytes::from(answer),
+                                    )))
+                                }
+                            });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            FakeIpp { addr, state }
+        }
+
+        pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().expect("lock")
+        }
+    }
+
+    fn answer(shared: &Mutex<State>, path: &str, body: &[u8]) -> Vec<u8> {
+        let mut state = shared.lock().expect("lock");
+        state.paths.push(path.to_owned());
+        if let Some(raw) = &state.raw_response {
+            return raw.clone();
+        }
+        let Ok(request) = ipp::decode(body) else {
+            return response(0x0400, 0, &[]);
+        };
+        match request.code {
+            ipp::OP_GET_PRINTER_ATTRIBUTES => {
+                let attrs: Vec<(u8, &str, &[u8])> = state
+                    .attrs
+                    .iter()
+                    .map(|(t, n, v)| (*t, n.as_str(), v.as_slice()))
+                    .collect();
+                response(0, request.request_id, &attrs)
+            }
+            ipp::OP_PRINT_JOB => {
+                let format = request
+                    .text(ipp::TAG_OPERATION, "document-format")
+                    .unwrap_or_default()
+                    .to_owned();
+                let status = state.print_status;
+                if status == 0 {
+                    let document = body[request.data_offset..].to_vec();
+                    state.jobs.push((path.to_owned(), format, document));
+                }
+                response(status, request.request_id, &[])
+            }
+            _ => response(0x0501, request.request_id, &[]),
+        }
+    }
+}
+
+use super::ipp::{TAG_KEYWORD, TAG_TEXT, TAG_URI};
+use fake_ipp::{attr, set, zebra_attrs, FakeIpp};
+
+const DEVICE_ID: &str = "MFG:Zebra;MDL:ZD421;CMD:ZPL,PDF;SN:D4J222603053;";
+
+fn ipp_printer(addr: SocketAddr, recorded: Option<&str>) -> Printer {
+    let config = PrinterConfig::from_flag(&format!("z=ipp://{addr}/ipp/print")).expect("valid");
+    Printer::new(config, recorded.map(str::to_owned), quick()).expect("valid")
+}
+
+#[tokio::test]
+async fn ipp_printer_is_verified_and_prints_zpl() {
+    let fake = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    let mut printer = ipp_printer(fake.addr, None);
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.status, PrinterStatus::Ready);
+    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+    assert_eq!(printer.recorded_identity(), Some("D4J222603053"));
+    let label = b"^XA^FO50,50^FDhello^FS^XZ";
+    printer
+        .print(LabelFormat::Zpl, label)
+        .await
+        .expect("printed");
+    printer
+        .print(LabelFormat::Pdf, b"%PDF-1.7 x")
+        .await
+        .expect("printed");
+    {
+        let state = fake.state();
+        assert_eq!(state.jobs.len(), 2);
+        assert_eq!(state.jobs[0].0, "/ipp/print");
+        assert_eq!(state.jobs[0].1, "application/vnd.zebra-zpl");
+        assert_eq!(state.jobs[0].2, label.to_vec());
+        assert_eq!(state.jobs[1].1, "application/pdf");
+    }
+    // PNG is not among its formats: refused before anything is sent.
+    let result = printer.print(LabelFormat::Png, b"\x89PNG").await;
+    assert!(
+        matches!(result, Err(PrintError::NotPrinted(ref r)) if r.contains("png")),
+        "{result:?}"
+    );
+    assert_eq!(fake.state().jobs.len(), 2);
+}
+
+#[tokio::test]
+async fn ipp_uuid_is_the_identity_without_a_serial() {
+    let fake = FakeIpp::start(zebra_attrs("MFG:Zebra;MDL:ZD421;CMD:PDF;")).await;
+    let mut printer = ipp_printer(fake.addr, None);
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(
+        report.identity.as_deref(),
+        Some("urn:uuid:6f2b8b6e-8d55-4b87-a8b4-3f5d1c2a0001")
+    );
+}
+
+#[tokio::test]
+async fn ipp_virtual_printers_are_refused() {
+    let mut attrs = zebra_attrs("MFG:Generic;MDL:CUPS-PDF Printer;");
+    set(
+        &mut attrs,
+        "printer-make-and-model",
+        TAG_TEXT,
+        b"Generic CUPS-PDF Printer",
+    );
+    let fake = FakeIpp::start(attrs).await;
+    let mut printer = ipp_printer(fake.addr, None);
+    let report = printer.probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Refused);
+    assert!(
+        report.reason.contains("virtual printer"),
+        "{}",
+        report.reason
+    );
+    let result = printer.print(LabelFormat::Pdf, b"%PDF").await;
+    assert!(matches!(result, Err(PrintError::NotPrinted(_))));
+    assert!(fake.state().jobs.is_empty());
+}
+
+#[tokio::test]
+async fn ipp_changed_identity_and_faults_are_not_printed_to() {
+    let fake = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    let mut printer = ipp_printer(fake.addr, Some("OTHER0000001"));
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert!(
+        matches!(result, Err(PrintError::NotPrinted(ref r)) if r.starts_with("identity changed")),
+        "{result:?}"
+    );
+    let mut printer = ipp_printer(fake.addr, Some("D4J222603053"));
+    set(
+        &mut fake.state().attrs,
+        "printer-state-reasons",
+        TAG_KEYWORD,
+        b"media-empty-error",
+    );
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert_eq!(result, Err(PrintError::NotPrinted("paper out".to_owned())));
+    assert_eq!(printer.last_report().status, PrinterStatus::PaperOut);
+    assert!(fake.state().jobs.is_empty());
+}
+
+#[tokio::test]
+async fn ipp_refused_print_job_is_not_printed() {
+    let fake = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    fake.state().print_status = 0x040A; // client-error-document-format-not-supported
+    let mut printer = ipp_printer(fake.addr, Some("D4J222603053"));
+    let result = printer.print(LabelFormat::Zpl, b"^XA^FDsecret^XZ").await;
+    match result {
+        Err(PrintError::NotPrinted(reason)) => {
+            assert!(reason.contains("0x040a"), "{reason}");
+            assert!(!reason.contains("secret"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ipp_garbage_and_huge_answers_are_refused() {
+    let fake = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    fake.state().raw_response = Some(b"<html>hello</html>".to_vec());
+    let mut printer = ipp_printer(fake.addr, None);
+    let report = printer.probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Refused, "{}", report.reason);
+    fake.state().raw_response = Some(vec![0x02; http::MAX_RESPONSE + 10]);
+    let report = printer.probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Refused);
+    assert!(report.reason.contains("1 MiB"), "{}", report.reason);
+    let unused = unused_addr();
+    let report = ipp_printer(unused, None).probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Unreachable);
+}
+
+fn cups_printer(fake: &FakeIpp, queue: &str, recorded: Option<&str>) -> Printer {
+    let config = PrinterConfig::from_flag(&format!("z=cups://{queue}")).expect("valid");
+    Printer::new(config, recorded.map(str::to_owned), quick())
+        .expect("valid")
+        .with_cups_server(&fake.addr.to_string())
+}
+
+fn queue_attrs(device_uri: &str, model: &str) -> Vec<fake_ipp::Attr> {
+    let mut attrs = zebra_attrs("");
+    attrs.retain(|a| a.1 != "printer-device-id");
+    set(
+        &mut attrs,
+        "printer-make-and-model",
+        TAG_TEXT,
+        model.as_bytes(),
+    );
+    attrs.push(attr(TAG_URI, "device-uri", device_uri.as_bytes()));
+    attrs
+}
+
+#[tokio::test]
+async fn cups_virtual_queues_are_refused() {
+    for (uri, model, why) in [
+        (
+            "file:///tmp/labels.prn",
+            "Local Raw Printer",
+            "prints to a file",
+        ),
+        ("file:/dev/null", "Local Raw Printer", "discards every job"),
+        (
+            "cups-pdf:/",
+            "Generic CUPS-PDF Printer (w/ options)",
+            "writes PDF",
+        ),
+        (
+            "socket://10.0.0.5:9100",
+            "Generic CUPS-PDF Printer",
+            "virtual printer",
+        ),
+    ] {
+        let fake = FakeIpp::start(queue_attrs(uri, model)).await;
+        let mut printer = cups_printer(&fake, "Labels", None);
+        let report = printer.probe().await;
+        assert_eq!(report.verdict, PrinterVerdict::Refused, "{uri}");
+        assert!(report.reason.contains(why), "{uri}: {}", report.reason);
+        assert_eq!(fake.state().paths, vec!["/printers/Labels".to_owned()]);
+        let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+        assert!(matches!(result, Err(PrintError::NotPrinted(_))));
+        assert!(fake.state().jobs.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
+    let zebra = Fake::start(Answers::zebra(SERIAL)).await;
+    let uri = format!("socket://{}", zebra.addr);
+    let fake = FakeIpp::start(queue_attrs(&uri, "Local Raw Printer")).await;
+    let mut printer = cups_printer(&fake, "Zebra", None);
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.identity.as_deref(), Some(SERIAL));
+    assert!(
+        report.reason.starts_with("CUPS queue Zebra"),
+        "{}",
+        report.reason
+    );
+    let label = b"^XA^FDlabel^FS^XZ";
+    printer
+        .print(LabelFormat::Zpl, label)
+        .await
+        .expect("printed");
+    {
+        let state = fake.state();
+        assert_eq!(state.jobs.len(), 1);
+        assert_eq!(state.jobs[0].0, "/printers/Zebra");
+        assert_eq!(state.jobs[0].1, "application/vnd.cups-raw");
+        assert_eq!(state.jobs[0].2, label.to_vec());
+    }
+    // The label went through CUPS, not straight to the device.
+    assert!(zebra.received().is_empty());
+
+    // A paused queue is not ready even when the device is.
+    set(
+        &mut fake.state().attrs,
+        "printer-state-reasons",
+        TAG_KEYWORD,
+        b"paused",
+    );
+    let result = printer.print(LabelFormat::Zpl, label).await;
+    assert_eq!(result, Err(PrintError::NotPrinted("paused".to_owned())));
+}
+
+#[tokio::test]
+async fn cups_socket_queue_to_an_impostor_is_refused() {
+    let impostor = Fake::start(Answers::silent()).await;
+    let uri = format!("socket://{}", impostor.addr);
+    let fake = FakeIpp::start(queue_attrs(&uri, "Local Raw Printer")).await;
+    let report = cups_printer(&fake, "Zebra", None).probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Refused);
+    assert!(
+        report.reason.contains("Zebra host queries"),
+        "{}",
+        report.reason
+    );
+}
+
+#[tokio::test]
+async fn cups_usb_queue_uses_the_uri_serial() {
+    let fake = FakeIpp::start(queue_attrs(
+        "usb://Zebra%20Technologies/ZTC%20ZD230-203dpi%20ZPL?serial=D4J222603053",
+        "Zebra ZPL Label Printer",
+    ))
+    .await;
+    let report = cups_printer(&fake, "Zebra", None).probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+}
+
+#[tokio::test]
+async fn cups_missing_queue_or_scheduler_is_unreachable() {
+    let fake = FakeIpp::start(Vec::new()).await;
+    fake.state().raw_response = Some(fake_ipp_not_found());
+    let report = cups_printer(&fake, "Nope", None).probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Unreachable);
+    assert!(
+        report.reason.contains("no queue named Nope"),
+        "{}",
+        report.reason
+    );
+    let config = PrinterConfig::from_flag("z=cups://Nope").expect("valid");
+    let report = Printer::new(config, None, quick())
+        .expect("valid")
+        .with_cups_server(&unused_addr().to_string())
+        .probe()
+        .await;
+    assert_eq!(report.verdict, PrinterVerdict::Unreachable);
+}
+
+fn fake_ipp_not_found() -> Vec<u8> {
+    super::ipp::tests::response(0x0406, 1, &[])
+}
+
+#[tokio::test]
+async fn winspool_and_usb_are_refused_where_they_cannot_exist() {
+    #[cfg(not(windows))]
+    {
+        let config = PrinterConfig::from_flag("z=winspool://ZDesigner ZD421").expect("valid");
+        let mut printer = Printer::new(config, None, quick()).expect("valid");
+        let report = printer.probe().await;
+        assert_eq!(report.verdict, PrinterVerdict::Refused);
+        assert_eq!(report.reason, "winspool printers exist only on Windows");
+    }
+    let config = PrinterConfig::from_flag("z=usb:///dev/usb/lp99").expect("valid");
+    let report = Printer::new(config, None, quick())
+        .expect("valid")
+        .probe()
+        .await;
+    assert_ne!(report.verdict, PrinterVerdict::Verified);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against real peers (ippeveprinter, cupsd), when the environment names them. Run with
+// `cargo test -p sealprint-agent -- --ignored real_`; see the README for the setup.
+
+fn env_or_skip(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok().filter(|v| !v.is_empty());
+    if value.is_none() {
+        eprintln!("{name} not set: skipped");
+    }
+    value
+}
+
+#[tokio::test]
+#[ignore = "needs an IPP printer or ippeveprinter: set SEALPRINT_TEST_IPP_URI"]
+async fn real_ipp_printer_verifies_and_prints() {
+    let Some(uri) = env_or_skip("SEALPRINT_TEST_IPP_URI") else {
+        return;
+    };
+    let config = PrinterConfig::from_flag(&format!("real={uri}")).expect("valid uri");
+    let mut printer = Printer::new(config, None, Timeouts::default()).expect("valid");
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.status, PrinterStatus::Ready, "{}", report.reason);
+    printer
+        .print(LabelFormat::Zpl, b"^XA^FO50,50^FDsealprint ipp test^FS^XZ")
+        .await
+        .expect("printed");
+}
+
+#[tokio::test]
+#[ignore = "needs cupsd: set SEALPRINT_TEST_CUPS_QUEUE and/or SEALPRINT_TEST_CUPS_REFUSED"]
+async fn real_cups_queues_are_judged_and_print() {
+    if let Some(queue) = env_or_skip("SEALPRINT_TEST_CUPS_QUEUE") {
+        let config = PrinterConfig::from_flag(&format!("real=cups://{queue}")).expect("valid");
+        let mut printer = Printer::new(config, None, Timeouts::default()).expect("valid");
+        let report = printer.probe().await;
+        assert_eq!(
+            report.verdict,
+            PrinterVerdict::Verified,
+            "{}",
+            report.reason
+        );
+        printer
+            .print(LabelFormat::Zpl, b"^XA^FO50,50^FDsealprint cups test^FS^XZ")
+            .await
+            .expect("printed");
+    }
+    for queue in env_or_skip("SEALPRINT_TEST_CUPS_REFUSED")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|q| !q.is_empty())
+    {
+        let config = PrinterConfig::from_flag(&format!("real=cups://{queue}")).expect("valid");
+        let mut printer = Printer::new(config, None, Timeouts::default()).expect("valid");
+        let report = printer.probe().await;
+        assert_eq!(
+            report.verdict,
+            PrinterVerdict::Refused,
+            "{queue}: {}",
+            report.reason
+        );
+        let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+        assert!(
+            matches!(result, Err(PrintError::NotPrinted(_))),
+            "{result:?}"
+        );
     }
 }

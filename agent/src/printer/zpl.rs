@@ -1,5 +1,5 @@
 //! Zebra host queries on a raw TCP connection: `~HI` (host identification), `~HS` (host
-//! status) and the SGD query `! U1 getvar "device.unique_id"` (the serial), with a bounded
+//! status), `~HQES` (error and warning bits, asked when `~HS` is silent) and the SGD query `! U1 getvar "device.unique_id"` (the serial), with a bounded
 //! reader and pure parsers for their answers.
 //!
 //! Parsers tell "need more bytes" ([`AnswerError::Incomplete`]) apart from "not the expected
@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 pub(crate) const QUERY_HI: &[u8] = b"~HI";
 /// Host status query.
 pub(crate) const QUERY_HS: &[u8] = b"~HS";
+/// Host query for the error and warning status.
+pub(crate) const QUERY_HQES: &[u8] = b"~HQES";
 /// SGD query for the device's serial. SGD must be lower case and end with CR LF.
 pub(crate) const QUERY_UNIQUE_ID: &[u8] = b"! U1 getvar \"device.unique_id\"\r\n";
 
@@ -207,6 +209,111 @@ pub(crate) fn parse_quoted(buf: &[u8]) -> Result<(String, usize), AnswerError> {
     };
     let value = printable(&body[..len])?;
     Ok((value.to_owned(), skip_filler(buf, start + len + 2)))
+}
+
+/// The error bits of a `~HQES` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HqesErrors {
+    /// The error flag (1 = errors present).
+    pub flag: bool,
+    /// The first error group (8 hex digits).
+    pub high: u32,
+    /// The second error group: 1 media out, 2 ribbon out, 4 head open, 8 cutter fault,
+    /// 0x10 head over temperature, 0x20 motor over temperature…
+    pub low: u32,
+}
+
+impl HqesErrors {
+    /// Whether any error is reported.
+    pub fn any(self) -> bool {
+        self.flag || self.high != 0 || self.low != 0
+    }
+
+    /// The status a report carries (never ready while an error is reported).
+    pub fn status(self) -> PrinterStatus {
+        if self.low & 0x3 != 0 {
+            PrinterStatus::PaperOut
+        } else if self.low & 0x4 != 0 {
+            PrinterStatus::HeadOpen
+        } else if self.any() {
+            PrinterStatus::Unknown
+        } else {
+            PrinterStatus::Ready
+        }
+    }
+
+    /// The errors in words, for reasons.
+    pub fn describe(self) -> String {
+        const NAMES: [(u32, &str); 6] = [
+            (0x1, "media out"),
+            (0x2, "ribbon out"),
+            (0x4, "head open"),
+            (0x8, "cutter fault"),
+            (0x10, "head over temperature"),
+            (0x20, "motor over temperature"),
+        ];
+        let named: Vec<&str> = NAMES
+            .iter()
+            .filter(|(bit, _)| self.low & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        if named.is_empty() {
+            format!("error bits {:08X} {:08X}", self.high, self.low)
+        } else {
+            named.join(", ")
+        }
+    }
+}
+
+/// Parses a `~HQES` answer: one STX…ETX frame whose body spans several CR LF lines, one of
+/// them `ERRORS: F HHHHHHHH LLLLLLLL`.
+pub(crate) fn parse_hqes(buf: &[u8]) -> Result<(HqesErrors, usize), AnswerError> {
+    let start = skip_filler(buf, 0);
+    match buf.get(start) {
+        None => return Err(AnswerError::Incomplete),
+        Some(&STX) => {}
+        Some(_) => return Err(AnswerError::Malformed("answer does not start with STX")),
+    }
+    let body = &buf[start + 1..];
+    let allowed = |b: &u8| (0x20..=0x7e).contains(b) || matches!(b, b'\r' | b'\n' | b'\t');
+    let Some(len) = body.iter().position(|&b| b == ETX) else {
+        return Err(if body.len() > MAX_ANSWER_LINE {
+            AnswerError::Malformed("answer too long")
+        } else if !body.iter().all(allowed) {
+            AnswerError::Malformed("non-printable bytes in answer")
+        } else {
+            AnswerError::Incomplete
+        });
+    };
+    let body = &body[..len];
+    if len > MAX_ANSWER_LINE || !body.iter().all(allowed) {
+        return Err(AnswerError::Malformed("malformed ~HQES answer"));
+    }
+    let text = std::str::from_utf8(body).map_err(|_| AnswerError::Malformed("not ascii"))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("ERRORS:"))
+        .ok_or(AnswerError::Malformed("~HQES answer has no ERRORS line"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let hex = |f: Option<&&str>| {
+        f.filter(|f| f.len() == 8)
+            .and_then(|f| u32::from_str_radix(f, 16).ok())
+            .ok_or(AnswerError::Malformed(
+                "~HQES error group is not 8 hex digits",
+            ))
+    };
+    let flag = match fields.first() {
+        Some(&"0") => false,
+        Some(&"1") => true,
+        _ => return Err(AnswerError::Malformed("~HQES error flag is not 0 or 1")),
+    };
+    let errors = HqesErrors {
+        flag,
+        high: hex(fields.get(1))?,
+        low: hex(fields.get(2))?,
+    };
+    Ok((errors, skip_filler(buf, start + 1 + len + 1)))
 }
 
 /// Checks a serial the device answered: what may be recorded as its identity.
@@ -442,6 +549,43 @@ mod tests {
             parse_quoted(&long),
             Err(AnswerError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn parses_hqes() {
+        let answer = b"\x02\r\n PRINTER STATUS\r\n   ERRORS:         1 00000000 00000005\r\n   \
+                       WARNINGS:       0 00000000 00000000\r\n\x03\r\n";
+        let (errors, used) = parse_hqes(answer).expect("valid ~HQES");
+        assert_eq!(used, answer.len());
+        assert!(errors.any());
+        assert_eq!(errors.status(), PrinterStatus::PaperOut);
+        assert_eq!(errors.describe(), "media out, head open");
+        let head = b"\x02 ERRORS: 1 00000000 00000004\r\n\x03";
+        assert_eq!(
+            parse_hqes(head).map(|(e, _)| e.status()),
+            Ok(PrinterStatus::HeadOpen)
+        );
+        let fine = b"\x02 ERRORS: 0 00000000 00000000\r\n\x03";
+        assert_eq!(parse_hqes(fine).map(|(e, _)| e.any()), Ok(false));
+        for end in 0..answer.len() - 2 {
+            assert_eq!(
+                parse_hqes(&answer[..end]),
+                Err(AnswerError::Incomplete),
+                "{end}"
+            );
+        }
+        for bad in [
+            &b"\x02 WARNINGS: 0 00000000 00000000\x03"[..],
+            b"\x02 ERRORS: 2 00000000 00000000\x03",
+            b"\x02 ERRORS: 1 0000 00000000\x03",
+            b"ERRORS: 1 00000000 00000001",
+            b"\x02 ERRORS: 1 00000000 00000001\x00\x03",
+        ] {
+            assert!(
+                matches!(parse_hqes(bad), Err(AnswerError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

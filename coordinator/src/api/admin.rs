@@ -1,7 +1,8 @@
 //! Tenants, sites, enrollment tokens, agents, printers and the audit log.
 //!
 //! Every handler authorises first (see `auth::authorize`), then checks that the tenant exists
-//! (404 otherwise), then acts. Enrollment tokens carry the coordinator's PeerId and advertised
+//! (404 otherwise), then acts. Enrollment tokens need an active subscription (402) and a
+//! tenant that is not suspended (403). Enrollment tokens carry the coordinator's PeerId and advertised
 //! mesh addresses; only the secret's hash is stored. Revoking an agent marks it in the store,
 //! audits, and tells the mesh through [`super::Dispatch::agent_revoked`].
 
@@ -124,6 +125,17 @@ pub(super) fn create_enrollment_token(
     now: u64,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::CreateEnrollmentToken)?;
+    if let Err(e) = super::compliance::provisioning_allowed(state, tenant) {
+        state.audit(
+            Some(tenant),
+            &who.user_id,
+            "enrollment_token.refused",
+            Some(site),
+            e.code,
+            now,
+        );
+        return Err(e);
+    }
     let req: TokenBody = parse_json(body)?;
     if state.store.site(tenant, site)?.is_none() {
         return Err(ApiError::not_found("site"));

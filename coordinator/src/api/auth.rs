@@ -2,11 +2,16 @@
 //!
 //! [`authenticate`] turns an `Authorization: Bearer` token into a [`Principal`] (sessions are
 //! stored under the token's sha256, never the token). [`authorize`] is the one place that
-//! decides whether a principal may perform an [`Action`] on a tenant: today a platform admin
-//! may do everything and a tenant user everything inside its own tenant except managing
-//! tenants; roles with least privilege (issue 4) plug in here.
+//! decides whether a principal may perform an [`Action`] on a tenant:
 //!
-//! It does not implement login (see `sessions`) or lockout.
+//! - a user of another tenant gets 404 for everything of this one (it learns nothing);
+//! - a platform admin may do everything except the PII actions ([`Action::Reprint`],
+//!   [`Action::ReadShipment`]), which only a tenant's `pii_reader` may do;
+//! - platform-wide actions and tenant lifecycle actions (subscription, suspension) are for
+//!   platform admins only (403 for tenant users);
+//! - otherwise the user needs one of the roles of [`Action::roles`] (403 without).
+//!
+//! It does not implement login or lockout (see `sessions`).
 
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
@@ -14,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::ApiState;
+use crate::accounts::Role;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub struct Principal {
     pub platform_admin: bool,
     /// The user's tenant, if it belongs to one.
     pub tenant_id: Option<String>,
+    /// Its roles in that tenant.
+    pub roles: Vec<Role>,
 }
 
 /// What a request wants to do.
@@ -49,8 +57,78 @@ pub enum Action {
     SubmitLabel,
     /// Read a job's state.
     ReadLabel,
-    /// Read the audit log.
+    /// Read the audit log, or verify its chain.
     ReadAudit,
+    /// Create users and grant roles.
+    ManageUsers,
+    /// List users.
+    ReadUsers,
+    /// Set a tenant's subscription (platform admins only).
+    UpdateSubscription,
+    /// Suspend or resume a tenant (platform admins only).
+    SuspendTenant,
+    /// Make the security attestation or accept the terms.
+    Attest,
+    /// Read the compliance state.
+    ReadCompliance,
+    /// Reprint a label (fetches PII again).
+    Reprint,
+    /// Read a shipment's details (PII).
+    ReadShipment,
+}
+
+impl Action {
+    /// Every action (for table-driven tests).
+    pub const ALL: [Action; 19] = [
+        Action::CreateTenant,
+        Action::ListTenants,
+        Action::CreateSite,
+        Action::ReadSites,
+        Action::CreateEnrollmentToken,
+        Action::ReadAgents,
+        Action::RevokeAgent,
+        Action::ReadPrinters,
+        Action::SubmitLabel,
+        Action::ReadLabel,
+        Action::ReadAudit,
+        Action::ManageUsers,
+        Action::ReadUsers,
+        Action::UpdateSubscription,
+        Action::SuspendTenant,
+        Action::Attest,
+        Action::ReadCompliance,
+        Action::Reprint,
+        Action::ReadShipment,
+    ];
+
+    /// The tenant roles that allow this action; empty for platform-admin-only actions.
+    pub fn roles(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Action::CreateTenant
+            | Action::ListTenants
+            | Action::UpdateSubscription
+            | Action::SuspendTenant => &[],
+            Action::CreateSite
+            | Action::CreateEnrollmentToken
+            | Action::RevokeAgent
+            | Action::ManageUsers => &[Owner, Admin],
+            Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
+                &[Owner, Admin, Operator, Auditor]
+            }
+            Action::ReadUsers => &[Owner, Admin, Auditor],
+            Action::SubmitLabel => &[Operator],
+            Action::ReadLabel => &[Operator, PiiReader],
+            Action::ReadAudit | Action::ReadCompliance => &[Owner, Auditor],
+            Action::Attest => &[Owner],
+            Action::Reprint | Action::ReadShipment => &[PiiReader],
+        }
+    }
+
+    /// Whether the action reveals buyer PII (platform admins may not).
+    pub fn reveals_pii(self) -> bool {
+        matches!(self, Action::Reprint | Action::ReadShipment)
+    }
 }
 
 /// The sha256 under which a session token is stored.
@@ -86,27 +164,37 @@ pub fn authenticate(
         user_id: user.id,
         platform_admin: user.platform_admin,
         tenant_id: user.tenant_id,
+        roles: user.roles,
     })
 }
 
 /// Whether `principal` may do `action` on `tenant_id` (`None` for platform-wide actions).
 ///
 /// # Errors
-/// 403 for a forbidden platform-wide action; 404 for another tenant's objects, so a caller
-/// cannot learn which tenants exist.
+/// 404 for another tenant's objects, so a caller cannot learn which tenants exist; 403 for an
+/// action its roles do not allow.
 pub fn authorize(
     principal: &Principal,
     tenant_id: Option<&str>,
     action: Action,
 ) -> Result<(), ApiError> {
     if principal.platform_admin {
-        return Ok(());
+        return if action.reveals_pii() {
+            Err(ApiError::forbidden())
+        } else {
+            Ok(())
+        };
     }
-    match (action, tenant_id) {
-        (Action::CreateTenant | Action::ListTenants, _) => Err(ApiError::forbidden()),
-        (_, Some(t)) if principal.tenant_id.as_deref() == Some(t) => Ok(()),
-        (_, Some(_)) => Err(ApiError::not_found("tenant")),
-        (_, None) => Err(ApiError::forbidden()),
+    let Some(t) = tenant_id else {
+        return Err(ApiError::forbidden());
+    };
+    if principal.tenant_id.as_deref() != Some(t) {
+        return Err(ApiError::not_found("tenant"));
+    }
+    if principal.roles.iter().any(|r| action.roles().contains(r)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
     }
 }
 
@@ -120,6 +208,7 @@ mod tests {
             user_id: "usr-1".into(),
             platform_admin: false,
             tenant_id: Some("tnt-a".into()),
+            roles: vec![Role::Operator],
         };
         assert_eq!(authorize(&user, Some("tnt-a"), Action::SubmitLabel), Ok(()));
         assert_eq!(
@@ -132,11 +221,96 @@ mod tests {
         );
         let admin = Principal {
             platform_admin: true,
+            tenant_id: None,
+            roles: vec![],
             ..user
         };
         assert_eq!(
             authorize(&admin, Some("tnt-b"), Action::RevokeAgent),
             Ok(())
         );
+    }
+
+    /// Every action × every role, in the user's own tenant and in another one.
+    #[test]
+    fn least_privilege_table() {
+        use Action as A;
+        use Role as R;
+        let table: [(Action, &[Role]); 19] = [
+            (A::CreateTenant, &[]),
+            (A::ListTenants, &[]),
+            (A::CreateSite, &[R::Owner, R::Admin]),
+            (A::ReadSites, &[R::Owner, R::Admin, R::Operator, R::Auditor]),
+            (A::CreateEnrollmentToken, &[R::Owner, R::Admin]),
+            (
+                A::ReadAgents,
+                &[R::Owner, R::Admin, R::Operator, R::Auditor],
+            ),
+            (A::RevokeAgent, &[R::Owner, R::Admin]),
+            (
+                A::ReadPrinters,
+                &[R::Owner, R::Admin, R::Operator, R::Auditor],
+            ),
+            (A::SubmitLabel, &[R::Operator]),
+            (A::ReadLabel, &[R::Operator, R::PiiReader]),
+            (A::ReadAudit, &[R::Owner, R::Auditor]),
+            (A::ManageUsers, &[R::Owner, R::Admin]),
+            (A::ReadUsers, &[R::Owner, R::Admin, R::Auditor]),
+            (A::UpdateSubscription, &[]),
+            (A::SuspendTenant, &[]),
+            (A::Attest, &[R::Owner]),
+            (A::ReadCompliance, &[R::Owner, R::Auditor]),
+            (A::Reprint, &[R::PiiReader]),
+            (A::ReadShipment, &[R::PiiReader]),
+        ];
+        assert_eq!(table.map(|(a, _)| a), Action::ALL);
+        let status = |p: &Principal, t: Option<&str>, a| authorize(p, t, a).map_err(|e| e.status);
+        for (action, allowed) in table {
+            for role in Role::ALL {
+                let p = Principal {
+                    user_id: "usr-1".into(),
+                    platform_admin: false,
+                    tenant_id: Some("tnt-a".into()),
+                    roles: vec![role],
+                };
+                let want = if allowed.contains(&role) {
+                    Ok(())
+                } else {
+                    Err(hyper::StatusCode::FORBIDDEN)
+                };
+                assert_eq!(
+                    status(&p, Some("tnt-a"), action),
+                    want,
+                    "{action:?} {role:?}"
+                );
+                assert_eq!(
+                    status(&p, Some("tnt-b"), action),
+                    Err(hyper::StatusCode::NOT_FOUND),
+                    "{action:?} {role:?} in another tenant"
+                );
+            }
+            let nobody = Principal {
+                user_id: "usr-2".into(),
+                platform_admin: false,
+                tenant_id: Some("tnt-a".into()),
+                roles: vec![],
+            };
+            assert_eq!(
+                status(&nobody, Some("tnt-a"), action),
+                Err(hyper::StatusCode::FORBIDDEN)
+            );
+            let platform = Principal {
+                user_id: "usr-0".into(),
+                platform_admin: true,
+                tenant_id: None,
+                roles: vec![],
+            };
+            let want = if action.reveals_pii() {
+                Err(hyper::StatusCode::FORBIDDEN)
+            } else {
+                Ok(())
+            };
+            assert_eq!(status(&platform, Some("tnt-a"), action), want, "{action:?}");
+        }
     }
 }

@@ -42,6 +42,26 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not allowed")
     }
 
+    /// 403 with its own code and a message saying why (e.g. `password_expired`,
+    /// `tenant_suspended`).
+    pub fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// 402: the tenant's subscription does not allow this.
+    pub fn payment_required(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "subscription_inactive",
+            message,
+        )
+    }
+
+    /// 423: the account is locked after repeated failed logins.
+    pub fn locked(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::LOCKED, "account_locked", message)
+    }
+
     /// 404: unknown id, or an object of another tenant.
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(

@@ -7,6 +7,12 @@
 //! The job is stored queued with its label encrypted under the tenant key, audited by id and
 //! sha256 (never bytes), then handed to the dispatcher. Decoded buffers are zeroized.
 //!
+//! Gates (see [`crate::compliance::label_gate`]): a suspended tenant is refused (403
+//! `tenant_suspended`, with the reason), one without an active subscription too (402); until
+//! the tenant's security attestation is complete (or once it is a year old) the label is
+//! replaced, here, before anything is stored, by a redacted ZPL label (order id, carrier and
+//! tracking when given, no PII), and the job says `"redacted": true`.
+//!
 //! It does not pick the printer (the dispatcher does) or fetch labels from SP-API.
 
 use base64::engine::general_purpose::STANDARD;
@@ -23,6 +29,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
+use crate::compliance::{self, LabelMode};
 use crate::crypto::random_id;
 use crate::store::{JobRecord, JobStatus};
 
@@ -54,6 +61,12 @@ struct Submit {
     pool: Option<String>,
     format: Format,
     content_base64: String,
+    /// Printed on a redacted label (1 to 64 of `[A-Za-z0-9 ._-]`).
+    order_id: Option<String>,
+    /// Printed on a redacted label.
+    carrier: Option<String>,
+    /// Printed on a redacted label.
+    tracking: Option<String>,
 }
 
 impl Drop for Submit {
@@ -101,7 +114,43 @@ pub(super) fn submit(
     now: u64,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    let t = super::compliance::tenant_record(state, tenant)?;
+    let mode = match compliance::label_gate(
+        t.suspension.as_ref(),
+        t.subscription.state,
+        t.attestation.as_ref(),
+        now,
+    ) {
+        Ok(mode) => mode,
+        Err(refusal) => {
+            let e = super::compliance::gate_error(&refusal, "printing labels");
+            state.audit(
+                Some(tenant),
+                &who.user_id,
+                "label.refused",
+                None,
+                e.code,
+                now,
+            );
+            return Err(e);
+        }
+    };
+    if super::spapi::is_spapi_source(body) {
+        let redacted = mode == LabelMode::Redacted;
+        return super::spapi::submit_label(state, who, tenant, body, redacted, now);
+    }
     let req: Submit = parse_json(body)?;
+    for field in [&req.order_id, &req.carrier, &req.tracking]
+        .into_iter()
+        .flatten()
+    {
+        if !compliance::valid_label_field(field) {
+            return Err(ApiError::unprocessable(
+                "order_id, carrier and tracking must be 1 to 64 characters of letters, digits, \
+                 space, '.', '_' or '-'",
+            ));
+        }
+    }
     let format = LabelFormat::from(req.format);
     match (&req.printer, &req.pool) {
         (Some(p), None) => {
@@ -130,13 +179,25 @@ pub(super) fn submit(
         }
         _ => return Err(ApiError::bad_request("give exactly one of printer or pool")),
     }
-    let label = decode_label(&req.content_base64)?;
+    let mut label = decode_label(&req.content_base64)?;
     if !matches_format(format, &label) {
         return Err(ApiError::unprocessable(format!(
             "the content is not a {} label",
             format.as_str()
         )));
     }
+    let redacted = mode == LabelMode::Redacted;
+    let format = if redacted {
+        // The real label is dropped (zeroized) here: only the redacted one is ever stored.
+        label = Zeroizing::new(compliance::redacted_zpl(
+            req.order_id.as_deref(),
+            req.carrier.as_deref(),
+            req.tracking.as_deref(),
+        ));
+        LabelFormat::Zpl
+    } else {
+        format
+    };
     let sha256 = hex::encode(Sha256::digest(label.as_slice()));
     let job = JobRecord {
         id: random_id("job"),
@@ -157,6 +218,7 @@ pub(super) fn submit(
         created_at_ms: now,
         updated_at_ms: now,
         error: None,
+        redacted,
     };
     state.store.create_job(&job, &label)?;
     drop(label);
@@ -165,14 +227,18 @@ pub(super) fn submit(
         &who.user_id,
         "label.requested",
         Some(&job.id),
-        &format!("ok sha256={sha256}"),
+        &if redacted {
+            format!("ok redacted sha256={sha256}")
+        } else {
+            format!("ok sha256={sha256}")
+        },
         now,
     );
-    info!(tenant = %tenant, job = %job.id, sha256 = %sha256, len = job.label_len, format = format.as_str(), "label queued");
+    info!(tenant = %tenant, job = %job.id, sha256 = %sha256, len = job.label_len, format = format.as_str(), redacted, "label queued");
     state.dispatch.job_submitted(tenant, &job.id);
     Ok(Reply::json(
         StatusCode::ACCEPTED,
-        json!({"id": job.id, "status": JobStatus::Queued.as_str()}),
+        json!({"id": job.id, "status": JobStatus::Queued.as_str(), "redacted": redacted}),
     ))
 }
 
@@ -183,20 +249,22 @@ pub(super) fn get(
     job_id: &str,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadLabel)?;
-    let job = state
-        .store
-        .job(tenant, job_id)?
-        .ok_or_else(|| ApiError::not_found("label"))?;
-    Ok(Reply::ok(json!({
+    let Some(job) = state.store.job(tenant, job_id)? else {
+        return super::spapi::pending_label(state, tenant, job_id);
+    };
+    let mut view = json!({
         "id": job.id,
         "status": job.status.as_str(),
         "printer": job.printer,
         "pool": job.pool,
         "attempts": job.attempts,
         "error": job.error,
+        "redacted": job.redacted,
         "created_at": job.created_at_ms,
         "updated_at": job.updated_at_ms,
-    })))
+    });
+    super::spapi::decorate_label(state, tenant, job_id, &mut view)?;
+    Ok(Reply::ok(view))
 }
 
 #[cfg(test)]

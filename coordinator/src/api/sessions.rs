@@ -1,11 +1,19 @@
-//! `POST /v1/sessions`: login with email and password, answered with a bearer token.
+//! `POST /v1/sessions`: login with email and password, answered with a bearer token; and
+//! `POST /v1/sessions/password`: change a password (also an expired one) with the current one.
 //!
 //! The token is 32 random bytes (base64url), stored only as its sha256, valid 12 hours.
 //! Password verification (argon2id) runs on the blocking pool; an unknown email is checked
-//! against a dummy hash so both failures take the same time and get the same answer. Both
-//! outcomes are audited (the user id when the email is known, never the email or password).
+//! against a dummy hash so both failures take the same time and get the same answer.
 //!
-//! Not here yet: lockout after repeated failures, password rotation rules.
+//! The account rules of [`crate::accounts`] are enforced here: a locked account is refused
+//! with 423 before its password is even checked; every failed check counts towards the
+//! lockout ([`accounts::LOCKOUT_THRESHOLD`] within 15 minutes lock it for 15 minutes, the
+//! failure that locks is answered 423 too); a correct but expired password (90 days) is
+//! refused with 403 `password_expired`, and the answer says how to change it. Every outcome
+//! is audited by user id (or `unknown`), never by email or password.
+//!
+//! Not here: revoking a user's other sessions when its password changes (sessions are not
+//! indexed by user yet).
 
 use std::sync::OnceLock;
 
@@ -21,8 +29,9 @@ use zeroize::{Zeroize, Zeroizing};
 use super::auth::token_hash;
 use super::error::ApiError;
 use super::{parse_json, ApiState, Reply};
+use crate::accounts::{self, PasswordError};
 use crate::crypto;
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, UserRecord};
 
 /// Session lifetime, ms.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
@@ -40,45 +49,136 @@ impl Drop for Login {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePassword {
+    email: String,
+    password: String,
+    new_password: String,
+}
+
+impl Drop for ChangePassword {
+    fn drop(&mut self) {
+        self.password.zeroize();
+        self.new_password.zeroize();
+    }
+}
+
 fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| crypto::hash_password("sealprint-dummy-password").unwrap_or_default())
 }
 
-pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
-    let login: Login = parse_json(body)?;
-    if login.email.len() > 254 || login.password.len() > 1024 {
-        return Err(ApiError::unauthenticated("email or password is wrong"));
+fn bad_credentials() -> ApiError {
+    ApiError::unauthenticated("email or password is wrong")
+}
+
+fn locked(until_ms: u64, now_ms: u64) -> ApiError {
+    let minutes = until_ms.saturating_sub(now_ms).div_ceil(60_000).max(1);
+    ApiError::locked(format!(
+        "too many failed logins: the account is locked for {minutes} more minute(s)"
+    ))
+}
+
+/// Checks email and password with the lockout rules; the user on success (whether or not its
+/// password has expired: callers decide). Audits failures under `action`.
+async fn check_credentials(
+    state: &ApiState,
+    email: &str,
+    password: &str,
+    action: &str,
+    now: u64,
+) -> Result<UserRecord, ApiError> {
+    if email.len() > 254 || password.len() > 1024 {
+        return Err(bad_credentials());
     }
-    let user = state.store.user_by_email(&login.email)?;
+    let user = state.store.user_by_email(email)?;
+    if let Some(u) = &user {
+        if let Some(until) = accounts::locked_until(u.locked_until_ms, now) {
+            state.audit(
+                u.tenant_id.as_deref(),
+                &u.id,
+                action,
+                Some(&u.id),
+                "refused: account locked",
+                now,
+            );
+            info!(user = %u.id, "login refused: account locked");
+            return Err(locked(until, now));
+        }
+    }
     let hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_hash().to_owned());
-    let password = Zeroizing::new(login.password.clone());
+    let password = Zeroizing::new(password.to_owned());
     let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let now = crate::now_ms();
-    let user = match (user, ok) {
-        (Some(user), true) => user,
-        (user, _) => {
-            let (tenant, actor) = match &user {
-                Some(u) => (u.tenant_id.as_deref(), u.id.as_str()),
-                None => (None, "unknown"),
+    match (user, ok) {
+        (Some(user), true) => {
+            if !user.failed_logins.is_empty() || user.locked_until_ms.is_some() {
+                state.store.update_user(&user.id, |u| {
+                    u.failed_logins.clear();
+                    u.locked_until_ms = None;
+                })?;
+            }
+            Ok(user)
+        }
+        (Some(user), false) => {
+            let mut locks = None;
+            state.store.update_user(&user.id, |u| {
+                locks = accounts::record_failure(&mut u.failed_logins, now);
+                if locks.is_some() {
+                    u.locked_until_ms = locks;
+                }
+            })?;
+            let outcome = if locks.is_some() {
+                "bad credentials; account locked"
+            } else {
+                "bad credentials"
             };
             state.audit(
-                tenant,
-                actor,
-                "session.failed",
-                None,
-                "bad credentials",
+                user.tenant_id.as_deref(),
+                &user.id,
+                action,
+                Some(&user.id),
+                outcome,
                 now,
             );
-            info!(user = %actor, "login refused");
-            return Err(ApiError::unauthenticated("email or password is wrong"));
+            info!(user = %user.id, locked = locks.is_some(), "login refused");
+            match locks {
+                Some(until) => Err(locked(until, now)),
+                None => Err(bad_credentials()),
+            }
         }
-    };
+        (None, _) => {
+            state.audit(None, "unknown", action, None, "bad credentials", now);
+            info!(user = "unknown", "login refused");
+            Err(bad_credentials())
+        }
+    }
+}
+
+pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+    let login: Login = parse_json(body)?;
+    let now = crate::now_ms();
+    let user =
+        check_credentials(state, &login.email, &login.password, "session.failed", now).await?;
+    if accounts::password_expired(user.password_set_at_ms(), now) {
+        state.audit(
+            user.tenant_id.as_deref(),
+            &user.id,
+            "session.failed",
+            Some(&user.id),
+            "refused: password expired",
+            now,
+        );
+        return Err(ApiError::refused(
+            "password_expired",
+            "the password has expired (90 days): change it with POST /v1/sessions/password",
+        ));
+    }
     let mut raw = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(raw.as_mut_slice());
     let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_slice()));
@@ -103,4 +203,98 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
         StatusCode::CREATED,
         json!({"token": token.as_str(), "expires_at": expires_at_ms}),
     ))
+}
+
+/// The names a user's password must not contain: its tenant's name, its email's local part,
+/// the product name.
+pub(super) fn personal_names(
+    state: &ApiState,
+    email: &str,
+    tenant_id: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    let mut names = vec![
+        email.split('@').next().unwrap_or_default().to_owned(),
+        "sealprint".to_owned(),
+    ];
+    if let Some(t) = tenant_id
+        .map(|t| state.store.tenant(t))
+        .transpose()?
+        .flatten()
+    {
+        names.push(t.name);
+    }
+    Ok(names)
+}
+
+/// Checks `password` against the rules for a user of `email` in `tenant_id`.
+pub(super) fn check_new_password(
+    state: &ApiState,
+    password: &str,
+    email: &str,
+    tenant_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let names = personal_names(state, email, tenant_id)?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    accounts::check_password(password, &names).map_err(|e| ApiError::unprocessable(e.to_string()))
+}
+
+/// Hashes a password on the blocking pool.
+pub(super) async fn hash(password: &str) -> Result<String, ApiError> {
+    let password = Zeroizing::new(password.to_owned());
+    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))
+}
+
+pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+    let req: ChangePassword = parse_json(body)?;
+    let now = crate::now_ms();
+    let user = check_credentials(
+        state,
+        &req.email,
+        &req.password,
+        "password.change_failed",
+        now,
+    )
+    .await?;
+    check_new_password(
+        state,
+        &req.new_password,
+        &user.email,
+        user.tenant_id.as_deref(),
+    )?;
+    let (new, old) = (
+        Zeroizing::new(req.new_password.clone()),
+        user.password_hash.clone(),
+    );
+    let reused = tokio::task::spawn_blocking(move || crypto::verify_password(&new, &old))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    if reused {
+        return Err(ApiError::unprocessable(PasswordError::Reused.to_string()));
+    }
+    let new_hash = hash(&req.new_password).await?;
+    state
+        .store
+        .update_user(&user.id, |u| {
+            u.password_hash.clone_from(&new_hash);
+            u.password_changed_at_ms = Some(now);
+            u.failed_logins.clear();
+            u.locked_until_ms = None;
+        })?
+        .ok_or_else(bad_credentials)?;
+    state.audit(
+        user.tenant_id.as_deref(),
+        &user.id,
+        "password.changed",
+        Some(&user.id),
+        "ok",
+        now,
+    );
+    info!(user = %user.id, "password changed");
+    Ok(Reply::ok(json!({
+        "id": user.id,
+        "password_expires_at": now + accounts::PASSWORD_MAX_AGE_MS,
+    })))
 }

@@ -34,7 +34,8 @@ impl Dispatch for Recorder {
     }
 }
 
-const PASSWORD: &str = "a long enough password";
+const PASSWORD: &str = "Correct-Horse-Battery-9";
+const WEBHOOK_SECRET: &[u8] = b"whsec_test_0123456789";
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -47,15 +48,24 @@ fn fixture() -> Fixture {
     let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
     let hash = crypto::hash_password(PASSWORD).expect("hash");
     store
-        .create_user("admin@example.com", hash, true, None, 1)
+        .create_user(
+            "admin@example.com",
+            hash,
+            true,
+            None,
+            vec![],
+            crate::now_ms(),
+        )
         .expect("admin");
     let recorder = Arc::new(Recorder::default());
     let state = ApiState {
+        spapi: crate::spapi::SpApi::for_tests(store.clone(), recorder.clone()),
         store,
         dispatch: recorder.clone(),
         peer_id: "12D3KooWExamplePeer".into(),
         mesh_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
         heartbeat_interval: Duration::from_secs(10),
+        billing_webhook_secret: Some(Zeroizing::new(WEBHOOK_SECRET.to_vec())),
     };
     Fixture {
         _dir: dir,
@@ -120,7 +130,49 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<none>")
 }
 
+/// A tenant that passes every gate (active subscription, complete attestation).
 async fn tenant(state: &ApiState, token: &str) -> String {
+    let t = bare_tenant(state, token).await;
+    let (s, v) = call(
+        state,
+        "PUT",
+        &format!("/v1/tenants/{t}/subscription"),
+        Some(token),
+        json!({"state": "active"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        state,
+        "PUT",
+        &format!("/v1/tenants/{t}/attestation"),
+        Some(token),
+        attestation(),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["state"]),
+        (StatusCode::OK, &json!("complete")),
+        "{v}"
+    );
+    t
+}
+
+fn attestation() -> Value {
+    json!({
+        "supported_os": true,
+        "os_updates_applied": true,
+        "endpoint_protection": true,
+        "screen_lock_minutes": 10,
+        "wifi_wpa2_or_wpa3": true,
+        "no_print_to_file_drivers": true,
+        "authorized_personnel_only": true,
+        "credentials_confidential": true,
+    })
+}
+
+/// A freshly created tenant: no subscription, no attestation.
+async fn bare_tenant(state: &ApiState, token: &str) -> String {
     let (s, v) = call(
         state,
         "POST",
@@ -645,7 +697,14 @@ async fn tenant_users_are_isolated() {
     let hash = crypto::hash_password(PASSWORD).expect("hash");
     f.state
         .store
-        .create_user("op@example.com", hash, false, Some(mine.clone()), 1)
+        .create_user(
+            "op@example.com",
+            hash,
+            false,
+            Some(mine.clone()),
+            vec![crate::accounts::Role::Operator],
+            crate::now_ms(),
+        )
         .expect("user");
     let (s, v) = call(
         &f.state,
@@ -685,4 +744,859 @@ async fn tenant_users_are_isolated() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+// ---- accounts and compliance (issue 4) ------------------------------------------------------
+
+/// Creates a user of `tenant` with `roles` through the API and logs it in.
+async fn user(state: &ApiState, admin: &str, tenant: &str, email: &str, roles: Value) -> String {
+    let (s, v) = call(
+        state,
+        "POST",
+        &format!("/v1/tenants/{tenant}/users"),
+        Some(admin),
+        json!({"email": email, "password": PASSWORD, "roles": roles}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = call(
+        state,
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+fn actions(state: &ApiState) -> Vec<(String, String)> {
+    state
+        .store
+        .audit_entries(None)
+        .expect("audit")
+        .into_iter()
+        .map(|e| (e.entry.action, e.entry.outcome))
+        .collect()
+}
+
+#[tokio::test]
+async fn users_follow_the_password_and_grant_rules() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let path = format!("/v1/tenants/{t}/users");
+    let cases = [
+        ("Sh0rt!", "8 to 256 characters"),
+        ("alllowercase1!", "upper-case"),
+        ("Password1!", "too common"),
+        ("P@ssw0rd2024", "too common"),
+        ("Acme-Labels-2024", "company name"),
+        ("Jdoe-Printing-1", "email name"),
+    ];
+    for (pw, why) in cases {
+        let (s, v) = call(
+            &f.state,
+            "POST",
+            &path,
+            Some(&admin),
+            json!({"email": "jdoe@acme.example", "password": pw, "roles": ["operator"]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{pw}: {v}");
+        let msg = v["error"]["message"].as_str().expect("message");
+        assert!(msg.contains(why), "{pw}: {msg}");
+        assert!(!msg.contains(pw), "the password is not echoed");
+    }
+    for bad in [json!([]), json!(["root"])] {
+        let (s, _) = call(
+            &f.state,
+            "POST",
+            &path,
+            Some(&admin),
+            json!({"email": "x@acme.example", "password": PASSWORD, "roles": bad}),
+        )
+        .await;
+        assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST);
+    }
+    let tenant_admin = user(&f.state, &admin, &t, "it@acme.example", json!(["admin"])).await;
+    // An admin may add operators, but not owners or PII readers.
+    for role in ["owner", "pii_reader"] {
+        let (s, v) = call(
+            &f.state,
+            "POST",
+            &path,
+            Some(&tenant_admin),
+            json!({"email": "z@acme.example", "password": PASSWORD, "roles": [role]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role}: {v}");
+    }
+    user(
+        &f.state,
+        &tenant_admin,
+        &t,
+        "op@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &path,
+        Some(&admin),
+        json!({"email": "OP@acme.example", "password": PASSWORD, "roles": ["auditor"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "emails are unique ids");
+
+    let (s, v) = call(&f.state, "GET", &path, Some(&tenant_admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let list = v.as_array().expect("array");
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().any(|u| u["roles"] == json!(["operator"])));
+    let dump = v.to_string();
+    assert!(!dump.contains("argon2") && !dump.contains("hash"), "{dump}");
+    let audit = actions(&f.state);
+    assert!(audit
+        .iter()
+        .any(|(a, o)| a == "user.created" && o == "ok roles=operator"));
+    assert!(audit.iter().any(|(a, _)| a == "user.create_refused"));
+}
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_account() {
+    let f = fixture();
+    let wrong = json!({"email": "admin@example.com", "password": "Wrong-Password-1"});
+    for _ in 0..4 {
+        let (s, _) = call(&f.state, "POST", "/v1/sessions", None, wrong.clone()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, v) = call(&f.state, "POST", "/v1/sessions", None, wrong.clone()).await;
+    assert_eq!((s, code(&v)), (StatusCode::LOCKED, "account_locked"), "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("locked for 15"));
+    // Even the right password is refused while locked.
+    let right = json!({"email": "admin@example.com", "password": PASSWORD});
+    let (s, _) = call(&f.state, "POST", "/v1/sessions", None, right.clone()).await;
+    assert_eq!(s, StatusCode::LOCKED);
+    let audit = actions(&f.state);
+    assert_eq!(
+        audit.iter().filter(|(a, _)| a == "session.failed").count(),
+        6,
+        "every failure is audited: {audit:?}"
+    );
+    assert!(audit.contains(&(
+        "session.failed".into(),
+        "bad credentials; account locked".into()
+    )));
+    // Fifteen minutes later (moved on the record, not slept) the right password works.
+    let admin = f
+        .state
+        .store
+        .user_by_email("admin@example.com")
+        .expect("read")
+        .expect("admin");
+    f.state
+        .store
+        .update_user(&admin.id, |u| {
+            u.locked_until_ms = Some(crate::now_ms() - 1);
+        })
+        .expect("update");
+    let (s, _) = call(&f.state, "POST", "/v1/sessions", None, right).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let u = f.state.store.user(&admin.id).expect("read").expect("user");
+    assert!(u.failed_logins.is_empty() && u.locked_until_ms.is_none());
+}
+
+#[tokio::test]
+async fn expired_passwords_must_be_changed() {
+    let f = fixture();
+    let admin = f
+        .state
+        .store
+        .user_by_email("admin@example.com")
+        .expect("read")
+        .expect("admin");
+    f.state
+        .store
+        .update_user(&admin.id, |u| {
+            u.password_changed_at_ms =
+                Some(crate::now_ms() - crate::accounts::PASSWORD_MAX_AGE_MS - 1);
+        })
+        .expect("update");
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({"email": "admin@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "password_expired"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("/v1/sessions/password"));
+
+    let change = |new: &str| json!({"email": "admin@example.com", "password": PASSWORD, "new_password": new});
+    for weak in [PASSWORD, "weak", "Password1!"] {
+        let (s, _) = call(
+            &f.state,
+            "POST",
+            "/v1/sessions/password",
+            None,
+            change(weak),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{weak}");
+    }
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions/password",
+        None,
+        json!({"email": "admin@example.com", "password": "Not-The-Password-1", "new_password": "Brand-New-Secret-42"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions/password",
+        None,
+        change("Brand-New-Secret-42"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({"email": "admin@example.com", "password": "Brand-New-Secret-42"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, _)| a == "password.changed"));
+}
+
+/// Every route × every role: allowed ones pass the authorisation, others get 403, users of
+/// another tenant 404.
+#[tokio::test]
+async fn every_route_checks_role_and_tenant() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let other = tenant(&f.state, &admin).await;
+    let device = printer_agent(&f.state, &t);
+    let (_, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/sites"),
+        Some(&admin),
+        json!({"name": "DC1"}),
+    )
+    .await;
+    let site = v["id"].as_str().expect("site").to_owned();
+    let b64 = STANDARD.encode(b"^XA^FDlabel^FS^XZ");
+    let (_, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/labels"),
+        Some(&admin),
+        json!({"pool": "default", "format": "zpl", "content_base64": b64}),
+    )
+    .await;
+    let job = v["id"].as_str().expect("job").to_owned();
+
+    let mut principals = Vec::new();
+    for role in crate::accounts::Role::ALL {
+        let name = role.as_str().replace('_', "");
+        let token = user(
+            &f.state,
+            &admin,
+            &t,
+            &format!("{name}@acme.example"),
+            json!([role]),
+        )
+        .await;
+        principals.push((role.as_str().to_owned(), token));
+    }
+    let outsider = user(
+        &f.state,
+        &admin,
+        &other,
+        "boss@other.example",
+        json!(["owner", "admin", "operator", "auditor", "pii_reader"]),
+    )
+    .await;
+
+    let label = json!({"pool": "default", "format": "zpl", "content_base64": b64});
+    let routes: Vec<(&str, String, Value, &[&str])> = vec![
+        ("GET", "/v1/tenants".into(), Value::Null, &[]),
+        ("POST", "/v1/tenants".into(), json!({"name": "X"}), &[]),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/sites"),
+            Value::Null,
+            &["owner", "admin", "operator", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/sites"),
+            json!({"name": "S"}),
+            &["owner", "admin"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/sites/{site}/enrollment-tokens"),
+            json!({}),
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/agents"),
+            Value::Null,
+            &["owner", "admin", "operator", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/agents/{device}/revoke"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/printers"),
+            Value::Null,
+            &["owner", "admin", "operator", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/labels"),
+            label,
+            &["operator"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/labels/{job}"),
+            Value::Null,
+            &["operator", "pii_reader"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/audit"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/audit/verify"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/compliance"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/users"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/users"),
+            json!({"email": "new{n}@acme.example", "password": PASSWORD, "roles": ["operator"]}),
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/attestation"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/attestation"),
+            attestation(),
+            &["owner"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/terms"),
+            json!({"version": "2025-01"}),
+            &["owner"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/subscription"),
+            json!({"state": "active"}),
+            &[],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/suspend"),
+            json!({"reason": "INC-1"}),
+            &[],
+        ),
+        ("POST", format!("/v1/tenants/{t}/resume"), Value::Null, &[]),
+    ];
+    let mut n = 0;
+    for (method, path, body, allowed) in &routes {
+        let mut body = body.clone();
+        let mut send = |b: &Value| {
+            n += 1;
+            serde_json::from_str::<Value>(&b.to_string().replace("{n}", &n.to_string()))
+                .expect("json")
+        };
+        for (role, token) in &principals {
+            let (s, v) = call(&f.state, method, path, Some(token), send(&body)).await;
+            if allowed.contains(&role.as_str()) {
+                assert!(s.is_success(), "{role} {method} {path}: {s} {v}");
+            } else {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{role} {method} {path}: {v}");
+            }
+        }
+        let (s, v) = call(&f.state, method, path, Some(&outsider), send(&body)).await;
+        let want = if path.starts_with("/v1/tenants/") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(s, want, "outsider {method} {path}: {v}");
+        // The platform admin goes last (it suspends, then resumes, the tenant).
+        body = send(&body);
+        let (s, v) = call(&f.state, method, path, Some(&admin), body).await;
+        assert!(s.is_success(), "platform admin {method} {path}: {s} {v}");
+    }
+    // Each route of the router is in the table (keep this in step with `route`).
+    assert_eq!(routes.len(), 21);
+}
+
+#[tokio::test]
+async fn provisioning_and_labels_need_an_active_subscription() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = bare_tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let (_, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/sites"),
+        Some(&admin),
+        json!({"name": "DC1"}),
+    )
+    .await;
+    let site = v["id"].as_str().expect("site").to_owned();
+    let tokens = format!("/v1/tenants/{t}/sites/{site}/enrollment-tokens");
+    let (s, v) = call(&f.state, "POST", &tokens, Some(&admin), json!({})).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::PAYMENT_REQUIRED, "subscription_inactive")
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("subscription is none"));
+    let label = json!({"pool": "default", "format": "zpl",
+        "content_base64": STANDARD.encode(b"^XA^FDJane Buyer^FS^XZ")});
+    let labels = format!("/v1/tenants/{t}/labels");
+    let (s, _) = call(&f.state, "POST", &labels, Some(&admin), label.clone()).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
+
+    let sub = format!("/v1/tenants/{t}/subscription");
+    let (s, _) = call(
+        &f.state,
+        "PUT",
+        &sub,
+        Some(&admin),
+        json!({"state": "active", "plan": "saas_provider"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&f.state, "POST", &tokens, Some(&admin), json!({})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &f.state,
+        "PUT",
+        &sub,
+        Some(&admin),
+        json!({"state": "past_due"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&f.state, "POST", &tokens, Some(&admin), json!({})).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED);
+    let audit = actions(&f.state);
+    assert!(audit.contains(&(
+        "subscription.updated".into(),
+        "ok state=past_due source=admin".into()
+    )));
+    assert!(audit
+        .iter()
+        .any(|(a, o)| a == "enrollment_token.refused" && o == "subscription_inactive"));
+}
+
+#[tokio::test]
+async fn labels_are_redacted_until_the_attestation_is_complete() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = bare_tenant(&f.state, &admin).await;
+    call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/subscription"),
+        Some(&admin),
+        json!({"state": "active"}),
+    )
+    .await;
+    printer_agent(&f.state, &t);
+    let labels = format!("/v1/tenants/{t}/labels");
+    let real = b"^XA^FO50,50^FDJane Buyer 1 Main St^FS^XZ";
+    let submit = json!({"pool": "default", "format": "zpl", "content_base64": STANDARD.encode(real),
+        "order_id": "113-1234567-1234567", "carrier": "UPS", "tracking": "1Z999"});
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), submit.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["redacted"], json!(true));
+    let job = v["id"].as_str().expect("id").to_owned();
+    let stored = f.state.store.label(&t, &job).expect("label");
+    let text = String::from_utf8(stored.to_vec()).expect("zpl");
+    assert!(
+        text.contains("REDACTED: complete the security attestation"),
+        "{text}"
+    );
+    assert!(text.contains("113-1234567-1234567") && text.contains("UPS") && text.contains("1Z999"));
+    assert!(!text.contains("Jane"), "the real label is never stored");
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("{labels}/{job}"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["redacted"], json!(true));
+
+    // An incomplete attestation still redacts; a complete one prints the real label.
+    let att = format!("/v1/tenants/{t}/attestation");
+    let mut partial = attestation();
+    partial["screen_lock_minutes"] = json!(30);
+    let (s, v) = call(&f.state, "PUT", &att, Some(&admin), partial).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&v["state"], &v["missing"]),
+        (&json!("incomplete"), &json!(["screen_lock_minutes"]))
+    );
+    let (_, v) = call(&f.state, "POST", &labels, Some(&admin), submit.clone()).await;
+    assert_eq!(v["redacted"], json!(true));
+    let (s, _) = call(&f.state, "PUT", &att, Some(&admin), attestation()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call(&f.state, "POST", &labels, Some(&admin), submit).await;
+    assert_eq!(v["redacted"], json!(false));
+    let job = v["id"].as_str().expect("id");
+    assert_eq!(
+        f.state.store.label(&t, job).expect("label").as_slice(),
+        real
+    );
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &labels,
+        Some(&admin),
+        json!({"pool": "default", "format": "zpl", "content_base64": STANDARD.encode(real), "order_id": "1^XZ"}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no ZPL injection in fields"
+    );
+}
+
+#[tokio::test]
+async fn suspended_tenants_are_refused_with_the_reason() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let owner = user(
+        &f.state,
+        &admin,
+        &t,
+        "boss@acme.example",
+        json!(["owner", "operator"]),
+    )
+    .await;
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/suspend"),
+        Some(&owner),
+        json!({"reason": "INC-42 key leak"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only platform admins suspend");
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/suspend"),
+        Some(&admin),
+        json!({"reason": "INC-42 key leak"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let label =
+        json!({"pool": "default", "format": "zpl", "content_base64": STANDARD.encode(b"^XA^XZ")});
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/labels"),
+        Some(&owner),
+        label.clone(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "tenant_suspended"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("INC-42 key leak"));
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/compliance"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["labels"], json!("refused"));
+    assert_eq!(v["restrictions"][0]["kind"], json!("suspended"));
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/resume"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/labels"),
+        Some(&owner),
+        label,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let audit = actions(&f.state);
+    for a in ["tenant.suspended", "tenant.resumed", "label.refused"] {
+        assert!(audit.iter().any(|(x, _)| x == a), "{a}");
+    }
+    assert!(
+        !format!("{audit:?}").contains("key leak"),
+        "free text stays out of the audit log"
+    );
+}
+
+#[tokio::test]
+async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
+    use crate::compliance::billing::sign;
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = bare_tenant(&f.state, &admin).await;
+    let now_s = crate::now_ms() / 1000;
+    let event = |status: &str, created: u64| {
+        json!({"id": "evt_1", "type": "customer.subscription.updated", "created": created,
+            "data": {"object": {"status": status, "metadata": {"tenant_id": t}}}})
+        .to_string()
+        .into_bytes()
+    };
+    let post = |body: Vec<u8>, sig: Option<String>| {
+        let mut b = Request::builder().method("POST").uri("/v1/billing/webhook");
+        if let Some(s) = sig {
+            b = b.header("Stripe-Signature", s);
+        }
+        b.body(Full::new(Bytes::from(body))).expect("request")
+    };
+    let state = || -> String {
+        f.state
+            .store
+            .tenant(&t)
+            .expect("read")
+            .expect("tenant")
+            .subscription
+            .state
+            .as_str()
+            .to_owned()
+    };
+
+    let body = event("active", now_s);
+    for sig in [
+        None,
+        Some("t=1,v1=00".to_owned()),
+        Some(sign(b"wrong-secret-0123456", &body, now_s)),
+        Some(sign(WEBHOOK_SECRET, &body, now_s - 301)),
+    ] {
+        let resp = handle(&f.state, post(body.clone(), sig)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(state(), "none");
+    let resp = handle(
+        &f.state,
+        post(body.clone(), Some(sign(WEBHOOK_SECRET, &body, now_s))),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(state(), "active");
+    // An older event delivered late does not undo a newer one.
+    let old = event("canceled", now_s - 3600);
+    let resp = handle(
+        &f.state,
+        post(old.clone(), Some(sign(WEBHOOK_SECRET, &old, now_s))),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(state(), "active");
+    let newer = event("past_due", now_s + 1);
+    handle(
+        &f.state,
+        post(newer.clone(), Some(sign(WEBHOOK_SECRET, &newer, now_s))),
+    )
+    .await;
+    assert_eq!(state(), "past_due");
+    let audit = actions(&f.state);
+    assert_eq!(
+        audit.iter().filter(|(a, _)| a == "billing.refused").count(),
+        4
+    );
+
+    let off = ApiState {
+        billing_webhook_secret: None,
+        spapi: f.state.spapi.clone(),
+        store: f.state.store.clone(),
+        dispatch: f.recorder.clone(),
+        peer_id: String::new(),
+        mesh_addrs: vec![],
+        heartbeat_interval: Duration::from_secs(10),
+    };
+    let resp = handle(
+        &off,
+        post(body.clone(), Some(sign(WEBHOOK_SECRET, &body, now_s))),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn audit_verify_says_where_the_chain_breaks() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let path = format!("/v1/tenants/{t}/audit/verify");
+    let (s, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["intact"], json!(true), "{v}");
+    let n = v["entries"].as_u64().expect("entries");
+    assert!(n >= 4);
+    let tree = f.state.store.audit_tree();
+    let key = 2u64.to_be_bytes();
+    let mut e: crate::audit::ChainedEntry =
+        serde_json::from_slice(&tree.get(key).expect("get").expect("entry")).expect("decode");
+    e.entry.outcome = "edited".into();
+    tree.insert(key, serde_json::to_vec(&e).expect("json"))
+        .expect("tamper");
+    let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(v["intact"], json!(false));
+    assert_eq!(v["first_bad_entry"], json!(2));
+    assert!(v["problem"].as_str().expect("problem").contains("altered"));
+}
+
+#[tokio::test]
+async fn compliance_shows_tier_requirements_and_restrictions() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = bare_tenant(&f.state, &admin).await;
+    let path = format!("/v1/tenants/{t}/compliance");
+    let (s, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["tier"], json!("standard"));
+    assert_eq!(v["labels"], json!("refused"));
+    assert_eq!(v["restrictions"][0]["kind"], json!("subscription_inactive"));
+    assert_eq!(v["attestation"]["state"], json!("missing"));
+    let req = |v: &Value, id: &str| {
+        v["requirements"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["id"] == json!(id))
+            .cloned()
+    };
+    assert_eq!(
+        req(&v, "terms_of_service").expect("terms")["met"],
+        json!(false)
+    );
+
+    call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/subscription"),
+        Some(&admin),
+        json!({"state": "active"}),
+    )
+    .await;
+    call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/terms"),
+        Some(&admin),
+        json!({"version": "2025-01"}),
+    )
+    .await;
+    // Six Print Stations make the tenant Enhanced, which opens its extra requirements.
+    for _ in 0..6 {
+        printer_agent(&f.state, &t);
+    }
+    let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(v["tier"], json!("enhanced"));
+    assert_eq!(v["usage"]["print_stations"], json!(6));
+    assert_eq!(v["labels"], json!("redacted"));
+    assert_eq!(
+        req(&v, "terms_of_service").expect("terms")["met"],
+        json!(true)
+    );
+    assert_eq!(
+        req(&v, "security_contact").expect("contact")["state"],
+        json!("open")
+    );
+    let mut att = attestation();
+    att["security_contact"] = json!("security@acme.example");
+    att["annual_questionnaire"] = json!(true);
+    call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/attestation"),
+        Some(&admin),
+        att,
+    )
+    .await;
+    let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(v["labels"], json!("full"));
+    assert_eq!(v["restrictions"], json!([]));
+    assert_eq!(
+        req(&v, "security_contact").expect("contact")["met"],
+        json!(true)
+    );
+    assert!(req(&v, "security_attestation").expect("att")["due_at"]
+        .as_u64()
+        .is_some());
 }

@@ -6,6 +6,9 @@
 use sealprint_protocol::{LabelFormat, PrinterStatus, PrinterVerdict};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Role;
+use crate::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
+
 /// A tenant (a seller account).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantRecord {
@@ -15,6 +18,21 @@ pub struct TenantRecord {
     pub name: String,
     /// Creation time, unix ms.
     pub created_at_ms: u64,
+    /// Plan (fields below default when absent, so older records still read).
+    #[serde(default)]
+    pub plan: Plan,
+    /// Terms of service acceptance.
+    #[serde(default)]
+    pub terms: Option<TermsAcceptance>,
+    /// Subscription.
+    #[serde(default)]
+    pub subscription: Subscription,
+    /// Security attestation.
+    #[serde(default)]
+    pub attestation: Option<Attestation>,
+    /// Incident suspension, when suspended.
+    #[serde(default)]
+    pub suspension: Option<Suspension>,
 }
 
 /// A site (warehouse) of a tenant.
@@ -45,6 +63,25 @@ pub struct UserRecord {
     pub tenant_id: Option<String>,
     /// Creation time, unix ms.
     pub created_at_ms: u64,
+    /// Roles in its tenant (platform admins have none).
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// When the password was last set, unix ms (`None`: at creation).
+    #[serde(default)]
+    pub password_changed_at_ms: Option<u64>,
+    /// Times of recent failed logins, unix ms (pruned to the lockout window).
+    #[serde(default)]
+    pub failed_logins: Vec<u64>,
+    /// Locked until, unix ms.
+    #[serde(default)]
+    pub locked_until_ms: Option<u64>,
+}
+
+impl UserRecord {
+    /// When the password was set, unix ms.
+    pub fn password_set_at_ms(&self) -> u64 {
+        self.password_changed_at_ms.unwrap_or(self.created_at_ms)
+    }
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -53,6 +90,7 @@ impl std::fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("platform_admin", &self.platform_admin)
             .field("tenant_id", &self.tenant_id)
+            .field("roles", &self.roles)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +255,10 @@ pub struct JobRecord {
     pub updated_at_ms: u64,
     /// Last error, for a person; no PII.
     pub error: Option<String>,
+    /// The label was replaced by the redacted stand-in (attestation not complete); the real
+    /// bytes were never stored.
+    #[serde(default)]
+    pub redacted: bool,
 }
 
 /// One audit event. Never holds PII: ids, actions and short outcomes only.

@@ -33,7 +33,19 @@ fn job(tenant: &str, id: &str) -> JobRecord {
         created_at_ms: 1,
         updated_at_ms: 1,
         error: None,
+        redacted: false,
     }
+}
+
+/// A tenant with an active subscription (enrollment needs one).
+fn active_tenant(s: &Store) -> String {
+    let t = s.create_tenant("Acme", 1).expect("tenant");
+    s.update_tenant(&t.id, |t| {
+        t.subscription.state = crate::compliance::SubscriptionState::Active;
+    })
+    .expect("update")
+    .expect("exists");
+    t.id
 }
 
 fn agent(tenant: &str, device: &str) -> AgentRecord {
@@ -94,8 +106,9 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 #[test]
 fn enrollment_tokens_redeem_once() {
     let (_d, s) = open();
+    let tenant = active_tenant(&s);
     let rec = |exp| EnrollmentTokenRecord {
-        tenant_id: "tnt-1".into(),
+        tenant_id: tenant.clone(),
         site_id: "site-1".into(),
         expires_at_s: exp,
         used: false,
@@ -118,7 +131,7 @@ fn enrollment_tokens_redeem_once() {
     assert_eq!(
         g,
         TokenGrant {
-            tenant_id: "tnt-1".into(),
+            tenant_id: tenant.clone(),
             site_id: "site-1".into()
         }
     );
@@ -131,10 +144,11 @@ fn enrollment_tokens_redeem_once() {
 #[test]
 fn concurrent_redemptions_succeed_once() {
     let (_d, s) = open();
+    let tenant = active_tenant(&s);
     s.put_enrollment_token(
         &[3; 32],
         &EnrollmentTokenRecord {
-            tenant_id: "tnt-1".into(),
+            tenant_id: tenant,
             site_id: "site-1".into(),
             expires_at_s: 100,
             used: false,
@@ -153,6 +167,41 @@ fn concurrent_redemptions_succeed_once() {
         .filter(|ok| *ok)
         .count();
     assert_eq!(wins, 1);
+}
+
+#[test]
+fn enrollment_needs_an_active_subscription_and_no_suspension() {
+    use crate::compliance::{SubscriptionState, Suspension};
+    let (_d, s) = open();
+    let t = s.create_tenant("Acme", 1).expect("tenant").id;
+    let rec = EnrollmentTokenRecord {
+        tenant_id: t.clone(),
+        site_id: "site-1".into(),
+        expires_at_s: 100,
+        used: false,
+    };
+    s.put_enrollment_token(&[4; 32], &rec).expect("put");
+    assert!(matches!(
+        s.redeem_enrollment_token(&[4; 32], 1),
+        Err(StoreError::ProvisioningRefused(_))
+    ));
+    s.update_tenant(&t, |t| {
+        t.subscription.state = SubscriptionState::Active;
+        t.suspension = Some(Suspension {
+            reason: "INC-1".into(),
+            at_ms: 1,
+            by: "usr-0".into(),
+        });
+    })
+    .expect("update");
+    assert!(matches!(
+        s.redeem_enrollment_token(&[4; 32], 1),
+        Err(StoreError::ProvisioningRefused("the tenant is suspended"))
+    ));
+    s.update_tenant(&t, |t| t.suspension = None)
+        .expect("update");
+    s.redeem_enrollment_token(&[4; 32], 1)
+        .expect("a refused token stays usable");
 }
 
 #[test]
@@ -291,10 +340,10 @@ fn sessions_expire() {
 fn users_have_unique_emails() {
     let (_d, s) = open();
     let u = s
-        .create_user("A@x.io", "h".into(), true, None, 1)
+        .create_user("A@x.io", "h".into(), true, None, vec![], 1)
         .expect("user");
     assert!(matches!(
-        s.create_user("a@X.io ", "h".into(), false, None, 1),
+        s.create_user("a@X.io ", "h".into(), false, None, vec![], 1),
         Err(StoreError::Conflict)
     ));
     assert_eq!(
@@ -348,4 +397,31 @@ fn audit_chain_detects_tampering() {
         s.verify_audit_chain(),
         Err(StoreError::Chain(ChainError::Unreadable(2)))
     ));
+
+    // Put it back, then delete one and swap two: both are found, and where.
+    tree.insert(key, encode(&e)).expect("restore");
+    e.entry.outcome = "ok".into();
+    tree.insert(key, encode(&e)).expect("restore");
+    assert_eq!(s.verify_audit_chain().expect("intact again"), 5);
+    let third = tree
+        .remove(3u64.to_be_bytes())
+        .expect("remove")
+        .expect("was there");
+    assert!(matches!(
+        s.verify_audit_chain(),
+        Err(StoreError::Chain(ChainError::Gap {
+            expected: 3,
+            found: 4
+        }))
+    ));
+    tree.insert(3u64.to_be_bytes(), third).expect("restore");
+    let one = tree.get(1u64.to_be_bytes()).expect("get").expect("one");
+    let two = tree.get(2u64.to_be_bytes()).expect("get").expect("two");
+    tree.insert(1u64.to_be_bytes(), two).expect("swap");
+    tree.insert(2u64.to_be_bytes(), one).expect("swap");
+    let err = s.verify_audit_chain().expect_err("reordered");
+    assert!(
+        matches!(err, StoreError::Chain(ref c) if c.seq() == 1),
+        "{err}"
+    );
 }

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use sealprint_testkit::scenario::{marker, zpl_label, Site, Station};
+use sealprint_testkit::scenario::{label_index, marker, zpl_label, Site, Station};
+use sealprint_testkit::stats::Latencies;
 use serde_json::json;
 
 const LABELS: usize = 120;
@@ -54,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     println!("all {AGENTS} printers verified (serial checked with ~HI, ~HS and getvar)");
 
     let mark = marker();
-    let mut sent: HashMap<String, (usize, Instant)> = HashMap::new();
+    let mut sent: Vec<Instant> = Vec::with_capacity(LABELS);
     let mut ids = Vec::new();
     let started = Instant::now();
     for i in 0..LABELS {
@@ -68,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
         let label = zpl_label(&mark, i);
         let t = Instant::now();
         let id = site.submit(json!({"pool": "outbound"}), &label).await?;
-        sent.insert(format!("{mark}-{i}"), (i, t));
+        sent.push(t);
         ids.push(id);
     }
     let mut statuses: HashMap<String, usize> = HashMap::new();
@@ -94,47 +95,31 @@ async fn main() -> anyhow::Result<()> {
             jobs.len()
         );
         for (at, bytes) in jobs {
-            let text = String::from_utf8_lossy(&bytes);
-            let Some(i) = (0..LABELS).find(|i| text.contains(&format!("{} Elm Street {mark}", i)))
-            else {
+            let Some(i) = label_index(&bytes, &mark) else {
                 bail!("printer {n} printed something that is not one of ours");
             };
             if bytes != zpl_label(&mark, i) {
                 bail!("label {i} arrived altered");
             }
             *seen.entry(i).or_default() += 1;
-            if let Some((_, t)) = sent.get(&format!("{mark}-{i}")) {
+            if let Some(t) = sent.get(i) {
                 latencies.push(at.saturating_duration_since(*t));
             }
         }
     }
     let duplicates: usize = seen.values().filter(|c| **c > 1).map(|c| c - 1).sum();
     let lost = LABELS - seen.len();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or_default()
-    };
+    let latencies = Latencies::new(latencies);
+    let (p50, p99, max) = latencies.summary_ms();
     println!();
     println!("labels submitted      {LABELS}");
     println!("job states            {statuses:?}");
     println!("printed (distinct)    {}", seen.len());
     println!("duplicates            {duplicates}");
     println!("lost                  {lost}");
-    println!(
-        "latency p50           {:.1} ms",
-        pct(0.50).as_secs_f64() * 1e3
-    );
-    println!(
-        "latency p99           {:.1} ms",
-        pct(0.99).as_secs_f64() * 1e3
-    );
-    println!(
-        "latency max           {:.1} ms",
-        pct(1.0).as_secs_f64() * 1e3
-    );
+    println!("latency p50           {p50:.1} ms  (POST sent -> bytes at the printer)");
+    println!("latency p99           {p99:.1} ms");
+    println!("latency max           {max:.1} ms");
     println!(
         "throughput            {:.1} labels/s (sequential submissions over the API)",
         LABELS as f64 / elapsed.as_secs_f64()

@@ -1,0 +1,640 @@
+//! The routes of accounts and compliance (issue 4), routed as one group so that the main
+//! router in `api.rs` only forwards to [`route`] and [`handle`]:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /v1/sessions/password` | anyone with the current password | change a password |
+//! | `POST /v1/billing/webhook` | the billing provider (HMAC signature) | subscription events |
+//! | `GET/POST /v1/tenants/{t}/users` | see `users` | list / create users |
+//! | `PUT /v1/tenants/{t}/subscription` | platform admin | set the subscription state |
+//! | `GET/PUT /v1/tenants/{t}/attestation` | auditor, owner / owner | the security attestation |
+//! | `PUT /v1/tenants/{t}/terms` | owner | accept the terms of service |
+//! | `POST /v1/tenants/{t}/suspend`, `/resume` | platform admin | incident suspension |
+//! | `GET /v1/tenants/{t}/audit/verify` | auditor, owner | check the audit hash chain |
+//! | `GET /v1/tenants/{t}/compliance` | auditor, owner | tier, requirements, restrictions |
+//!
+//! Every change here is audited (ids and states only). The gates themselves are pure
+//! ([`crate::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
+//! for the other handlers.
+
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, Method};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::auth::{Action, Principal};
+use super::error::ApiError;
+use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
+use crate::compliance::billing::{self, BillingEvent};
+use crate::compliance::{
+    self, attestation_state, AttestationState, GateRefusal, Plan, Questionnaire, SubscriptionState,
+    Suspension, TermsAcceptance, Tier,
+};
+use crate::store::{StoreError, TenantRecord};
+
+/// The signature header of the billing webhook.
+pub const SIGNATURE_HEADER: &str = "stripe-signature";
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// A route of this group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route<'a> {
+    SessionPassword,
+    BillingWebhook,
+    Users(&'a str),
+    Subscription(&'a str),
+    Attestation(&'a str),
+    Terms(&'a str),
+    Suspend(&'a str),
+    Resume(&'a str),
+    AuditVerify(&'a str),
+    Compliance(&'a str),
+}
+
+impl Route<'_> {
+    /// Answered without a session (they authenticate otherwise).
+    pub(super) fn is_public(&self) -> bool {
+        matches!(self, Route::SessionPassword | Route::BillingWebhook)
+    }
+
+    pub(super) fn allows(&self, m: &Method) -> bool {
+        match self {
+            Route::SessionPassword
+            | Route::BillingWebhook
+            | Route::Suspend(_)
+            | Route::Resume(_) => m == Method::POST,
+            Route::Users(_) => m == Method::GET || m == Method::POST,
+            Route::Subscription(_) | Route::Terms(_) => m == Method::PUT,
+            Route::Attestation(_) => m == Method::GET || m == Method::PUT,
+            Route::AuditVerify(_) | Route::Compliance(_) => m == Method::GET,
+        }
+    }
+
+    fn tenant(&self) -> Option<&str> {
+        match *self {
+            Route::SessionPassword | Route::BillingWebhook => None,
+            Route::Users(t)
+            | Route::Subscription(t)
+            | Route::Attestation(t)
+            | Route::Terms(t)
+            | Route::Suspend(t)
+            | Route::Resume(t)
+            | Route::AuditVerify(t)
+            | Route::Compliance(t) => Some(t),
+        }
+    }
+}
+
+/// The route of `segs` (the path split on `/`, without the leading empty one), if it is one
+/// of this group's; tenant ids are checked with `validate_id`.
+pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
+    let r = match segs {
+        ["v1", "sessions", "password"] => Route::SessionPassword,
+        ["v1", "billing", "webhook"] => Route::BillingWebhook,
+        ["v1", "tenants", t, "users"] => Route::Users(t),
+        ["v1", "tenants", t, "subscription"] => Route::Subscription(t),
+        ["v1", "tenants", t, "attestation"] => Route::Attestation(t),
+        ["v1", "tenants", t, "terms"] => Route::Terms(t),
+        ["v1", "tenants", t, "suspend"] => Route::Suspend(t),
+        ["v1", "tenants", t, "resume"] => Route::Resume(t),
+        ["v1", "tenants", t, "audit", "verify"] => Route::AuditVerify(t),
+        ["v1", "tenants", t, "compliance"] => Route::Compliance(t),
+        _ => return None,
+    };
+    match r.tenant() {
+        Some(t) if sealprint_protocol::validate_id(t).is_err() => None,
+        _ => Some(r),
+    }
+}
+
+/// Answers a public route (no session).
+pub(super) async fn handle_public(
+    state: &ApiState,
+    r: Route<'_>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    match r {
+        Route::SessionPassword => sessions::change_password(state, body).await,
+        Route::BillingWebhook => billing_webhook(
+            state,
+            headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),
+            body,
+            crate::now_ms(),
+        ),
+        _ => Err(ApiError::not_found("route")),
+    }
+}
+
+/// Answers an authenticated route.
+pub(super) async fn handle(
+    state: &ApiState,
+    who: &Principal,
+    r: Route<'_>,
+    method: &Method,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    let get = method == Method::GET;
+    match r {
+        Route::Users(t) if get => users::list(state, who, t, now),
+        Route::Users(t) => users::create(state, who, t, body, now).await,
+        Route::Subscription(t) => put_subscription(state, who, t, body, now),
+        Route::Attestation(t) if get => get_attestation(state, who, t, now),
+        Route::Attestation(t) => put_attestation(state, who, t, body, now),
+        Route::Terms(t) => put_terms(state, who, t, body, now),
+        Route::Suspend(t) => suspend(state, who, t, body, now),
+        Route::Resume(t) => resume(state, who, t, now),
+        Route::AuditVerify(t) => verify_audit(state, who, t),
+        Route::Compliance(t) => get_compliance(state, who, t, now),
+        Route::SessionPassword | Route::BillingWebhook => Err(ApiError::not_found("route")),
+    }
+}
+
+/// The answer for a gate's refusal: 403 `tenant_suspended` with the reason, or 402.
+pub(super) fn gate_error(refusal: &GateRefusal, what: &str) -> ApiError {
+    match refusal {
+        GateRefusal::Suspended(reason) => ApiError::refused(
+            "tenant_suspended",
+            format!("the tenant is suspended ({reason}): {what} refused until it is resumed"),
+        ),
+        GateRefusal::SubscriptionInactive(s) => ApiError::payment_required(format!(
+            "the tenant's subscription is {}: {what} needs an active subscription",
+            s.as_str()
+        )),
+    }
+}
+
+/// Whether `tenant` may provision devices (enrollment tokens).
+pub(super) fn provisioning_allowed(state: &ApiState, tenant: &str) -> Result<(), ApiError> {
+    let t = tenant_record(state, tenant)?;
+    compliance::provisioning_gate(t.suspension.as_ref(), t.subscription.state)
+        .map_err(|r| gate_error(&r, "device provisioning"))
+}
+
+pub(super) fn tenant_record(state: &ApiState, tenant: &str) -> Result<TenantRecord, ApiError> {
+    state
+        .store
+        .tenant(tenant)?
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+fn updated(r: Result<Option<TenantRecord>, StoreError>) -> Result<TenantRecord, ApiError> {
+    r?.ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionBody {
+    state: SubscriptionState,
+    plan: Option<Plan>,
+}
+
+fn put_subscription(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::UpdateSubscription)?;
+    let req: SubscriptionBody = parse_json(body)?;
+    let t = updated(state.store.update_tenant(tenant, |t| {
+        t.subscription.state = req.state;
+        t.subscription.updated_at_ms = now;
+        t.subscription.source.clone_from(&who.user_id);
+        if let Some(p) = req.plan {
+            t.plan = p;
+        }
+    }))?;
+    let outcome = format!("ok state={} source=admin", req.state.as_str());
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "subscription.updated",
+        Some(tenant),
+        &outcome,
+        now,
+    );
+    info!(tenant = %tenant, state = req.state.as_str(), "subscription set");
+    Ok(Reply::ok(json!({
+        "state": t.subscription.state.as_str(),
+        "plan": t.plan,
+        "updated_at": t.subscription.updated_at_ms,
+    })))
+}
+
+fn billing_webhook(
+    state: &ApiState,
+    header: Option<Result<&str, hyper::header::ToStrError>>,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    let Some(secret) = state.billing_webhook_secret.as_deref() else {
+        return Err(ApiError::unavailable(
+            "the billing webhook is not configured",
+        ));
+    };
+    let header = header.and_then(Result::ok);
+    if let Err(e) = billing::verify_signature(secret, header, body, now / 1000) {
+        state.audit(
+            None,
+            "billing",
+            "billing.refused",
+            None,
+            &e.to_string(),
+            now,
+        );
+        warn!(error = %e, "billing webhook refused");
+        return Err(ApiError::bad_request(e.to_string()));
+    }
+    let event = billing::parse_event(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let BillingEvent::Subscription {
+        tenant_id,
+        state: sub,
+        created_s,
+    } = event
+    else {
+        return Ok(Reply::ok(json!({"received": true, "applied": false})));
+    };
+    let at = if created_s == 0 {
+        now
+    } else {
+        created_s.saturating_mul(1000)
+    };
+    let mut applied = false;
+    let t = state.store.update_tenant(&tenant_id, |t| {
+        // An older event (retried or out of order) never overrides a newer state.
+        applied = at >= t.subscription.updated_at_ms;
+        if applied {
+            t.subscription.state = sub;
+            t.subscription.updated_at_ms = at;
+            t.subscription.source = "billing".into();
+        }
+    })?;
+    let outcome = match (&t, applied) {
+        (None, _) => "ignored: unknown tenant".to_owned(),
+        (Some(_), false) => format!("ignored: stale state={}", sub.as_str()),
+        (Some(_), true) => format!("ok state={} source=billing", sub.as_str()),
+    };
+    let tenant = t.as_ref().map(|_| tenant_id.as_str());
+    state.audit(
+        tenant,
+        "billing",
+        "subscription.updated",
+        tenant,
+        &outcome,
+        now,
+    );
+    info!(outcome = %outcome, "billing event");
+    Ok(Reply::ok(
+        json!({"received": true, "applied": t.is_some() && applied}),
+    ))
+}
+
+fn attestation_json(t: &TenantRecord, now: u64) -> Value {
+    let st = attestation_state(t.attestation.as_ref(), now);
+    let expires_at = match st {
+        AttestationState::Complete { expires_at_ms } => Some(expires_at_ms),
+        AttestationState::Expired { expired_at_ms } => Some(expired_at_ms),
+        _ => None,
+    };
+    json!({
+        "state": st.as_str(),
+        "missing": t.attestation.as_ref().map(|a| a.answers.missing()).unwrap_or_default(),
+        "attested_at": t.attestation.as_ref().map(|a| a.attested_at_ms),
+        "expires_at": expires_at,
+        "answers": t.attestation.as_ref().map(|a| &a.answers),
+    })
+}
+
+fn get_attestation(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadCompliance)?;
+    Ok(Reply::ok(attestation_json(
+        &tenant_record(state, tenant)?,
+        now,
+    )))
+}
+
+fn put_attestation(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::Attest)?;
+    let answers: Questionnaire = parse_json(body)?;
+    if let Some(c) = &answers.security_contact {
+        if c.len() > 254 || !c.contains('@') || c.chars().any(|c| c.is_whitespace()) {
+            return Err(ApiError::unprocessable(
+                "security_contact must be an email address",
+            ));
+        }
+    }
+    let missing = answers.missing();
+    let t = updated(state.store.update_tenant(tenant, |t| {
+        t.attestation = Some(compliance::Attestation {
+            answers: answers.clone(),
+            attested_at_ms: now,
+            attested_by: who.user_id.clone(),
+        });
+    }))?;
+    let outcome = if missing.is_empty() {
+        "ok complete".to_owned()
+    } else {
+        format!("ok incomplete missing={}", missing.join(","))
+    };
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "attestation.updated",
+        Some(tenant),
+        &outcome,
+        now,
+    );
+    info!(tenant = %tenant, complete = missing.is_empty(), "attestation recorded");
+    Ok(Reply::ok(attestation_json(&t, now)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TermsBody {
+    version: String,
+}
+
+fn put_terms(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::Attest)?;
+    let req: TermsBody = parse_json(body)?;
+    if !compliance::valid_label_field(&req.version) {
+        return Err(ApiError::unprocessable(
+            "version must be 1 to 64 characters of letters, digits, space, '.', '_' or '-'",
+        ));
+    }
+    updated(state.store.update_tenant(tenant, |t| {
+        t.terms = Some(TermsAcceptance {
+            version: req.version.clone(),
+            at_ms: now,
+            by: who.user_id.clone(),
+        });
+    }))?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "terms.accepted",
+        Some(tenant),
+        &format!("ok version={}", req.version),
+        now,
+    );
+    Ok(Reply::ok(
+        json!({"version": req.version, "accepted_at": now}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendBody {
+    reason: String,
+}
+
+fn suspend(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::SuspendTenant)?;
+    let req: SuspendBody = parse_json(body)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "reason must be 1 to 200 characters without control characters",
+        ));
+    }
+    updated(state.store.update_tenant(tenant, |t| {
+        t.suspension = Some(Suspension {
+            reason: reason.to_owned(),
+            at_ms: now,
+            by: who.user_id.clone(),
+        });
+    }))?;
+    // The reason is free text: kept on the tenant, not copied into the audit log.
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "tenant.suspended",
+        Some(tenant),
+        "ok",
+        now,
+    );
+    warn!(tenant = %tenant, "tenant suspended");
+    Ok(Reply::ok(
+        json!({"suspended": true, "reason": reason, "since": now}),
+    ))
+}
+
+fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::SuspendTenant)?;
+    let mut was = false;
+    updated(state.store.update_tenant(tenant, |t| {
+        was = t.suspension.take().is_some();
+    }))?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "tenant.resumed",
+        Some(tenant),
+        if was { "ok" } else { "ok (was not suspended)" },
+        now,
+    );
+    info!(tenant = %tenant, "tenant resumed");
+    Ok(Reply::ok(json!({"suspended": false})))
+}
+
+fn verify_audit(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadAudit)?;
+    let own = state.store.audit_entries(Some(tenant))?.len();
+    match state.store.verify_audit_chain() {
+        Ok(n) => Ok(Reply::ok(json!({
+            "intact": true,
+            "entries": n,
+            "tenant_entries": own,
+        }))),
+        Err(StoreError::Chain(e)) => Ok(Reply::ok(json!({
+            "intact": false,
+            "first_bad_entry": e.seq(),
+            "problem": e.to_string(),
+            "tenant_entries": own,
+        }))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn requirement(id: &str, met: bool, state: &str, due_at: Option<u64>) -> Value {
+    json!({"id": id, "met": met, "state": state, "due_at": due_at})
+}
+
+fn get_compliance(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadCompliance)?;
+    let t = tenant_record(state, tenant)?;
+    let labels_30d = state
+        .store
+        .jobs_created_since(tenant, now.saturating_sub(30 * DAY_MS))?;
+    let stations = state
+        .store
+        .agents(tenant)?
+        .iter()
+        .filter(|a| !a.revoked)
+        .count() as u64;
+    // Seller connections (SP-API) are not modelled yet: every tenant counts as one merchant.
+    let merchants = 1;
+    let tier = compliance::tier_for(labels_30d, stations, merchants);
+    let att = attestation_state(t.attestation.as_ref(), now);
+    let answers = t.attestation.as_ref().map(|a| &a.answers);
+
+    let mut reqs = vec![
+        requirement(
+            "terms_of_service",
+            t.terms.is_some(),
+            if t.terms.is_some() {
+                "accepted"
+            } else {
+                "missing"
+            },
+            None,
+        ),
+        requirement(
+            "subscription",
+            t.subscription.state == SubscriptionState::Active,
+            t.subscription.state.as_str(),
+            None,
+        ),
+        requirement(
+            "security_attestation",
+            matches!(att, AttestationState::Complete { .. }),
+            att.as_str(),
+            match att {
+                AttestationState::Complete { expires_at_ms } => Some(expires_at_ms),
+                AttestationState::Expired { expired_at_ms } => Some(expired_at_ms),
+                _ => None,
+            },
+        ),
+    ];
+    if tier >= Tier::Enhanced {
+        let contact = answers.is_some_and(|a| a.security_contact.is_some());
+        let annual = answers.is_some_and(|a| a.annual_questionnaire);
+        let state_of = |met: bool| if met { "met" } else { "open" };
+        reqs.push(requirement(
+            "security_contact",
+            contact,
+            state_of(contact),
+            None,
+        ));
+        reqs.push(requirement(
+            "annual_questionnaire",
+            annual,
+            state_of(annual),
+            None,
+        ));
+        if tier == Tier::Enterprise {
+            let cert = answers.is_some_and(|a| a.certification.is_some());
+            reqs.push(requirement(
+                "soc2_iso27001_or_detailed_questionnaire",
+                cert,
+                state_of(cert),
+                None,
+            ));
+        }
+    }
+
+    let mut restrictions = Vec::new();
+    let labels = match compliance::label_gate(
+        t.suspension.as_ref(),
+        t.subscription.state,
+        t.attestation.as_ref(),
+        now,
+    ) {
+        Ok(compliance::LabelMode::Full) => "full",
+        Ok(compliance::LabelMode::Redacted) => {
+            restrictions.push(json!({
+                "kind": "labels_redacted",
+                "reason": "labels are redacted until the security attestation is complete",
+            }));
+            "redacted"
+        }
+        Err(GateRefusal::Suspended(reason)) => {
+            restrictions.push(json!({
+                "kind": "suspended",
+                "reason": reason,
+                "since": t.suspension.as_ref().map(|s| s.at_ms),
+            }));
+            "refused"
+        }
+        Err(GateRefusal::SubscriptionInactive(s)) => {
+            restrictions.push(json!({
+                "kind": "subscription_inactive",
+                "reason": format!(
+                    "the subscription is {}: labels and device provisioning are refused",
+                    s.as_str()
+                ),
+            }));
+            "refused"
+        }
+    };
+    Ok(Reply::ok(json!({
+        "tenant": tenant,
+        "plan": t.plan,
+        "tier": tier.as_str(),
+        "usage": {
+            "labels_30d": labels_30d,
+            "print_stations": stations,
+            "merchants": merchants,
+        },
+        "subscription": {
+            "state": t.subscription.state.as_str(),
+            "updated_at": t.subscription.updated_at_ms,
+        },
+        "attestation": attestation_json(&t, now),
+        "terms": t.terms.as_ref().map(|x| json!({"version": x.version, "accepted_at": x.at_ms})),
+        "requirements": reqs,
+        "labels": labels,
+        "restrictions": restrictions,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let segs = |p: &'static str| p.split('/').skip(1).collect::<Vec<_>>();
+        assert_eq!(
+            route(&segs("/v1/tenants/tnt-a/audit/verify")),
+            Some(Route::AuditVerify("tnt-a"))
+        );
+        assert_eq!(route(&segs("/v1/tenants/bad id/compliance")), None);
+        assert_eq!(route(&segs("/v1/tenants/tnt-a/nope")), None);
+        assert!(Route::BillingWebhook.is_public() && !Route::Users("t").is_public());
+        assert!(Route::Subscription("t").allows(&Method::PUT));
+        assert!(!Route::Subscription("t").allows(&Method::POST));
+    }
+}

@@ -1,0 +1,535 @@
+//! Label fetches: from an SP-API source to a queued print job.
+//!
+//! [`SpApi::spawn_fetch`] runs one [`LabelSource`] in the background. On success the label
+//! is decoded, the print job (the fetch's id) is created with [`Store::create_job`] — label
+//! encrypted under the tenant key — and handed to [`Dispatch::job_submitted`]; the fetch
+//! record becomes `fetched` with the shipment and tracking ids. On failure the fetch record
+//! becomes `failed` (or `in_doubt` when a purchase may have happened) with the failing
+//! operation, its error code and request id. A fetch interrupted by a restart is settled by
+//! [`SpApi::settle_interrupted`] the same way: purchases in doubt, reads failed.
+//!
+//! Also here: the shopping calls the API passes through (eligible services, rates) and
+//! cancellations.
+//!
+//! [`Store::create_job`]: crate::store::Store::create_job
+//! [`Dispatch::job_submitted`]: crate::api::Dispatch::job_submitted
+
+use sha2::{Digest, Sha256};
+use tracing::{info, info_span, warn, Instrument};
+use zeroize::Zeroizing;
+
+use super::label::{decode_label, DecodedLabel, LabelError};
+use super::model::{MfnShipmentResponse, V2Documents, V2Purchase, V2Response};
+use super::{CallSpec, Connection, Operation, SpApi, SpApiError};
+use crate::store::{AuditEntry, FetchState, JobRecord, JobStatus, SpapiFetchRecord};
+
+/// The `source` names, in the order of [`LabelSource`].
+pub const FETCH_SOURCES: [&str; 4] = ["mfn", "mfn_shipment", "shipping_v2", "shipping_v2_shipment"];
+
+/// Where a label comes from. Bodies are already-serialised JSON, wiped on drop.
+pub enum LabelSource {
+    /// MFN createShipment with this `CreateShipmentRequest` body.
+    Mfn {
+        /// The body.
+        body: Zeroizing<Vec<u8>>,
+    },
+    /// MFN getShipment (reprint).
+    MfnShipment {
+        /// The shipment.
+        shipment_id: String,
+    },
+    /// Shipping v2 purchaseShipment with this body and idempotency key.
+    ShippingV2 {
+        /// The body.
+        body: Zeroizing<Vec<u8>>,
+        /// `x-amzn-IdempotencyKey`.
+        idempotency_key: String,
+    },
+    /// Shipping v2 getShipmentDocuments (reprint).
+    ShippingV2Shipment {
+        /// The shipment.
+        shipment_id: String,
+        /// The package's client reference id.
+        package_client_reference_id: String,
+        /// `format` query parameter.
+        format: Option<String>,
+        /// `dpi` query parameter.
+        dpi: Option<u32>,
+    },
+}
+
+impl std::fmt::Debug for LabelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl LabelSource {
+    /// The `source` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LabelSource::Mfn { .. } => FETCH_SOURCES[0],
+            LabelSource::MfnShipment { .. } => FETCH_SOURCES[1],
+            LabelSource::ShippingV2 { .. } => FETCH_SOURCES[2],
+            LabelSource::ShippingV2Shipment { .. } => FETCH_SOURCES[3],
+        }
+    }
+
+    /// Whether it buys something (so an interrupted fetch is in doubt, not failed).
+    pub fn purchases(name: &str) -> bool {
+        name == FETCH_SOURCES[0] || name == FETCH_SOURCES[2]
+    }
+}
+
+/// A shipment as an operation returned it, with its label decoded (or why not).
+pub struct FetchedShipment {
+    /// The operation that returned it.
+    pub operation: &'static str,
+    /// Shipment id.
+    pub shipment_id: Option<String>,
+    /// Tracking id.
+    pub tracking_id: Option<String>,
+    /// The label.
+    pub label: Result<DecodedLabel, LabelError>,
+}
+
+fn malformed(operation: &'static str, what: &'static str) -> SpApiError {
+    SpApiError::Malformed { operation, what }
+}
+
+fn pass_through(operation: &'static str, body: &[u8]) -> Result<serde_json::Value, SpApiError> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        payload: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Payload>(body)
+        .ok()
+        .and_then(|p| p.payload)
+        .ok_or_else(|| malformed(operation, "no payload"))
+}
+
+impl SpApi {
+    /// MFN getEligibleShipmentServices with a `GetEligibleShipmentServicesRequest` body;
+    /// returns its `payload`.
+    ///
+    /// # Errors
+    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
+    pub async fn eligible_services(
+        &self,
+        conn: &Connection,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<serde_json::Value, SpApiError> {
+        let op = Operation::MfnGetEligibleShipmentServices;
+        let a = self
+            .call(
+                conn,
+                op,
+                CallSpec {
+                    body: Some(body),
+                    ..CallSpec::default()
+                },
+            )
+            .await?;
+        pass_through(op.info().name, &a.body)
+    }
+
+    /// Shipping v2 getRates with a `GetRatesRequest` body; returns its `payload`.
+    ///
+    /// # Errors
+    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
+    pub async fn rates(
+        &self,
+        conn: &Connection,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<serde_json::Value, SpApiError> {
+        let op = Operation::V2GetRates;
+        let a = self
+            .call(
+                conn,
+                op,
+                CallSpec {
+                    body: Some(body),
+                    ..CallSpec::default()
+                },
+            )
+            .await?;
+        pass_through(op.info().name, &a.body)
+    }
+
+    /// Cancels a shipment: MFN cancelShipment when `mfn`, else Shipping v2 cancelShipment.
+    /// Returns the MFN status (`RefundPending`, …) or `cancelled`.
+    ///
+    /// # Errors
+    /// Those of [`SpApi::call`].
+    pub async fn cancel_shipment(
+        &self,
+        conn: &Connection,
+        mfn: bool,
+        shipment_id: &str,
+    ) -> Result<String, SpApiError> {
+        let spec = CallSpec {
+            shipment_id: Some(shipment_id),
+            ..CallSpec::default()
+        };
+        if mfn {
+            let a = self.call(conn, Operation::MfnCancelShipment, spec).await?;
+            let r: MfnShipmentResponse = serde_json::from_slice(&a.body)
+                .map_err(|_| malformed("cancelShipment", "not a shipment"))?;
+            Ok(r.payload
+                .and_then(|s| s.status)
+                .map(|s| super::error::sanitise_code(&s))
+                .unwrap_or_else(|| "unknown".into()))
+        } else {
+            self.call(conn, Operation::V2CancelShipment, spec).await?;
+            Ok("cancelled".into())
+        }
+    }
+
+    async fn mfn_shipment(
+        &self,
+        conn: &Connection,
+        op: Operation,
+        spec: CallSpec<'_>,
+    ) -> Result<FetchedShipment, SpApiError> {
+        let name = op.info().name;
+        let a = self.call(conn, op, spec).await?;
+        let r: MfnShipmentResponse =
+            serde_json::from_slice(&a.body).map_err(|_| malformed(name, "not a shipment"))?;
+        let s = r.payload.ok_or_else(|| malformed(name, "no payload"))?;
+        let label = match s.label.and_then(|l| l.file_contents) {
+            Some(fc) => decode_label(&fc.contents.0, &fc.file_type, Some(&fc.checksum)),
+            None => Err(LabelError::Empty),
+        };
+        Ok(FetchedShipment {
+            operation: name,
+            shipment_id: s.shipment_id,
+            tracking_id: s.tracking_id,
+            label,
+        })
+    }
+
+    async fn v2_purchase(
+        &self,
+        conn: &Connection,
+        body: Zeroizing<Vec<u8>>,
+        key: &str,
+    ) -> Result<FetchedShipment, SpApiError> {
+        let op = Operation::V2PurchaseShipment;
+        let name = op.info().name;
+        let a = self
+            .call(
+                conn,
+                op,
+                CallSpec {
+                    body: Some(body),
+                    idempotency_key: Some(key),
+                    ..CallSpec::default()
+                },
+            )
+            .await?;
+        let r: V2Response<V2Purchase> =
+            serde_json::from_slice(&a.body).map_err(|_| malformed(name, "not a purchase"))?;
+        let p = r.payload.ok_or_else(|| malformed(name, "no payload"))?;
+        let detail = p.package_document_details.first();
+        let label = match detail.and_then(|d| d.label()) {
+            Some(doc) => decode_label(&doc.contents.0, &doc.format, None),
+            None => Err(LabelError::Empty),
+        };
+        Ok(FetchedShipment {
+            operation: name,
+            shipment_id: Some(p.shipment_id.clone()),
+            tracking_id: detail.and_then(|d| d.tracking_id.clone()),
+            label,
+        })
+    }
+
+    async fn v2_documents(
+        &self,
+        conn: &Connection,
+        shipment_id: &str,
+        package: &str,
+        format: Option<&str>,
+        dpi: Option<u32>,
+    ) -> Result<FetchedShipment, SpApiError> {
+        let op = Operation::V2GetShipmentDocuments;
+        let name = op.info().name;
+        let mut query = vec![("packageClientReferenceId", package.to_owned())];
+        if let Some(f) = format {
+            query.push(("format", f.to_owned()));
+        }
+        if let Some(d) = dpi {
+            query.push(("dpi", d.to_string()));
+        }
+        let a = self
+            .call(
+                conn,
+                op,
+                CallSpec {
+                    shipment_id: Some(shipment_id),
+                    query,
+                    ..CallSpec::default()
+                },
+            )
+            .await?;
+        let r: V2Response<V2Documents> =
+            serde_json::from_slice(&a.body).map_err(|_| malformed(name, "not documents"))?;
+        let d = r.payload.ok_or_else(|| malformed(name, "no payload"))?;
+        let label = match d.package_document_detail.label() {
+            Some(doc) => decode_label(&doc.contents.0, &doc.format, None),
+            None => Err(LabelError::Empty),
+        };
+        Ok(FetchedShipment {
+            operation: name,
+            shipment_id: Some(d.shipment_id.clone()),
+            tracking_id: d.package_document_detail.tracking_id.clone(),
+            label,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        rec: &SpapiFetchRecord,
+        source: LabelSource,
+    ) -> Result<FetchedShipment, SpApiError> {
+        let conn = self.connection(&rec.tenant_id, &rec.connection_id)?;
+        match source {
+            LabelSource::Mfn { body } => {
+                let spec = CallSpec {
+                    body: Some(body),
+                    ..CallSpec::default()
+                };
+                self.mfn_shipment(&conn, Operation::MfnCreateShipment, spec)
+                    .await
+            }
+            LabelSource::MfnShipment { shipment_id } => {
+                let spec = CallSpec {
+                    shipment_id: Some(&shipment_id),
+                    ..CallSpec::default()
+                };
+                self.mfn_shipment(&conn, Operation::MfnGetShipment, spec)
+                    .await
+            }
+            LabelSource::ShippingV2 {
+                body,
+                idempotency_key,
+            } => self.v2_purchase(&conn, body, &idempotency_key).await,
+            LabelSource::ShippingV2Shipment {
+                shipment_id,
+                package_client_reference_id,
+                format,
+                dpi,
+            } => {
+                self.v2_documents(
+                    &conn,
+                    &shipment_id,
+                    &package_client_reference_id,
+                    format.as_deref(),
+                    dpi,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Fetches `source` for the already-stored fetch record `rec` in the background, then
+    /// creates and submits the job, or records the failure. Returns at once.
+    pub fn spawn_fetch(&self, rec: SpapiFetchRecord, source: LabelSource) {
+        let api = self.clone();
+        let span = info_span!("spapi_fetch", tenant = %rec.tenant_id, job = %rec.job_id, source = source.name());
+        self.spawn(
+            async move {
+                let first_call = match &source {
+                    LabelSource::Mfn { .. } => "createShipment",
+                    LabelSource::MfnShipment { .. } => "getShipment",
+                    LabelSource::ShippingV2 { .. } => "purchaseShipment",
+                    LabelSource::ShippingV2Shipment { .. } => "getShipmentDocuments",
+                };
+                match api.fetch(&rec, source).await {
+                    Ok(shipment) => api.fetched(&rec, shipment),
+                    Err(e) => api.fail(&rec, first_call, None, None, &e),
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    fn fetched(&self, rec: &SpapiFetchRecord, s: FetchedShipment) {
+        let label = match s.label {
+            Ok(l) => l,
+            Err(e) => {
+                let e = SpApiError::Label(e);
+                return self.fail(rec, s.operation, s.shipment_id, s.tracking_id, &e);
+            }
+        };
+        let store = &self.inner.store;
+        let now = crate::now_ms();
+        let mut label = label;
+        if rec.redacted {
+            // The tenant may not print buyer data yet: only the redacted label is stored.
+            label.bytes = Zeroizing::new(crate::compliance::redacted_zpl(
+                None,
+                None,
+                s.tracking_id.as_deref(),
+            ));
+            label.format = sealprint_protocol::LabelFormat::Zpl;
+        }
+        let sha256 = hex::encode(Sha256::digest(label.bytes.as_slice()));
+        let job = JobRecord {
+            id: rec.job_id.clone(),
+            tenant_id: rec.tenant_id.clone(),
+            pool: rec.pool.clone(),
+            requested_printer: rec.printer.clone(),
+            printer: None,
+            agent: None,
+            status: JobStatus::Queued,
+            format: label.format,
+            // The decoder caps labels at 8 MiB.
+            label_len: u32::try_from(label.bytes.len()).unwrap_or(u32::MAX),
+            label_sha256: sha256.clone(),
+            attempts: 0,
+            excluded_printers: Vec::new(),
+            attempt_deadline_ms: None,
+            expires_at_ms: now + rec.job_ttl_ms,
+            created_at_ms: now,
+            updated_at_ms: now,
+            error: None,
+            redacted: rec.redacted,
+        };
+        if let Err(e) = store.create_job(&job, &label.bytes) {
+            warn!(error = %e, "job not stored");
+            let e = SpApiError::Store(e);
+            return self.fail(rec, s.operation, s.shipment_id, s.tracking_id, &e);
+        }
+        drop(label.bytes);
+        let checksum = label.checksum.as_str();
+        if let Err(e) = store.update_spapi_fetch(&rec.tenant_id, &rec.job_id, |r| {
+            r.state = FetchState::Fetched;
+            r.shipment_id.clone_from(&s.shipment_id);
+            r.tracking_id.clone_from(&s.tracking_id);
+            r.checksum = Some(checksum.to_owned());
+            r.updated_at_ms = now;
+        }) {
+            warn!(error = %e, "fetch record not updated");
+        }
+        self.audit(
+            rec,
+            "label.fetched",
+            &format!(
+                "ok source={} sha256={sha256} gzip={} checksum={checksum}",
+                rec.source, label.gzipped
+            ),
+            now,
+        );
+        info!(sha256 = %sha256, len = job.label_len, format = job.format.as_str(), checksum, "label fetched and queued");
+        self.inner
+            .dispatch
+            .job_submitted(&rec.tenant_id, &rec.job_id);
+    }
+
+    fn fail(
+        &self,
+        rec: &SpapiFetchRecord,
+        call: &'static str,
+        shipment_id: Option<String>,
+        tracking_id: Option<String>,
+        e: &SpApiError,
+    ) {
+        let now = crate::now_ms();
+        let state = if e.is_in_doubt() {
+            FetchState::InDoubt
+        } else {
+            FetchState::Failed
+        };
+        let failed_call = e.operation().unwrap_or(call).to_owned();
+        let code = e.code().map(str::to_owned);
+        let request_id = e.request_id().map(str::to_owned);
+        let message = e.to_string();
+        if let Err(se) = self
+            .inner
+            .store
+            .update_spapi_fetch(&rec.tenant_id, &rec.job_id, |r| {
+                r.state = state;
+                if shipment_id.is_some() {
+                    r.shipment_id.clone_from(&shipment_id);
+                }
+                if tracking_id.is_some() {
+                    r.tracking_id.clone_from(&tracking_id);
+                }
+                r.failed_call = Some(failed_call.clone());
+                r.error_code.clone_from(&code);
+                r.request_id.clone_from(&request_id);
+                r.error = Some(message.clone());
+                r.updated_at_ms = now;
+            })
+        {
+            warn!(error = %se, "fetch record not updated");
+        }
+        let outcome = match state {
+            FetchState::InDoubt => "in_doubt",
+            _ => "failed",
+        };
+        self.audit(
+            rec,
+            "label.fetch_failed",
+            &format!(
+                "{outcome} call={failed_call} code={}",
+                code.as_deref().unwrap_or("-")
+            ),
+            now,
+        );
+        warn!(call = %failed_call, code = code.as_deref().unwrap_or("-"), request_id = request_id.as_deref().unwrap_or("-"), state = outcome, error = %e, "label fetch failed");
+    }
+
+    fn audit(&self, rec: &SpapiFetchRecord, action: &str, outcome: &str, now: u64) {
+        let entry = AuditEntry {
+            at_ms: now,
+            tenant_id: Some(rec.tenant_id.clone()),
+            actor: "coordinator".to_owned(),
+            action: action.to_owned(),
+            object: Some(rec.job_id.clone()),
+            outcome: outcome.to_owned(),
+        };
+        if let Err(e) = self.inner.store.append_audit(entry) {
+            warn!(error = %e, action, "audit entry not written");
+        }
+    }
+
+    /// Settles fetches a previous run left `fetching`: a job that exists means the fetch
+    /// finished; otherwise a purchase is in doubt and a read failed.
+    pub fn settle_interrupted(&self, now: u64) {
+        let store = &self.inner.store;
+        let pending = match store.spapi_fetches_in(FetchState::Fetching) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "interrupted fetches not settled");
+                return;
+            }
+        };
+        for rec in pending {
+            let done = matches!(store.job(&rec.tenant_id, &rec.job_id), Ok(Some(_)));
+            let (state, error) = if done {
+                (FetchState::Fetched, None)
+            } else if LabelSource::purchases(&rec.source) {
+                (
+                    FetchState::InDoubt,
+                    Some("interrupted by a coordinator restart during the purchase".to_owned()),
+                )
+            } else {
+                (
+                    FetchState::Failed,
+                    Some("interrupted by a coordinator restart; submit again".to_owned()),
+                )
+            };
+            let r = store.update_spapi_fetch(&rec.tenant_id, &rec.job_id, |r| {
+                r.state = state;
+                r.error.clone_from(&error);
+                r.updated_at_ms = now;
+            });
+            if let Err(e) = r {
+                warn!(error = %e, job = %rec.job_id, "interrupted fetch not settled");
+            } else {
+                info!(job = %rec.job_id, tenant = %rec.tenant_id, "interrupted fetch settled");
+            }
+        }
+    }
+}

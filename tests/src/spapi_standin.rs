@@ -1,0 +1,735 @@
+//! A stand-in for Amazon's Selling Partner API, for tests only: HTTPS (a self-signed
+//! certificate made with rcgen), the LWA token endpoint, the Tokens API, MFN v0
+//! (eligible services, createShipment, getShipment, cancelShipment) and Shipping v2 (getRates,
+//! purchaseShipment, getShipmentDocuments, cancelShipment).
+//!
+//! It answers with the models' JSON shapes but real label payloads (the fixture the test
+//! gives, gzipped and with its MD5 for MFN, plain base64 for Shipping v2), enforces what the
+//! real service enforces (an RDT, not the LWA token, on the restricted MFN operations; tokens
+//! expire), and can misbehave on demand: expire every token, answer 429 without Retry-After,
+//! lose the answer to a purchase, send bad checksums, the sandbox's broken base64, an empty
+//! `FileType`, or a model-shaped error whose message holds buyer data. It records every call
+//! with the kind of token it carried, and counts purchases, so tests can prove a label was
+//! never bought twice.
+//!
+//! Nothing here ships in a production binary.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
+use rand::RngCore;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Text put in error messages and addresses, so tests can check it never reaches a log.
+pub const BUYER_MARKER: &str = "Jane Q Buyer 10 Columbus Cir";
+
+/// The LWA credentials the stand-in accepts.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// LWA client id.
+    pub client_id: String,
+    /// LWA client secret.
+    pub client_secret: String,
+    /// The seller's refresh token.
+    pub refresh_token: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            client_id: "amzn1.application-oa2-client.standin".into(),
+            client_secret: "amzn1.oa2-cs.v1.standin-secret".into(),
+            refresh_token: "Atzr|standin-refresh-token".into(),
+        }
+    }
+}
+
+/// How labels are encoded in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelMode {
+    /// MFN: base64 of gzip, `application/zpl`, MD5 of the gzip bytes. v2: plain base64.
+    Normal,
+    /// Base64 of the raw file everywhere (a carrier whose PDF is not gzipped).
+    Plain,
+    /// A checksum of other bytes.
+    BadChecksum,
+    /// The MFN sandbox's truncated, unpadded sample.
+    BrokenBase64,
+    /// `FileType` and `Checksum` empty (real cancelShipment answers).
+    EmptyFileType,
+    /// Valid base64 of bytes that are no label.
+    NotALabel,
+}
+
+/// What happens to the next purchase (MFN createShipment or v2 purchaseShipment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurchaseFault {
+    /// The label is bought, then the connection is dropped without an answer.
+    LoseAnswer,
+    /// The label is bought, then the status is answered (e.g. 504).
+    BuyThenStatus(u16),
+}
+
+/// The kind of token a call carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// No `x-amz-access-token`.
+    None,
+    /// A valid LWA access token.
+    Lwa,
+    /// A valid Restricted Data Token.
+    Rdt,
+    /// An unknown or expired token.
+    Invalid,
+}
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Method.
+    pub method: Method,
+    /// Path (no query).
+    pub path: String,
+    /// Token carried.
+    pub token: TokenKind,
+    /// `x-amzn-shipping-business-id`.
+    pub business_id: Option<String>,
+    /// `x-amzn-IdempotencyKey`.
+    pub idempotency_key: Option<String>,
+    /// `user-agent`.
+    pub user_agent: Option<String>,
+    /// Status answered (0 when the answer was dropped).
+    pub status: u16,
+    /// When.
+    pub at: Instant,
+}
+
+struct Shipment {
+    tracking_id: String,
+    package_ref: String,
+}
+
+struct State {
+    creds: Credentials,
+    token_ttl_s: u64,
+    lwa_tokens: HashMap<String, Instant>,
+    rdts: HashMap<String, (Instant, Vec<(String, String)>)>,
+    rdt_requests: Vec<Vec<(String, String)>>,
+    lwa_exchanges: u32,
+    calls: Vec<Call>,
+    label: Vec<u8>,
+    mode: LabelMode,
+    throttle_next: u32,
+    fault: Option<PurchaseFault>,
+    error_next: Option<(u16, &'static str)>,
+    mfn: HashMap<String, Shipment>,
+    v2: HashMap<String, Shipment>,
+    v2_by_key: HashMap<String, String>,
+    mfn_purchases: u32,
+    v2_purchases: u32,
+}
+
+/// A running stand-in. Stops when dropped.
+pub struct Standin {
+    addr: SocketAddr,
+    cert_pem: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    let mut raw = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+fn md5_b64(data: &[u8]) -> String {
+    STANDARD.encode(Md5::digest(data))
+}
+
+fn errors(code: &str, message: &str) -> Value {
+    json!({"errors": [{"code": code, "message": message, "details": ""}]})
+}
+
+type Answer = Result<Response<Full<Bytes>>, &'static str>;
+
+fn answer(status: u16, body: &Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&random_hex(8)) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if (200..300).contains(&status) || status == 400 || status == 404 {
+        h.insert(
+            "x-amzn-ratelimit-limit",
+            hyper::header::HeaderValue::from_static("5.0"),
+        );
+    }
+    Ok(r)
+}
+
+impl Standin {
+    /// Starts a stand-in on a free loopback port that returns `label` as every label.
+    pub async fn start(creds: Credentials, label: Vec<u8>) -> anyhow::Result<Standin> {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .context("making the stand-in's certificate")?;
+        let cert_pem = ck.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der())
+            .map_err(|e| anyhow::anyhow!("key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)?;
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            creds,
+            token_ttl_s: 3600,
+            lwa_tokens: HashMap::new(),
+            rdts: HashMap::new(),
+            rdt_requests: Vec::new(),
+            lwa_exchanges: 0,
+            calls: Vec::new(),
+            label,
+            mode: LabelMode::Normal,
+            throttle_next: 0,
+            fault: None,
+            error_next: None,
+            mfn: HashMap::new(),
+            v2: HashMap::new(),
+            v2_by_key: HashMap::new(),
+            mfn_purchases: 0,
+            v2_purchases: 0,
+        }));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = st.clone();
+                        async move { handle(&st, req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Standin {
+            addr,
+            cert_pem,
+            state,
+            task,
+        })
+    }
+
+    fn st(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The base URL (`https://127.0.0.1:PORT`), for a connection's `endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// The LWA token URL, for a connection's `lwa_endpoint`.
+    pub fn lwa_endpoint(&self) -> String {
+        format!("{}/auth/o2/token", self.endpoint())
+    }
+
+    /// The certificate to trust (PEM), for `--spapi-ca-file`.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Sets how labels are encoded from now on.
+    pub fn set_label_mode(&self, mode: LabelMode) {
+        self.st().mode = mode;
+    }
+
+    /// Answers the next `n` SP-API calls with 429 `QuotaExceeded`, without Retry-After.
+    pub fn throttle_next(&self, n: u32) {
+        self.st().throttle_next = n;
+    }
+
+    /// Makes the next purchase misbehave.
+    pub fn fault_next_purchase(&self, fault: PurchaseFault) {
+        self.st().fault = Some(fault);
+    }
+
+    /// Answers the next purchase with a model-shaped error whose message holds
+    /// [`BUYER_MARKER`] (as MFN validation messages echo request values).
+    pub fn error_next_purchase(&self, status: u16, code: &'static str) {
+        self.st().error_next = Some((status, code));
+    }
+
+    /// Expires every token issued so far (LWA and RDT).
+    pub fn expire_tokens(&self) {
+        let mut s = self.st();
+        s.lwa_tokens.clear();
+        s.rdts.clear();
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.st().calls.clone()
+    }
+
+    /// The restricted resources of every RDT request, as (method, path).
+    pub fn rdt_requests(&self) -> Vec<Vec<(String, String)>> {
+        self.st().rdt_requests.clone()
+    }
+
+    /// LWA refresh-token exchanges so far.
+    pub fn lwa_exchanges(&self) -> u32 {
+        self.st().lwa_exchanges
+    }
+
+    /// (MFN shipments bought, Shipping v2 shipments bought).
+    pub fn purchases(&self) -> (u32, u32) {
+        let s = self.st();
+        (s.mfn_purchases, s.v2_purchases)
+    }
+}
+
+fn label_fields(s: &State) -> (String, &'static str, String) {
+    let z = gz(&s.label);
+    match s.mode {
+        LabelMode::Normal => (STANDARD.encode(&z), "application/zpl", md5_b64(&z)),
+        LabelMode::Plain => (
+            STANDARD.encode(&s.label),
+            "application/zpl",
+            md5_b64(&s.label),
+        ),
+        LabelMode::BadChecksum => (STANDARD.encode(&z), "application/zpl", md5_b64(b"other")),
+        LabelMode::BrokenBase64 => (
+            "H4sIAAAAAAAAAOR".into(),
+            "image/png",
+            "d+eUxK5WTGxkGsTF0pmefQ==".into(),
+        ),
+        LabelMode::EmptyFileType => (STANDARD.encode(&z), "", String::new()),
+        LabelMode::NotALabel => (STANDARD.encode(b"<html>no label</html>"), "", String::new()),
+    }
+}
+
+fn v2_contents(s: &State) -> String {
+    match s.mode {
+        LabelMode::Normal | LabelMode::Plain | LabelMode::EmptyFileType => {
+            STANDARD.encode(&s.label)
+        }
+        LabelMode::BadChecksum => STANDARD.encode(gz(&s.label)),
+        LabelMode::BrokenBase64 => "sdioadaiosfhdodsaiufhouafhoudfhdouahfac".into(),
+        LabelMode::NotALabel => STANDARD.encode(b"<html>no label</html>"),
+    }
+}
+
+fn mfn_shipment(s: &State, id: &str, sh: &Shipment, cancelled: bool) -> Value {
+    let (contents, file_type, checksum) = if cancelled {
+        (String::new(), "", String::new())
+    } else {
+        label_fields(s)
+    };
+    json!({"payload": {
+        "ShipmentId": id,
+        "AmazonOrderId": "903-5563053-5647845",
+        "ItemList": [{"OrderItemId": "52986411826454", "Quantity": 1}],
+        "ShipFromAddress": {"Name": "Warehouse 1", "AddressLine1": "300 Turnbull Ave",
+            "City": "Detroit", "StateOrProvinceCode": "MI", "PostalCode": "48123",
+            "CountryCode": "US", "Email": "ops@example.test", "Phone": "7132341234"},
+        "ShipToAddress": {"Name": BUYER_MARKER, "AddressLine1": "10 COLUMBUS CIR",
+            "City": "NEW YORK", "StateOrProvinceCode": "NY", "PostalCode": "10019-1158",
+            "CountryCode": "US", "Email": "", "Phone": ""},
+        "PackageDimensions": {"Length": 10.25, "Width": 10.25, "Height": 10.25, "Unit": "inches"},
+        "Weight": {"Value": 10.25, "Unit": "oz"},
+        "Insurance": {"CurrencyCode": "USD", "Amount": 0.0},
+        "ShippingService": {"ShippingServiceName": "UPS 2nd Day Air", "CarrierName": "UPS",
+            "ShippingServiceId": "UPS_PTP_2ND_DAY_AIR", "ShippingServiceOfferId": "offer",
+            "ShipDate": "2026-08-05T00:00:00Z", "Rate": {"CurrencyCode": "USD", "Amount": 34.73},
+            "ShippingServiceOptions": {"DeliveryExperience": "NoTracking", "CarrierWillPickUp": false,
+                "LabelFormat": ""}, "RequiresAdditionalSellerInputs": false},
+        "Label": {"Dimensions": {"Length": 6, "Width": 4, "Unit": "inches"},
+            "FileContents": {"Contents": contents, "FileType": file_type, "Checksum": checksum},
+            "LabelFormat": if cancelled { "" } else { "ZPL203" }},
+        "Status": if cancelled { "RefundPending" } else { "Purchased" },
+        "TrackingId": sh.tracking_id,
+        "CreatedDate": "2026-08-05T00:00:00Z"
+    }})
+}
+
+fn v2_detail(s: &State, sh: &Shipment) -> Value {
+    json!({
+        "packageClientReferenceId": sh.package_ref,
+        "trackingId": sh.tracking_id,
+        "packageDocuments": [
+            {"type": "PACKSLIP", "format": "PDF", "contents": STANDARD.encode(b"%PDF-1.4 slip")},
+            {"type": "LABEL", "format": "ZPL", "contents": v2_contents(s)}
+        ]
+    })
+}
+
+async fn handle(
+    state: &Arc<Mutex<State>>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, &'static str> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let header = |n: &str| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let path = parts.uri.path().to_owned();
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let token = match header("x-amz-access-token") {
+        None => TokenKind::None,
+        Some(t) if s.lwa_tokens.get(&t).is_some_and(|exp| *exp > now) => TokenKind::Lwa,
+        Some(t) if s.rdts.get(&t).is_some_and(|(exp, _)| *exp > now) => TokenKind::Rdt,
+        Some(_) => TokenKind::Invalid,
+    };
+    let rdt_resources = header("x-amz-access-token")
+        .and_then(|t| s.rdts.get(&t).map(|(_, r)| r.clone()))
+        .unwrap_or_default();
+    let result = route(
+        &mut s,
+        &parts.method,
+        &path,
+        &parts.uri,
+        token,
+        &rdt_resources,
+        &body,
+        &header,
+    );
+    let status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    };
+    s.calls.push(Call {
+        method: parts.method.clone(),
+        path,
+        token,
+        business_id: header("x-amzn-shipping-business-id"),
+        idempotency_key: header("x-amzn-idempotencykey"),
+        user_agent: header("user-agent"),
+        status,
+        at: now,
+    });
+    result
+}
+
+const GENERIC: &str = "/mfn/v0/shipments/{shipmentId}";
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    s: &mut State,
+    method: &Method,
+    path: &str,
+    uri: &hyper::Uri,
+    token: TokenKind,
+    rdt: &[(String, String)],
+    body: &[u8],
+    header: &dyn Fn(&str) -> Option<String>,
+) -> Answer {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if path == "/auth/o2/token" && method == Method::POST {
+        s.lwa_exchanges += 1;
+        let field = |k: &str| json[k].as_str().unwrap_or_default().to_owned();
+        if field("grant_type") != "refresh_token" {
+            return answer(400, &json!({"error": "unsupported_grant_type"}));
+        }
+        if field("client_id") != s.creds.client_id
+            || field("client_secret") != s.creds.client_secret
+        {
+            return answer(
+                401,
+                &json!({"error": "invalid_client", "error_description": "bad client"}),
+            );
+        }
+        if field("refresh_token") != s.creds.refresh_token {
+            return answer(
+                400,
+                &json!({"error": "invalid_grant", "error_description": "bad token"}),
+            );
+        }
+        let t = format!("Atza|{}", random_hex(16));
+        s.lwa_tokens.insert(
+            t.clone(),
+            Instant::now() + Duration::from_secs(s.token_ttl_s),
+        );
+        return answer(
+            200,
+            &json!({"access_token": t, "token_type": "bearer", "expires_in": s.token_ttl_s}),
+        );
+    }
+    let denied = || {
+        answer(
+            403,
+            &json!({"errors": [{"code": "Unauthorized", "message": "Access to requested resource is denied.",
+                "details": "The access token you provided has expired."}]}),
+        )
+    };
+    if token == TokenKind::Invalid || token == TokenKind::None {
+        return denied();
+    }
+    if s.throttle_next > 0 {
+        s.throttle_next -= 1;
+        return answer(
+            429,
+            &errors(
+                "QuotaExceeded",
+                "You exceeded your quota for the requested resource.",
+            ),
+        );
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let needs_rdt =
+        |m: &str, p: &str| token == TokenKind::Rdt && rdt.iter().any(|(rm, rp)| rm == m && rp == p);
+    match (method.as_str(), segs.as_slice()) {
+        ("POST", ["tokens", "2021-03-01", "restrictedDataToken"]) => {
+            if token != TokenKind::Lwa {
+                return denied();
+            }
+            let mut resources = Vec::new();
+            for r in json["restrictedResources"].as_array().into_iter().flatten() {
+                let m = r["method"].as_str().unwrap_or_default();
+                let p = r["path"].as_str().unwrap_or_default();
+                if m.is_empty() || p.is_empty() {
+                    return answer(
+                        400,
+                        &json!({"errors": [{"code": "InvalidRequest",
+                        "message": "Request is missing or has invalid parameters", "details": "Resource not provided."}]}),
+                    );
+                }
+                resources.push((m.to_owned(), p.to_owned()));
+            }
+            s.rdt_requests.push(resources.clone());
+            let t = format!("Atz.sprdt|{}", random_hex(16));
+            s.rdts.insert(
+                t.clone(),
+                (Instant::now() + Duration::from_secs(3600), resources),
+            );
+            answer(200, &json!({"restrictedDataToken": t, "expiresIn": 3600}))
+        }
+        ("POST", ["mfn", "v0", "eligibleShippingServices"]) => {
+            if token != TokenKind::Lwa {
+                return denied();
+            }
+            let order = json["ShipmentRequestDetails"]["AmazonOrderId"]
+                .as_str()
+                .unwrap_or_default();
+            if order == "TEST_CASE_400" {
+                return answer(
+                    400,
+                    &errors(
+                        "InvalidInput",
+                        &format!("Value '{BUYER_MARKER}' at 'shipFromAddress' failed"),
+                    ),
+                );
+            }
+            answer(
+                200,
+                &json!({"payload": {"ShippingServiceList": [
+                {"ShippingServiceName": "UPS 2nd Day Air", "CarrierName": "UPS",
+                 "ShippingServiceId": "UPS_PTP_2ND_DAY_AIR", "ShippingServiceOfferId": "offer-1",
+                 "ShipDate": "2026-08-05T00:00:00Z", "Rate": {"CurrencyCode": "USD", "Amount": 34.73},
+                 "ShippingServiceOptions": {"DeliveryExperience": "NoTracking", "CarrierWillPickUp": false, "LabelFormat": ""},
+                 "AvailableLabelFormats": ["ZPL203", "ShippingServiceDefault", "PDF", "PNG"],
+                 "RequiresAdditionalSellerInputs": false}],
+                "TemporarilyUnavailableCarrierList": [], "TermsAndConditionsNotAcceptedCarrierList": []}}),
+            )
+        }
+        ("POST", ["mfn", "v0", "shipments"]) => {
+            if !needs_rdt("POST", "/mfn/v0/shipments") {
+                return denied();
+            }
+            if let Some((status, code)) = s.error_next.take() {
+                return answer(
+                    status,
+                    &errors(
+                        code,
+                        &format!("Value '{BUYER_MARKER}' at 'shipToAddress' failed"),
+                    ),
+                );
+            }
+            let id = format!("{}-00c3-4f6f-a63a-{}", random_hex(4), random_hex(6));
+            let sh = Shipment {
+                tracking_id: format!("1Z{}", random_hex(8).to_uppercase()),
+                package_ref: String::new(),
+            };
+            s.mfn_purchases += 1;
+            let out = mfn_shipment(s, &id, &sh, false);
+            s.mfn.insert(id, sh);
+            match s.fault.take() {
+                Some(PurchaseFault::LoseAnswer) => Err("answer lost on purpose"),
+                Some(PurchaseFault::BuyThenStatus(st)) => {
+                    answer(st, &errors("InternalError", "try later"))
+                }
+                None => answer(200, &out),
+            }
+        }
+        ("GET" | "DELETE", ["mfn", "v0", "shipments", id]) => {
+            if !needs_rdt(method.as_str(), GENERIC) {
+                return denied();
+            }
+            let Some(sh) = s.mfn.get(*id) else {
+                return answer(404, &errors("NotFound", "shipment not found"));
+            };
+            let out = mfn_shipment(s, id, sh, method == Method::DELETE);
+            answer(200, &out)
+        }
+        (_, ["mfn", ..]) => answer(404, &errors("NotFound", "no such operation")),
+        // Shipping v2: the LWA token only (an RDT is refused, as Amazon's signer would).
+        (_, ["shipping", "v2", ..]) if token != TokenKind::Lwa => denied(),
+        (_, ["shipping", "v2", ..]) if header("x-amzn-shipping-business-id").is_none() => answer(
+            400,
+            &errors(
+                "InvalidRequest",
+                "business id defaulted to AmazonShipping_UK",
+            ),
+        ),
+        ("POST", ["shipping", "v2", "shipments", "rates"]) => answer(
+            200,
+            &json!({"payload": {
+            "requestToken": format!("amzn1.rq.{}", random_hex(8)),
+            "rates": [{"rateId": format!("rate-{}", random_hex(4)), "carrierId": "AMZN_US",
+                "carrierName": "Amazon Shipping", "serviceId": "std", "serviceName": "Standard",
+                "totalCharge": {"value": 4.2, "unit": "USD"},
+                "promise": {}, "requiresAdditionalInputs": false,
+                "supportedDocumentSpecifications": [{"format": "ZPL",
+                    "size": {"width": 4, "length": 6, "unit": "INCH"},
+                    "printOptions": [{"supportedDPIs": [203, 300], "supportedPageLayouts": ["DEFAULT"],
+                        "supportedFileJoiningOptions": [false],
+                        "supportedDocumentDetails": [{"name": "LABEL", "isMandatory": true}]}]}]}],
+            "ineligibleRates": []}}),
+        ),
+        ("POST", ["shipping", "v2", "shipments"]) => {
+            let spec = &json["requestedDocumentSpecification"];
+            if spec["dpi"].is_null() || json["requestToken"].as_str().is_none() {
+                return answer(
+                    400,
+                    &errors(
+                        "InvalidRequest",
+                        "An invalid documentation specification was provided.",
+                    ),
+                );
+            }
+            if let Some((status, code)) = s.error_next.take() {
+                return answer(status, &errors(code, &format!("Value '{BUYER_MARKER}'")));
+            }
+            let key = header("x-amzn-idempotencykey").unwrap_or_default();
+            let id = match s.v2_by_key.get(&key) {
+                Some(id) if !key.is_empty() => id.clone(),
+                _ => {
+                    let id = format!("amzn1.ship.{}", random_hex(8));
+                    s.v2_purchases += 1;
+                    s.v2.insert(
+                        id.clone(),
+                        Shipment {
+                            tracking_id: format!("TBA{}", random_hex(6).to_uppercase()),
+                            package_ref: "pkg-1".into(),
+                        },
+                    );
+                    if !key.is_empty() {
+                        s.v2_by_key.insert(key, id.clone());
+                    }
+                    id
+                }
+            };
+            let detail =
+                s.v2.get(&id)
+                    .map(|sh| v2_detail(s, sh))
+                    .unwrap_or(Value::Null);
+            match s.fault.take() {
+                Some(PurchaseFault::LoseAnswer) => Err("answer lost on purpose"),
+                Some(PurchaseFault::BuyThenStatus(st)) => {
+                    answer(st, &errors("InternalError", "try later"))
+                }
+                None => answer(
+                    200,
+                    &json!({"payload": {"shipmentId": id,
+                    "packageDocumentDetails": [detail], "promise": {}}}),
+                ),
+            }
+        }
+        ("GET", ["shipping", "v2", "shipments", id, "documents"]) => {
+            let pkg = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("packageClientReferenceId="))
+                .unwrap_or_default()
+                .to_owned();
+            match s.v2.get(*id) {
+                Some(sh) if sh.package_ref == pkg => {
+                    let detail = v2_detail(s, sh);
+                    answer(
+                        200,
+                        &json!({"payload": {"shipmentId": id, "packageDocumentDetail": detail}}),
+                    )
+                }
+                Some(_) => answer(
+                    400,
+                    &errors("InvalidRequest", "unknown packageClientReferenceId"),
+                ),
+                None => answer(404, &errors("NotFound", "shipment not found")),
+            }
+        }
+        ("PUT", ["shipping", "v2", "shipments", id, "cancel"]) => {
+            if s.v2.contains_key(*id) {
+                answer(200, &json!({"payload": {}}))
+            } else {
+                answer(404, &errors("NotFound", "shipment not found"))
+            }
+        }
+        _ => answer(404, &errors("NotFound", "no such operation")),
+    }
+}
+
+impl std::fmt::Debug for Standin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standin").field("addr", &self.addr).finish()
+    }
+}
