@@ -10,6 +10,7 @@
 //! - `compliance`: the routes of accounts and compliance (users, subscription and billing
 //!   webhook, attestation, terms, suspension, audit verification, compliance state), routed as
 //!   one group; `users`: tenant users and roles;
+//! - `spapi`: SP-API connections, the shopping step, and labels from SP-API sources;
 //! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
 //!   self-signed certificate of `init`.
 //!
@@ -17,8 +18,8 @@
 //! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,
 //! addresses, tokens or passwords: only ids and hashes.
 //!
-//! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or fetch
-//! labels from SP-API.
+//! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
+//! SP-API itself (`spapi` hands that to [`crate::spapi`], in the background).
 
 mod admin;
 mod auth;

@@ -13,6 +13,7 @@
 //! - [`accounts`]: password, lockout and role rules; [`compliance`]: the tenant gates
 //!   (subscription, attestation, suspension), tiers and the billing webhook's signatures.
 //! - [`api`]: the HTTPS admin API; [`mesh`] and [`dispatch`]: job delivery over libp2p.
+//! - [`spapi`]: labels from Amazon's Selling Partner API (MFN v0, Shipping v2).
 //! - [`error`]: the error of [`run`] / [`start`].
 //!
 //! [`run`] takes an already-bound API listener and a cancellation token, so tests bind port 0

@@ -579,7 +579,13 @@ impl EventLoop {
             ed25519_public: record.ed25519_public,
             x25519_public: record.x25519_public,
         };
-        let cert = match issue_certificate(&self.identity, &self.store, &subject, now_s, self.cert_validity_s) {
+        let cert = match issue_certificate(
+            &self.identity,
+            &self.store,
+            &subject,
+            now_s,
+            self.cert_validity_s,
+        ) {
             Ok(c) => c,
             Err(e) => {
                 warn!(device = %device_id, error = %e, "certificate not renewed");
@@ -593,7 +599,13 @@ impl EventLoop {
             return None;
         }
         info!(device = %device_id, serial = cert.body.serial, "certificate renewed");
-        self.audit(Some(&record.tenant_id), device_id, "agent.certificate_renewed", Some(device_id), "ok");
+        self.audit(
+            Some(&record.tenant_id),
+            device_id,
+            "agent.certificate_renewed",
+            Some(device_id),
+            "ok",
+        );
         Some(record.certificate)
     }
 

@@ -13,7 +13,8 @@
 //! replaced, here, before anything is stored, by a redacted ZPL label (order id, carrier and
 //! tracking when given, no PII), and the job says `"redacted": true`.
 //!
-//! It does not pick the printer (the dispatcher does) or fetch labels from SP-API.
+//! A body with a `"source"` (an SP-API label) is handed to `spapi` after the gates. It does
+//! not pick the printer (the dispatcher does).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -263,6 +263,9 @@ async fn main() -> anyhow::Result<()> {
         site.wait_printers(k).await?;
         // Warm-up: connections, caches.
         sealed(&site, &stations, 20.min(n), 2).await?;
+        // Latency of one label at a time (no queueing), then throughput under load (where the
+        // latency includes the time spent queued behind other labels).
+        rows.push(sealed(&site, &stations, (n / 2).max(1), 1).await?);
         rows.push(sealed(&site, &stations, n, args.concurrency).await?);
     }
     print_rows(&rows, floor_p50);
