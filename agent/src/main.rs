@@ -172,9 +172,21 @@ async fn main() -> anyhow::Result<()> {
             };
             let cfg = load(common, flags)?;
             let identity = DeviceIdentity::load(&cfg.data_dir)?;
+            // The station's own compliance checks (no printer probes: the station does those),
+            // reported to the coordinator in every heartbeat.
+            let checks = doctor::run(&doctor::DoctorOptions {
+                data_dir: cfg.data_dir.clone(),
+                printers: Vec::new(),
+                cups_server: None,
+                min_version: None,
+                timeouts: Timeouts::default(),
+            })
+            .await;
+            let findings = doctor::findings(&checks);
             let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
             station.probe_all().await;
             let opts = MeshOptions {
+                findings,
                 listen: cfg.listen,
                 peers: cfg.peers,
                 uplink: cfg.uplink,

@@ -55,6 +55,8 @@ pub struct MeshOptions {
     pub drain_grace: Duration,
     /// Where a renewed certificate is saved.
     pub data_dir: PathBuf,
+    /// The station's compliance findings at start (print-to-file queues and the like).
+    pub findings: Vec<String>,
 }
 
 /// What the endpoint reports once it listens.
@@ -93,6 +95,8 @@ struct Finished {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
+    /// The station's compliance findings (from `doctor`), reported in every heartbeat.
+    findings: Vec<String>,
     id: Arc<DeviceIdentity>,
     /// The current certificate (renewed over the uplink; starts as the enrolled one).
     certificate: Certificate,
@@ -168,6 +172,7 @@ pub async fn start(
     let static_peers = opts.peers.iter().map(|a| (a.clone(), None)).collect();
     let ev = EventLoop {
         swarm,
+        findings: opts.findings.clone(),
         certificate: id.certificate.clone(),
         data_dir: opts.data_dir.clone(),
         id,
@@ -654,6 +659,12 @@ impl EventLoop {
         if let Some(bytes) = reply.renewed_certificate {
             self.renew(&bytes);
         }
+        for accepted in reply.accepted_identities {
+            let station = self.station.clone();
+            tokio::spawn(async move {
+                station.accept(&accepted.printer, &accepted.identity).await;
+            });
+        }
         let skew = i128::from(reply.now_ms) - i128::from(now_ms());
         if skew.abs() > 2_000 {
             warn!(
@@ -753,7 +764,7 @@ impl EventLoop {
                 })
                 .collect(),
             receipts: self.receipts.report(),
-            findings: Vec::new(),
+            findings: self.findings.clone(),
         }
     }
 

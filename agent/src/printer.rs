@@ -340,6 +340,18 @@ impl Printer {
         self.recorded_identity.as_deref()
     }
 
+    /// Records `identity` in place of the one recorded before, after an admin accepted a
+    /// swapped device; only if the device answered exactly that identity at its last check.
+    /// Returns whether it was taken.
+    pub fn accept_identity(&mut self, identity: &str) -> bool {
+        if self.last.identity.as_deref() != Some(identity) {
+            return false;
+        }
+        info!(printer = %self.config.name, %identity, "new device identity accepted by an admin");
+        self.recorded_identity = Some(identity.to_owned());
+        true
+    }
+
     /// The report of the last [`Printer::probe`] or [`Printer::print`].
     pub fn last_report(&self) -> &PrinterReport {
         &self.last

@@ -72,6 +72,26 @@ impl Station {
         }
     }
 
+    /// Takes up an identity an admin accepted for `printer`, then probes it again.
+    pub async fn accept(&self, printer: &str, identity: &str) {
+        let Some(p) = self.get(printer) else {
+            return;
+        };
+        let mut p = p.lock().await;
+        if p.accept_identity(identity) {
+            let report = p.probe().await;
+            drop(p);
+            self.update(report);
+            let mut identities = BTreeMap::new();
+            for (name, printer) in self.printers.iter() {
+                if let Some(id) = printer.lock().await.recorded_identity() {
+                    identities.insert(name.clone(), id.to_owned());
+                }
+            }
+            self.save_identities(&identities);
+        }
+    }
+
     /// Probes every printer, one task each, and records identities first seen.
     ///
     /// Safe to cancel: a cancelled probe leaves the previous report in place.

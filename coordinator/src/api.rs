@@ -169,6 +169,7 @@ enum Route<'a> {
     Agents(&'a str),
     Revoke(&'a str, &'a str),
     Printers(&'a str),
+    AcceptPrinter(&'a str, &'a str),
     Labels(&'a str),
     Label(&'a str, &'a str),
     Audit(&'a str),
@@ -188,6 +189,7 @@ impl Route<'_> {
             Route::Sessions
             | Route::EnrollmentTokens(..)
             | Route::Revoke(..)
+            | Route::AcceptPrinter(..)
             | Route::Labels(_) => m == Method::POST,
             Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
             Route::Compliance(r) => r.allows(m),
@@ -211,6 +213,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "tenants", t, "agents"] => Route::Agents(t),
         ["v1", "tenants", t, "agents", a, "revoke"] => Route::Revoke(t, a),
         ["v1", "tenants", t, "printers"] => Route::Printers(t),
+        ["v1", "tenants", t, "printers", p, "accept"] => Route::AcceptPrinter(t, p),
         ["v1", "tenants", t, "labels"] => Route::Labels(t),
         ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
         ["v1", "tenants", t, "audit"] => Route::Audit(t),
@@ -228,7 +231,10 @@ fn route(path: &str) -> Option<Route<'_>> {
         | Route::Labels(t)
         | Route::Audit(t)
         | Route::Spapi(t, _) => ids_ok(&[t]),
-        Route::EnrollmentTokens(t, x) | Route::Revoke(t, x) | Route::Label(t, x) => ids_ok(&[t, x]),
+        Route::EnrollmentTokens(t, x)
+        | Route::Revoke(t, x)
+        | Route::AcceptPrinter(t, x)
+        | Route::Label(t, x) => ids_ok(&[t, x]),
     };
     ok.then_some(r)
 }
@@ -317,6 +323,7 @@ where
         Route::Agents(t) => admin::list_agents(state, &who, t, now),
         Route::Revoke(t, a) => admin::revoke_agent(state, &who, t, a, now),
         Route::Printers(t) => admin::list_printers(state, &who, t),
+        Route::AcceptPrinter(t, p) => admin::accept_printer(state, &who, t, p, now),
         Route::Labels(t) => labels::submit(state, &who, t, &body, now),
         Route::Label(t, j) => labels::get(state, &who, t, j),
         Route::Audit(t) => admin::list_audit(state, &who, t),

@@ -21,9 +21,9 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use rand::RngCore;
 use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
 use sealprint_protocol::{
-    seal, Certificate, EnrollRequest, Enrolled, EnrollmentToken, ErrorCode, Expectation, Forward,
-    Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, RelayReply, Relayed, Request,
-    Response,
+    seal, AcceptedIdentity, Certificate, EnrollRequest, Enrolled, EnrollmentToken, ErrorCode,
+    Expectation, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, PrinterVerdict,
+    RelayReply, Relayed, Request, Response,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -514,6 +514,7 @@ impl EventLoop {
             last_heartbeat_at_ms: None,
             clock_offset_ms: None,
             relay: None,
+            findings: Vec::new(),
         };
         if let Err(e) = self.store.put_agent(&record) {
             warn!(error = %e, "agent not stored");
@@ -560,7 +561,35 @@ impl EventLoop {
             revoked_serials,
             renewed_certificate: self.renew_if_due(&record.device_id, now / 1000),
             min_version: MIN_AGENT_VERSION.to_owned(),
+            accepted_identities: self.accepted_identities(record, hb),
         })
+    }
+
+    /// Identities an admin accepted for this agent's printers that it has not taken up yet;
+    /// an acceptance is forgotten once the printer reports verified with that identity.
+    fn accepted_identities(&self, record: &AgentRecord, hb: &Heartbeat) -> Vec<AcceptedIdentity> {
+        let mut out = Vec::new();
+        for p in &hb.printers {
+            let id = printer_id(&record.device_id, &p.name);
+            let Ok(Some(accepted)) = self.store.accepted_printer_identity(&record.tenant_id, &id)
+            else {
+                continue;
+            };
+            if p.verdict == PrinterVerdict::Verified && p.identity.as_deref() == Some(&accepted) {
+                if let Err(e) = self
+                    .store
+                    .clear_accepted_printer_identity(&record.tenant_id, &id)
+                {
+                    warn!(printer = %id, error = %e, "accepted identity not cleared");
+                }
+            } else {
+                out.push(AcceptedIdentity {
+                    printer: p.name.clone(),
+                    identity: accepted,
+                });
+            }
+        }
+        out
     }
 
     /// A fresh certificate for the device when its current one has less than a third of its

@@ -14,6 +14,7 @@
 //! What it does not do: authorisation (the API does), and it is not yet behind a storage
 //! trait (the PostgreSQL backend of the architecture is future work).
 
+mod acceptance;
 mod connections;
 mod records;
 
@@ -716,6 +717,12 @@ impl Store {
                 a.last_heartbeat_at_ms = Some(now_ms);
                 a.clock_offset_ms = Some(offset);
                 a.relay = via.map(str::to_owned);
+                a.findings = hb
+                    .findings
+                    .iter()
+                    .take(64)
+                    .map(|f| f.chars().take(256).collect())
+                    .collect();
             },
         )?
         .ok_or(StoreError::NotFound)?;

@@ -33,9 +33,9 @@ pub use codec::{decode_frame, encode_frame, FrameError, DEFAULT_MAX_FRAME};
 pub use envelope::{open, seal, EnvelopeError, JobHeader, Label, LabelFormat, SealedJob};
 pub use ident::{validate_id, IdError};
 pub use message::{
-    EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobOutcome,
-    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, RelayReply,
-    Request, Response,
+    AcceptedIdentity, EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply,
+    Hello, JobOutcome, MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
+    RelayReply, Request, Response,
 };
 pub use relay::{RelayError, Relayed};
 pub use token::{EnrollmentToken, TokenError};

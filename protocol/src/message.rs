@@ -161,6 +161,18 @@ pub struct HeartbeatReply {
     pub renewed_certificate: Option<Vec<u8>>,
     /// The oldest agent version the coordinator still serves.
     pub min_version: String,
+    /// New printer identities an admin accepted (after a device was swapped): the agent
+    /// records each in place of the old one if the printer still answers it.
+    pub accepted_identities: Vec<AcceptedIdentity>,
+}
+
+/// An identity an admin accepted for one of the agent's printers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedIdentity {
+    /// The printer's name on the agent.
+    pub printer: String,
+    /// The identity (serial, device id or uuid) to record.
+    pub identity: String,
 }
 
 /// One printer as its agent sees it.

@@ -512,6 +512,70 @@ async fn certificates_renew_over_the_uplink_and_expired_ones_are_refused() -> an
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_printer_prints_nothing_until_an_admin_accepts_it() -> anyhow::Result<()> {
+    let tmp = scratch();
+    let site = Site::new(tmp.path()).await?;
+    let st = site.station(0, 1, "outbound", &[]).await?;
+    site.wait_printers(1).await?;
+    let printer_id = format!("{}.{}", st.agent.device_id, st.printers[0].0);
+    let printers = format!("/v1/tenants/{}/printers", site.tenant);
+    // Someone puts another device at the printer's address.
+    st.printers[0].1.set_serial("SWAPPED-1".into());
+    let row = wait_for(
+        "the swapped printer refused",
+        Duration::from_secs(20),
+        || async {
+            let list = site.admin.get(&printers).await?;
+            Ok(list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["id"] == json!(printer_id) && p["verified"] == json!(false))
+                .cloned())
+        },
+    )
+    .await?;
+    assert!(
+        row["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("identity changed"),
+        "{row}"
+    );
+    assert_eq!(row["identity"], "SWAPPED-1");
+    let mark = marker();
+    let id = site
+        .submit(json!({"printer": printer_id}), &zpl_label(&mark, 0))
+        .await;
+    // Refused at the API (printer not verified) or held in the queue: never printed.
+    if let Ok(id) = &id {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_ne!(site.job(id).await?["status"], "printed");
+    }
+    assert!(
+        st.printers[0].1.jobs().is_empty(),
+        "nothing reached the swapped device"
+    );
+
+    let accepted = site
+        .admin
+        .post(
+            &format!("{printers}/{printer_id}/accept"),
+            json!({}),
+            StatusCode::OK,
+        )
+        .await?;
+    assert_eq!(accepted["accepted_identity"], "SWAPPED-1");
+    site.wait_printers(1).await?;
+    let id = site
+        .submit(json!({"printer": printer_id}), &zpl_label(&mark, 1))
+        .await?;
+    assert_eq!(site.wait_final(&id, FINAL).await?["status"], "printed");
+    assert!(st.printers[0].1.jobs().contains(&zpl_label(&mark, 1)));
+    Ok(())
+}
+
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)

@@ -210,6 +210,7 @@ pub(super) fn list_agents(
                 "revoked": a.revoked,
                 "hostname": a.hostname,
                 "relay": a.relay,
+                "findings": a.findings,
             })
         })
         .collect();
@@ -284,6 +285,45 @@ pub(super) fn list_printers(
         })
         .collect();
     Ok(Reply::ok(Value::Array(list)))
+}
+
+/// `POST /v1/tenants/{t}/printers/{id}/accept`: an admin accepts the identity the printer
+/// answers now (after its device was swapped). The agent records it with its next heartbeat
+/// and the printer is verified again; until then it stays refused.
+pub(super) fn accept_printer(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    printer_id: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::AcceptPrinter)?;
+    let printer = state
+        .store
+        .printer(tenant, printer_id)?
+        .ok_or_else(|| ApiError::not_found("printer"))?;
+    if printer.verdict == PrinterVerdict::Verified {
+        return Err(ApiError::conflict("printer is already verified"));
+    }
+    let Some(identity) = printer.identity.clone() else {
+        return Err(ApiError::unprocessable(
+            "the printer answered no identity to accept; it is not a verifiable device",
+        ));
+    };
+    state
+        .store
+        .accept_printer_identity(tenant, printer_id, &identity)?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "printer.identity_accepted",
+        Some(printer_id),
+        "ok",
+        now,
+    );
+    Ok(Reply::ok(
+        json!({"id": printer_id, "accepted_identity": identity}),
+    ))
 }
 
 pub(super) fn list_audit(

@@ -53,6 +53,8 @@ pub enum Action {
     RevokeAgent,
     /// List printers.
     ReadPrinters,
+    /// Accept a printer's new identity after its device was swapped.
+    AcceptPrinter,
     /// Submit a label (PII).
     SubmitLabel,
     /// Read a job's state.
@@ -79,7 +81,7 @@ pub enum Action {
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -88,6 +90,7 @@ impl Action {
         Action::ReadAgents,
         Action::RevokeAgent,
         Action::ReadPrinters,
+        Action::AcceptPrinter,
         Action::SubmitLabel,
         Action::ReadLabel,
         Action::ReadAudit,
@@ -112,6 +115,7 @@ impl Action {
             Action::CreateSite
             | Action::CreateEnrollmentToken
             | Action::RevokeAgent
+            | Action::AcceptPrinter
             | Action::ManageUsers => &[Owner, Admin],
             Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
                 &[Owner, Admin, Operator, Auditor]
@@ -236,7 +240,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 19] = [
+        let table: [(Action, &[Role]); 20] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),
@@ -251,6 +255,7 @@ mod tests {
                 A::ReadPrinters,
                 &[R::Owner, R::Admin, R::Operator, R::Auditor],
             ),
+            (A::AcceptPrinter, &[R::Owner, R::Admin]),
             (A::SubmitLabel, &[R::Operator]),
             (A::ReadLabel, &[R::Operator, R::PiiReader]),
             (A::ReadAudit, &[R::Owner, R::Auditor]),

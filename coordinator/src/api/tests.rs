@@ -205,6 +205,7 @@ fn printer_agent(state: &ApiState, tenant: &str) -> String {
             last_heartbeat_at_ms: None,
             clock_offset_ms: None,
             relay: None,
+            findings: Vec::new(),
         })
         .expect("agent");
     let report = |name: &str, verdict| PrinterReport {

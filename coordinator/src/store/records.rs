@@ -157,6 +157,10 @@ pub struct AgentRecord {
     pub clock_offset_ms: Option<i64>,
     /// Device id of the peer relaying its uplink, `None` if direct.
     pub relay: Option<String>,
+    /// The station's compliance findings from its last heartbeat (no PII: queue names,
+    /// permissions, versions).
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// A printer as last reported by its agent.

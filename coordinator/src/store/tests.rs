@@ -64,6 +64,7 @@ fn agent(tenant: &str, device: &str) -> AgentRecord {
         last_heartbeat_at_ms: None,
         clock_offset_ms: None,
         relay: None,
+        findings: Vec::new(),
     }
 }
 
