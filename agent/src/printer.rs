@@ -42,6 +42,7 @@
 //! never logged, copied into errors or kept after [`Printer::print`] returns.
 
 mod cups;
+mod graphic;
 mod http;
 mod ipp;
 mod uri;
@@ -409,14 +410,22 @@ impl Printer {
     }
 
     async fn print_inner(&mut self, format: LabelFormat, data: &[u8]) -> Result<(), PrintError> {
-        if let PrinterUri::Raw { .. } = self.uri {
-            if format != LabelFormat::Zpl {
-                return Err(PrintError::NotPrinted(format!(
-                    "format {} not supported by a raw ZPL printer",
-                    format.as_str()
-                )));
+        // A raw ZPL printer takes ZPL; a PNG label becomes a ZPL graphic, in memory.
+        let converted;
+        let data = match (&self.uri, format) {
+            (PrinterUri::Raw { .. }, LabelFormat::Png) => {
+                converted = graphic::png_to_zpl(data).map_err(|e| {
+                    PrintError::NotPrinted(format!("png label not converted to zpl: {e}"))
+                })?;
+                converted.as_slice()
             }
-        }
+            (PrinterUri::Raw { .. }, LabelFormat::Pdf) => {
+                return Err(PrintError::NotPrinted(
+                    "format pdf not supported by a raw ZPL printer".to_owned(),
+                ))
+            }
+            _ => data,
+        };
         if data.is_empty() {
             return Err(PrintError::NotPrinted("empty label".to_owned()));
         }

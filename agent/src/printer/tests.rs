@@ -440,19 +440,41 @@ async fn refuses_to_print_when_not_ready() {
 }
 
 #[tokio::test]
-async fn refuses_formats_other_than_zpl() {
+async fn raw_printers_refuse_pdf_and_convert_png_to_a_zpl_graphic() {
     let fake = Fake::start(Answers::zebra(SERIAL)).await;
     let mut printer = fake.printer(Some(SERIAL));
-    for (format, name) in [(LabelFormat::Pdf, "pdf"), (LabelFormat::Png, "png")] {
-        let result = printer.print(format, b"%PDF-1.7").await;
-        assert_eq!(
-            result,
-            Err(PrintError::NotPrinted(format!(
-                "format {name} not supported by a raw ZPL printer"
-            )))
-        );
-    }
+    let result = printer.print(LabelFormat::Pdf, b"%PDF-1.7").await;
+    assert_eq!(
+        result,
+        Err(PrintError::NotPrinted(
+            "format pdf not supported by a raw ZPL printer".to_owned()
+        ))
+    );
+    let result = printer.print(LabelFormat::Png, b"%PDF-1.7").await;
+    assert!(
+        matches!(&result, Err(PrintError::NotPrinted(r)) if r.starts_with("png label not converted")),
+        "{result:?}"
+    );
     assert!(fake.received().is_empty());
+
+    // A 9x1 PNG with its first and last dot black arrives as one ^GF graphic.
+    let mut png_bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut png_bytes, 9, 1);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header().expect("header");
+        w.write_image_data(&[0, 255, 255, 255, 255, 255, 255, 255, 0])
+            .expect("data");
+    }
+    printer
+        .print(LabelFormat::Png, &png_bytes)
+        .await
+        .expect("printed");
+    assert_eq!(
+        fake.received(),
+        vec![b"^XA^PW9^LL1^FO0,0^GFA,2,2,2,8080^FS^XZ".to_vec()]
+    );
 }
 
 #[tokio::test]
