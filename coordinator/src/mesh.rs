@@ -109,6 +109,8 @@ struct Attempt {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
+    /// Revoked serials per tenant (see `revoked_serials`).
+    revoked: HashMap<String, (std::time::Instant, Vec<u64>)>,
     cert_validity_s: u64,
     store: Store,
     identity: Arc<Identity>,
@@ -154,6 +156,7 @@ pub async fn start(
     let (tx, commands) = mpsc::channel(4096);
     let mut ev = EventLoop {
         swarm,
+        revoked: HashMap::new(),
         cert_validity_s: config.cert_validity.as_secs().max(1),
         store,
         identity,
@@ -247,6 +250,7 @@ impl EventLoop {
         match cmd {
             Command::Submitted { tenant_id, job_id } => self.queue.push_back((tenant_id, job_id)),
             Command::Revoked { device_id } => {
+                self.revoked.clear();
                 self.fleet.remove(&device_id);
                 let peers: Vec<PeerId> = self
                     .peers
@@ -552,10 +556,7 @@ impl EventLoop {
         let peer = self.fleet.agent(&record.device_id).and_then(|a| a.peer);
         self.fleet.heartbeat(live_of(record, peer), hb, relay, now);
         self.settle_from_receipts(&record.device_id, hb);
-        let revoked_serials = self
-            .store
-            .revoked_serials(&record.tenant_id)
-            .unwrap_or_default();
+        let revoked_serials = self.revoked_serials(&record.tenant_id);
         Ok(HeartbeatReply {
             now_ms: now,
             revoked_serials,
@@ -563,6 +564,31 @@ impl EventLoop {
             min_version: MIN_AGENT_VERSION.to_owned(),
             accepted_identities: self.accepted_identities(record, hb),
         })
+    }
+
+    /// The tenant's revoked serials, from a cache the revocation command clears (and that
+    /// expires after 10 s): reading
+    /// them from the store means scanning every agent of the tenant, once per heartbeat.
+    fn revoked_serials(&mut self, tenant_id: &str) -> Vec<u64> {
+        if let Some((at, cached)) = self.revoked.get(tenant_id) {
+            // Also refreshed every 10 s, in case a revocation signal was dropped.
+            if at.elapsed() < Duration::from_secs(10) {
+                return cached.clone();
+            }
+        }
+        match self.store.revoked_serials(tenant_id) {
+            Ok(list) => {
+                self.revoked.insert(
+                    tenant_id.to_owned(),
+                    (std::time::Instant::now(), list.clone()),
+                );
+                list
+            }
+            Err(e) => {
+                warn!(error = %e, "revoked serials not readable");
+                Vec::new()
+            }
+        }
     }
 
     /// Identities an admin accepted for this agent's printers that it has not taken up yet;

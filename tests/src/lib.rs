@@ -8,6 +8,7 @@
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
 //! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
 //!   site, enrolled agents with simulated printers).
@@ -17,8 +18,17 @@
 
 pub mod api_client;
 pub mod cluster;
+pub mod load;
 pub mod netns;
 pub mod printer_sim;
 pub mod scenario;
 pub mod spapi_standin;
 pub mod stats;
+
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -33,6 +33,86 @@ struct Args {
     /// Agent counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,3,10")]
     agents: Vec<usize>,
+    /// Simulated agents (real libp2p endpoints) for the heartbeat load test; 0 skips it.
+    #[arg(long, default_value_t = 400)]
+    heartbeat_agents: usize,
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Heartbeat load: simulated agents heartbeat at rising aggregate rates; one row per rate
+/// until the p99 round trip passes 100 ms. At a 10 s interval, a rate of R heartbeats/s is
+/// what 10·R agents send.
+async fn heartbeat_load(site: &Site, agents: usize) -> anyhow::Result<()> {
+    use sealprint_testkit::load::SimAgent;
+    let mut sims = Vec::with_capacity(agents);
+    while sims.len() < agents {
+        let batch = (agents - sims.len()).min(32);
+        let mut starting = Vec::new();
+        for _ in 0..batch {
+            let token = site.token().await?;
+            starting.push(tokio::spawn(async move { SimAgent::start(&token).await }));
+        }
+        for s in starting {
+            sims.push(s.await??);
+        }
+    }
+    let sims = std::sync::Arc::new(sims);
+    let pid = site.coordinator.pid().context("coordinator pid")?;
+    println!();
+    println!(
+        "heartbeat load: {agents} simulated agents (real libp2p endpoints, enrolled, verified)"
+    );
+    println!(
+        "{:>10} {:>22} {:>9} {:>9} {:>12} {:>10}",
+        "hb/s", "= agents at 10 s", "p50 ms", "p99 ms", "coord CPU %", "RSS MiB"
+    );
+    for rate in [100usize, 250, 500, 1000, 2000, 4000] {
+        let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+        let t0 = Instant::now();
+        let secs = 4;
+        let total = rate * secs;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut tasks = Vec::with_capacity(total);
+        for i in 0..total {
+            if i % (rate / 100).max(1) == 0 {
+                tick.tick().await;
+            }
+            let sims = sims.clone();
+            tasks.push(tokio::spawn(async move {
+                sims[i % sims.len()].heartbeat().await
+            }));
+        }
+        let mut lat = Vec::with_capacity(total);
+        for t in tasks {
+            lat.push(t.await??);
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds(pid).unwrap_or(0.0) - cpu0) / wall * 100.0;
+        let lat = Latencies::new(lat);
+        let (p50, p99, _) = lat.summary_ms();
+        let rss = rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "{:>10} {:>22} {:>9.2} {:>9.2} {:>12.0} {:>10.1}",
+            rate,
+            rate * 10,
+            p50,
+            p99,
+            cpu,
+            rss
+        );
+        if p99 > 100.0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 struct Row {
@@ -269,6 +349,9 @@ async fn main() -> anyhow::Result<()> {
         rows.push(sealed(&site, &stations, n, args.concurrency).await?);
     }
     print_rows(&rows, floor_p50);
+    if args.heartbeat_agents > 0 {
+        heartbeat_load(&site, args.heartbeat_agents).await?;
+    }
     println!();
     if let Some(kib) = site.coordinator.pid().and_then(rss_kib) {
         println!(
