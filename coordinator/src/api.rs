@@ -10,6 +10,9 @@
 //! - `compliance`: the routes of accounts and compliance (users, subscription and billing
 //!   webhook, attestation, terms, suspension, audit verification, compliance state), routed as
 //!   one group; `users`: tenant users and roles;
+//! - `security`: the routes of retention, monitoring and integration access (alerts, canaries,
+//!   API keys, IP allowlist, audit checkpoints, tenant deletion), routed as one group, with
+//!   `alerts` and `access` (API keys, IP allowlist, [`PeerAddr`]);
 //! - `spapi`: SP-API connections, the shopping step, and labels from SP-API sources;
 //! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
 //!   self-signed certificate of `init`.
@@ -21,11 +24,14 @@
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
 //! SP-API itself (`spapi` hands that to [`crate::spapi`], in the background).
 
+mod access;
 mod admin;
+mod alerts;
 mod auth;
 mod compliance;
 mod error;
 mod labels;
+mod security;
 mod sessions;
 mod spapi;
 mod tls;
@@ -52,6 +58,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 use zeroize::Zeroizing;
 
+pub use access::PeerAddr;
 pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
@@ -125,11 +132,25 @@ impl ApiState {
 pub(crate) struct Reply {
     status: StatusCode,
     body: serde_json::Value,
+    /// A body that is not one JSON value (JSON lines), with its content type.
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Reply {
     pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Reply {
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            raw: None,
+        }
+    }
+
+    pub(crate) fn raw(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            body: serde_json::Value::Null,
+            raw: Some((content_type, body)),
+        }
     }
 
     pub(crate) fn ok(body: serde_json::Value) -> Reply {
@@ -174,6 +195,7 @@ enum Route<'a> {
     Label(&'a str, &'a str),
     Audit(&'a str),
     Compliance(compliance::Route<'a>),
+    Security(security::Route<'a>),
     /// `…/spapi-connections…`: the tenant and the rest of the path (checked in `spapi`).
     Spapi(&'a str, &'a str),
 }
@@ -193,6 +215,7 @@ impl Route<'_> {
             | Route::Labels(_) => m == Method::POST,
             Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
             Route::Compliance(r) => r.allows(m),
+            Route::Security(r) => r.allows(m),
             Route::Spapi(..) => m == Method::GET || m == Method::POST,
         }
     }
@@ -203,6 +226,9 @@ fn route(path: &str) -> Option<Route<'_>> {
     let ids_ok = |ids: &[&str]| ids.iter().all(|s| validate_id(s).is_ok());
     if let Some(r) = compliance::route(&segs) {
         return Some(Route::Compliance(r));
+    }
+    if let Some(r) = security::route(&segs) {
+        return Some(Route::Security(r));
     }
     let r = match segs.as_slice() {
         ["healthz"] => Route::Healthz,
@@ -224,7 +250,11 @@ fn route(path: &str) -> Option<Route<'_>> {
         _ => return None,
     };
     let ok = match r {
-        Route::Healthz | Route::Sessions | Route::Tenants | Route::Compliance(_) => true,
+        Route::Healthz
+        | Route::Sessions
+        | Route::Tenants
+        | Route::Compliance(_)
+        | Route::Security(_) => true,
         Route::Sites(t)
         | Route::Agents(t)
         | Route::Printers(t)
@@ -275,6 +305,17 @@ where
     B::Error: Display,
 {
     match handle_inner(state, req).await {
+        Ok(Reply {
+            status,
+            raw: Some((content_type, bytes)),
+            ..
+        }) => {
+            let mut resp = respond(status, &serde_json::Value::Null);
+            *resp.body_mut() = Full::new(Bytes::from(bytes));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
         Ok(r) => respond(r.status, &r.body),
         Err(e) => respond(e.status, &e.body()),
     }
@@ -310,6 +351,8 @@ where
         _ => {}
     }
     let who = auth::authenticate(state, &parts.headers, now)?;
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    access::check_ip(state, &who, peer, now)?;
     let body = read_body(body, content_length).await?;
     let post = parts.method == Method::POST;
     match r {
@@ -326,8 +369,17 @@ where
         Route::AcceptPrinter(t, p) => admin::accept_printer(state, &who, t, p, now),
         Route::Labels(t) => labels::submit(state, &who, t, &body, now),
         Route::Label(t, j) => labels::get(state, &who, t, j),
+        Route::Audit(t)
+            if parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "format=jsonl")) =>
+        {
+            security::export_audit(state, &who, t)
+        }
         Route::Audit(t) => admin::list_audit(state, &who, t),
         Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
+        Route::Security(r) => security::handle(state, &who, r, &parts.method, &body, peer, now),
         Route::Spapi(t, rest) => {
             spapi::route(state, &who, t, rest, &parts.method, &body, now).await
         }
@@ -402,10 +454,13 @@ pub async fn serve(
                             return;
                         }
                     };
-                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                });
+                let svc =
+                    hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                        let state = state.clone();
+                        // The IP allowlist is checked against the TCP peer (never a header).
+                        req.extensions_mut().insert(PeerAddr(peer));
+                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(tls), svc);
                 let mut conn = std::pin::pin!(conn);

@@ -28,7 +28,8 @@ pub const CERT_VALIDITY_S: u64 = 30 * 24 * 3600;
 /// How far back a certificate's validity starts, to absorb clock skew, seconds.
 pub const CERT_BACKDATE_S: u64 = 60;
 
-const CA_SECRET: &str = "ca_ed25519";
+/// The store secret holding the CA key (the audit log verifies checkpoints with it).
+pub(crate) const CA_SECRET: &str = "ca_ed25519";
 const LIBP2P_SECRET: &str = "libp2p_ed25519_seed";
 const X25519_SECRET: &str = "x25519";
 

@@ -10,8 +10,8 @@
 //! - [`Tier`] and [`tier_for`]: the tier from measured usage.
 //! - [`billing`]: the billing webhook's signature and events.
 //!
-//! What it does not do: store anything, answer HTTP, or run background tasks (renewal notices
-//! and automatic restriction are not built yet).
+//! What it does not do: store anything, answer HTTP, or run background tasks (automatic
+//! restriction by alert rules is [`crate::monitor`]; renewal notices are not built yet).
 
 pub mod billing;
 

@@ -97,6 +97,23 @@ pub struct FileConfig {
     /// the system roots are always trusted).
     #[serde(alias = "spapi-ca-file")]
     pub spapi_ca_file: Option<PathBuf>,
+    /// Days after a label's creation its PII (label bytes, shipment and tracking ids) is
+    /// purged, 1..=30 (default 30: never longer).
+    #[serde(alias = "pii-retention-days")]
+    pub pii_retention_days: Option<u64>,
+    /// Days audit entries are kept, 90..=3650 (default 365: never less than 90).
+    #[serde(alias = "audit-retention-days")]
+    pub audit_retention_days: Option<u64>,
+    /// Period of the retention sweep in seconds, 60..=86400 (default 3600).
+    #[serde(alias = "retention-interval-secs")]
+    pub retention_interval_secs: Option<u64>,
+    /// Period of signed audit checkpoints in seconds, 60..=86400 (default 3600).
+    #[serde(alias = "audit-checkpoint-interval-secs")]
+    pub audit_checkpoint_interval_secs: Option<u64>,
+    /// Period of the monitoring sweep (agents offline or outdated) in seconds, 1..=3600
+    /// (default 60).
+    #[serde(alias = "monitor-interval-secs")]
+    pub monitor_interval_secs: Option<u64>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -151,6 +168,10 @@ pub struct ServeConfig {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// Extra trusted CA certificates for SP-API endpoint overrides.
     pub spapi_ca_file: Option<PathBuf>,
+    /// PII and audit retention, and the periods of their sweeps.
+    pub retention: crate::retention::RetentionConfig,
+    /// Period of the monitoring sweep.
+    pub monitor_interval: Duration,
 }
 
 /// Parses the TOML text of a configuration file.
@@ -191,6 +212,7 @@ fn multiaddrs(key: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<Mult
 /// [`ConfigError::Invalid`] with one line per problem.
 pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, ConfigError> {
     let mut problems = Vec::new();
+    let retention = compliance_periods(&file, &mut problems);
     let data_dir = flags.data_dir.or(file.data_dir);
     let master_key_file = flags.master_key_file.or(file.master_key_file);
     let api_listen = flags.api_listen.or(file.api_listen);
@@ -254,6 +276,12 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
             "device_cert_validity_secs: {cert_validity} is outside 6..=31536000"
         ));
     }
+    let monitor = file.monitor_interval_secs.unwrap_or(60);
+    if !(1..=3600).contains(&monitor) {
+        problems.push(format!(
+            "monitor_interval_secs: {monitor} is outside 1..=3600"
+        ));
+    }
     match (data_dir, master_key_file, api) {
         (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
             Ok(ServeConfig {
@@ -270,9 +298,62 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                     .billing_webhook_secret_file
                     .or(file.billing_webhook_secret_file),
                 spapi_ca_file: flags.spapi_ca_file.or(file.spapi_ca_file),
+                retention,
+                monitor_interval: Duration::from_secs(monitor),
             })
         }
         _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// The retention settings of `file`, every problem added to `problems`.
+fn compliance_periods(
+    file: &FileConfig,
+    problems: &mut Vec<String>,
+) -> crate::retention::RetentionConfig {
+    use crate::retention::{MAX_PII_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS};
+    const DAY: u64 = 24 * 3600;
+    let mut check =
+        |key: &str, v: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
+            let v = v.unwrap_or(default);
+            if !range.contains(&v) {
+                problems.push(format!(
+                    "{key}: {v} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+            v
+        };
+    let pii = check(
+        "pii_retention_days",
+        file.pii_retention_days,
+        MAX_PII_RETENTION_DAYS,
+        1..=MAX_PII_RETENTION_DAYS,
+    );
+    let audit = check(
+        "audit_retention_days",
+        file.audit_retention_days,
+        365,
+        MIN_AUDIT_RETENTION_DAYS..=3650,
+    );
+    let every = check(
+        "retention_interval_secs",
+        file.retention_interval_secs,
+        3600,
+        60..=86_400,
+    );
+    let checkpoint_every = check(
+        "audit_checkpoint_interval_secs",
+        file.audit_checkpoint_interval_secs,
+        3600,
+        60..=86_400,
+    );
+    crate::retention::RetentionConfig {
+        pii: Duration::from_secs(pii * DAY),
+        audit: Duration::from_secs(audit * DAY),
+        every: Duration::from_secs(every),
+        checkpoint_every: Duration::from_secs(checkpoint_every),
     }
 }
 
@@ -432,6 +513,24 @@ mod tests {
             panic!("expected Invalid, got {err:?}");
         };
         assert_eq!(problems.len(), 7, "{problems:#?}");
+    }
+
+    #[test]
+    fn retention_is_bounded() {
+        let c = resolve(FileConfig::default(), flags()).expect("valid");
+        assert_eq!(c.retention.pii, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.retention.audit, Duration::from_secs(365 * 24 * 3600));
+        let file = parse_file("pii_retention_days = 7\naudit-retention-days = 90").expect("toml");
+        let c = resolve(file, flags()).expect("valid");
+        assert_eq!(c.retention.pii, Duration::from_secs(7 * 24 * 3600));
+        let file = parse_file(
+            "pii_retention_days = 31\naudit_retention_days = 89\nmonitor_interval_secs = 0",
+        )
+        .expect("toml");
+        let Err(ConfigError::Invalid(problems)) = resolve(file, flags()) else {
+            panic!("expected problems");
+        };
+        assert_eq!(problems.len(), 3, "{problems:#?}");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   (subscription, attestation, suspension), tiers and the billing webhook's signatures.
 //! - [`api`]: the HTTPS admin API; [`mesh`] and [`dispatch`]: job delivery over libp2p.
 //! - [`spapi`]: labels from Amazon's Selling Partner API (MFN v0, Shipping v2).
+//! - [`retention`]: PII purge and audit retention and checkpoints; [`monitor`]: alert rules
+//!   (both also run as background tasks of [`start`]).
 //! - [`error`]: the error of [`run`] / [`start`].
 //!
 //! [`run`] takes an already-bound API listener and a cancellation token, so tests bind port 0
@@ -31,6 +33,8 @@ pub mod dispatch;
 pub mod error;
 pub mod init;
 pub mod mesh;
+pub mod monitor;
+pub mod retention;
 pub mod spapi;
 pub mod store;
 
@@ -162,6 +166,18 @@ pub async fn start(
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
     });
+    tracker.spawn(retention::run(
+        store.clone(),
+        identity.clone(),
+        config.retention,
+        shutdown.clone(),
+    ));
+    tracker.spawn(monitor::run(
+        store.clone(),
+        config.heartbeat_interval,
+        config.monitor_interval,
+        shutdown.clone(),
+    ));
     tracker.spawn(api::serve(
         api_listener,
         tls,

@@ -15,8 +15,11 @@
 //! trait (the PostgreSQL backend of the architecture is future work).
 
 mod acceptance;
+mod access;
+mod alerts;
 mod connections;
 mod records;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,11 +32,14 @@ use sled::Transactional;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub use access::ApiKeyRecord;
+pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 pub use records::{
     AgentRecord, AuditEntry, EnrollmentTokenRecord, JobRecord, JobStatus, PrinterRecord,
     SessionRecord, SiteRecord, TenantRecord, TokenGrant, UserRecord,
 };
+pub use retention::{Purged, ShredReport};
 
 use crate::accounts::Role;
 use crate::audit::{self, ChainError, ChainedEntry};
@@ -931,17 +937,13 @@ impl Store {
             .collect())
     }
 
-    /// Verifies the whole audit chain; returns the number of entries.
+    /// Verifies the whole audit chain and its signed checkpoints now; returns the number of
+    /// entries (see [`Store::verify_audit_log`]).
     ///
     /// # Errors
     /// [`StoreError::Chain`] naming the first bad entry, [`StoreError::Db`].
     pub fn verify_audit_chain(&self) -> Result<u64, StoreError> {
-        let mut items = Vec::new();
-        for (i, kv) in self.inner.audit.iter().enumerate() {
-            let (_, v) = kv?;
-            items.push(serde_json::from_slice::<ChainedEntry>(&v).map_err(|_| i as u64));
-        }
-        Ok(audit::verify_chain(items)?)
+        self.verify_audit_log(crate::now_ms())
     }
 
     #[cfg(test)]

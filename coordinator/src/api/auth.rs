@@ -77,11 +77,23 @@ pub enum Action {
     Reprint,
     /// Read a shipment's details (PII).
     ReadShipment,
+    /// Read the tenant's alerts.
+    ReadAlerts,
+    /// Clear an alert (lifts the restriction it put on labels).
+    ClearAlert,
+    /// Read and set the canary orders.
+    ManageCanaries,
+    /// Create, list and revoke API keys.
+    ManageApiKeys,
+    /// Set the IP allowlist.
+    ManageNetwork,
+    /// Crypto-shred the tenant.
+    DeleteTenant,
 }
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 26] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -102,6 +114,12 @@ impl Action {
         Action::ReadCompliance,
         Action::Reprint,
         Action::ReadShipment,
+        Action::ReadAlerts,
+        Action::ClearAlert,
+        Action::ManageCanaries,
+        Action::ManageApiKeys,
+        Action::ManageNetwork,
+        Action::DeleteTenant,
     ];
 
     /// The tenant roles that allow this action; empty for platform-admin-only actions.
@@ -116,15 +134,20 @@ impl Action {
             | Action::CreateEnrollmentToken
             | Action::RevokeAgent
             | Action::AcceptPrinter
-            | Action::ManageUsers => &[Owner, Admin],
+            | Action::ManageUsers
+            | Action::ManageApiKeys => &[Owner, Admin],
             Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
                 &[Owner, Admin, Operator, Auditor]
             }
-            Action::ReadUsers => &[Owner, Admin, Auditor],
+            Action::ReadUsers | Action::ReadAlerts => &[Owner, Admin, Auditor],
             Action::SubmitLabel => &[Operator],
             Action::ReadLabel => &[Operator, PiiReader],
             Action::ReadAudit | Action::ReadCompliance => &[Owner, Auditor],
-            Action::Attest => &[Owner],
+            Action::Attest
+            | Action::ClearAlert
+            | Action::ManageCanaries
+            | Action::ManageNetwork
+            | Action::DeleteTenant => &[Owner],
             Action::Reprint | Action::ReadShipment => &[PiiReader],
         }
     }
@@ -156,6 +179,9 @@ pub fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
+    if token.starts_with(super::access::API_KEY_PREFIX) {
+        return super::access::authenticate_key(state, token);
+    }
     let session = state
         .store
         .session(&token_hash(token), now_ms)?
@@ -240,7 +266,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 20] = [
+        let table: [(Action, &[Role]); 26] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),
@@ -267,6 +293,12 @@ mod tests {
             (A::ReadCompliance, &[R::Owner, R::Auditor]),
             (A::Reprint, &[R::PiiReader]),
             (A::ReadShipment, &[R::PiiReader]),
+            (A::ReadAlerts, &[R::Owner, R::Admin, R::Auditor]),
+            (A::ClearAlert, &[R::Owner]),
+            (A::ManageCanaries, &[R::Owner]),
+            (A::ManageApiKeys, &[R::Owner, R::Admin]),
+            (A::ManageNetwork, &[R::Owner]),
+            (A::DeleteTenant, &[R::Owner]),
         ];
         assert_eq!(table.map(|(a, _)| a), Action::ALL);
         let status = |p: &Principal, t: Option<&str>, a| authorize(p, t, a).map_err(|e| e.status);

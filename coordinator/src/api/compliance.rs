@@ -9,7 +9,7 @@
 //! | `PUT /v1/tenants/{t}/subscription` | platform admin | set the subscription state |
 //! | `GET/PUT /v1/tenants/{t}/attestation` | auditor, owner / owner | the security attestation |
 //! | `PUT /v1/tenants/{t}/terms` | owner | accept the terms of service |
-//! | `POST /v1/tenants/{t}/suspend`, `/resume` | platform admin | incident suspension |
+//! | `POST /v1/tenants/{t}/suspend`, `/resume` | platform admin | incident suspension (`resume` also clears restricting alerts) |
 //! | `GET /v1/tenants/{t}/audit/verify` | auditor, owner | check the audit hash chain |
 //! | `GET /v1/tenants/{t}/compliance` | auditor, owner | tier, requirements, restrictions |
 //!
@@ -452,6 +452,8 @@ fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<R
     updated(state.store.update_tenant(tenant, |t| {
         was = t.suspension.take().is_some();
     }))?;
+    // Resuming after an incident also lifts the automatic restrictions (audited each).
+    let cleared = super::alerts::clear_restrictions(state, who, tenant, now)?;
     state.audit(
         Some(tenant),
         &who.user_id,
@@ -461,7 +463,9 @@ fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<R
         now,
     );
     info!(tenant = %tenant, "tenant resumed");
-    Ok(Reply::ok(json!({"suspended": false})))
+    Ok(Reply::ok(
+        json!({"suspended": false, "restrictions_cleared": cleared}),
+    ))
 }
 
 fn verify_audit(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
@@ -566,7 +570,7 @@ fn get_compliance(
     }
 
     let mut restrictions = Vec::new();
-    let labels = match compliance::label_gate(
+    let mut labels = match compliance::label_gate(
         t.suspension.as_ref(),
         t.subscription.state,
         t.attestation.as_ref(),
@@ -599,6 +603,14 @@ fn get_compliance(
             "refused"
         }
     };
+    if let Some(a) = state.store.restriction(tenant)? {
+        restrictions.push(json!({
+            "kind": "alert",
+            "reason": format!("alert {} ({}): {}", a.id, a.rule.as_str(), a.message),
+            "since": a.opened_at_ms,
+        }));
+        labels = "refused";
+    }
     Ok(Reply::ok(json!({
         "tenant": tenant,
         "plan": t.plan,

@@ -136,6 +136,8 @@ pub(super) fn submit(
             return Err(e);
         }
     };
+    // Monitoring: canary orders, restrictions, volume and hours (issue 4).
+    super::alerts::before_label(state, who, tenant, body, now)?;
     if super::spapi::is_spapi_source(body) {
         let redacted = mode == LabelMode::Redacted;
         return super::spapi::submit_label(state, who, tenant, body, redacted, now);

@@ -104,6 +104,7 @@ async fn check_credentials(
                 now,
             );
             info!(user = %u.id, "login refused: account locked");
+            super::alerts::login_failed(state, u.tenant_id.as_deref(), now);
             return Err(locked(until, now));
         }
     }
@@ -147,6 +148,7 @@ async fn check_credentials(
                 now,
             );
             info!(user = %user.id, locked = locks.is_some(), "login refused");
+            super::alerts::login_failed(state, user.tenant_id.as_deref(), now);
             match locks {
                 Some(until) => Err(locked(until, now)),
                 None => Err(bad_credentials()),

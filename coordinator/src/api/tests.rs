@@ -1039,6 +1039,19 @@ async fn every_route_checks_role_and_tenant() {
     .await;
 
     let label = json!({"pool": "default", "format": "zpl", "content_base64": b64});
+    crate::ca::Identity::create(&f.state.store).expect("identity");
+    let (alert, _) = f
+        .state
+        .store
+        .raise_alert(
+            &t,
+            crate::store::AlertRule::AgentOffline,
+            Some(&device),
+            "m",
+            1,
+        )
+        .expect("alert");
+    let alert = alert.id;
     let routes: Vec<(&str, String, Value, &[&str])> = vec![
         ("GET", "/v1/tenants".into(), Value::Null, &[]),
         ("POST", "/v1/tenants".into(), json!({"name": "X"}), &[]),
@@ -1151,7 +1164,87 @@ async fn every_route_checks_role_and_tenant() {
             &[],
         ),
         ("POST", format!("/v1/tenants/{t}/resume"), Value::Null, &[]),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/alerts"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/alerts/{alert}/clear"),
+            Value::Null,
+            &["owner"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/canaries"),
+            Value::Null,
+            &["owner"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/canaries"),
+            json!({"order_ids": ["999-0000000-0000000"]}),
+            &["owner"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/api-keys"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/api-keys"),
+            json!({"name": "k{n}", "roles": ["operator"]}),
+            &["owner", "admin"],
+        ),
+        // An unknown key: 404 once authorised, 403 before.
+        (
+            "DELETE",
+            format!("/v1/tenants/{t}/api-keys/key-0"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/ip-allowlist"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/ip-allowlist"),
+            json!({"cidrs": []}),
+            &["owner"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/audit/checkpoints"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/audit/checkpoints"),
+            Value::Null,
+            &["owner", "auditor"],
+        ),
+        // A wrong confirmation: 422 once authorised (the real deletion has its own test).
+        (
+            "POST",
+            format!("/v1/tenants/{t}/deletion"),
+            json!({"confirm": "tnt-other"}),
+            &["owner"],
+        ),
     ];
+    // Past the authorisation, a refusal of the request itself (not of the caller).
+    let authorised = |method: &str, path: &str, s: StatusCode| {
+        s.is_success()
+            || (method == "DELETE" && s == StatusCode::NOT_FOUND)
+            || (path.ends_with("/deletion") && s == StatusCode::UNPROCESSABLE_ENTITY)
+    };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {
         let mut body = body.clone();
@@ -1163,7 +1256,10 @@ async fn every_route_checks_role_and_tenant() {
         for (role, token) in &principals {
             let (s, v) = call(&f.state, method, path, Some(token), send(&body)).await;
             if allowed.contains(&role.as_str()) {
-                assert!(s.is_success(), "{role} {method} {path}: {s} {v}");
+                assert!(
+                    authorised(method, path, s),
+                    "{role} {method} {path}: {s} {v}"
+                );
             } else {
                 assert_eq!(s, StatusCode::FORBIDDEN, "{role} {method} {path}: {v}");
             }
@@ -1178,10 +1274,13 @@ async fn every_route_checks_role_and_tenant() {
         // The platform admin goes last (it suspends, then resumes, the tenant).
         body = send(&body);
         let (s, v) = call(&f.state, method, path, Some(&admin), body).await;
-        assert!(s.is_success(), "platform admin {method} {path}: {s} {v}");
+        assert!(
+            authorised(method, path, s),
+            "platform admin {method} {path}: {s} {v}"
+        );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 21);
+    assert_eq!(routes.len(), 33);
 }
 
 #[tokio::test]
@@ -1600,4 +1699,520 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
     assert!(req(&v, "security_attestation").expect("att")["due_at"]
         .as_u64()
         .is_some());
+}
+
+// ---- retention, monitoring and access (issue 4) ---------------------------------------------
+
+/// Like `call`, from the TCP peer `peer`.
+async fn call_from(
+    state: &ApiState,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Value,
+    peer: &str,
+) -> (StatusCode, Value) {
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&body).expect("json")
+    };
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("request");
+    let addr: std::net::SocketAddr = peer.parse().expect("peer");
+    req.extensions_mut().insert(PeerAddr(addr));
+    let resp = handle(state, req).await;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("json answer"))
+}
+
+fn zpl_label(order_id: Option<&str>) -> Value {
+    let mut v = json!({
+        "pool": "default",
+        "format": "zpl",
+        "content_base64": STANDARD.encode(b"^XA^FDlabel^FS^XZ"),
+    });
+    if let Some(o) = order_id {
+        v["order_id"] = json!(o);
+    }
+    v
+}
+
+#[tokio::test]
+async fn canary_orders_are_refused_reported_and_restrict_until_cleared() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let owner = user(&f.state, &admin, &t, "owner@acme.example", json!(["owner"])).await;
+    let op = user(&f.state, &admin, &t, "op@acme.example", json!(["operator"])).await;
+    let auditor = user(&f.state, &admin, &t, "aud@acme.example", json!(["auditor"])).await;
+    let labels = format!("/v1/tenants/{t}/labels");
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/canaries"),
+        Some(&owner),
+        json!({"order_ids": ["113-0000000-0000001", "bad^XZ"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/canaries"),
+        Some(&owner),
+        json!({"order_ids": ["113-0000000-0000001"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &labels,
+        Some(&op),
+        zpl_label(Some("114-1")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "an ordinary order prints: {v}");
+
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &labels,
+        Some(&op),
+        zpl_label(Some("113-0000000-0000001")),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "canary_order"),
+        "{v}"
+    );
+    // Restricted now: every label is refused, with the alert that restricts.
+    let (s, v) = call(&f.state, "POST", &labels, Some(&op), zpl_label(None)).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "tenant_restricted"),
+        "{v}"
+    );
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/alerts"),
+        Some(&auditor),
+        Value::Null,
+    )
+    .await;
+    let alert = v["restricted"]["id"]
+        .as_str()
+        .expect("restricting alert")
+        .to_owned();
+    assert_eq!(v["restricted"]["rule"], json!("canary"));
+    assert!(
+        !v.to_string().contains("113-0000000-0000001"),
+        "the canary list stays secret"
+    );
+    let (_, c) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/compliance"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(c["labels"], json!("refused"));
+    assert!(c["restrictions"].to_string().contains(&alert));
+    let clear = format!("/v1/tenants/{t}/alerts/{alert}/clear");
+    let (s, _) = call(&f.state, "POST", &clear, Some(&auditor), Value::Null).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = call(&f.state, "POST", &clear, Some(&owner), Value::Null).await;
+    assert_eq!((s, &v["state"]), (StatusCode::OK, &json!("cleared")), "{v}");
+    let (s, v) = call(&f.state, "POST", &labels, Some(&op), zpl_label(None)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+
+    // An SP-API request naming the canary trips it too; `resume` lifts the restriction.
+    let spapi = json!({
+        "source": "mfn", "connection": "spc-x", "shipping_service_id": "S",
+        "shipment_request": {"AmazonOrderId": "113-0000000-0000001"}, "pool": "default",
+    });
+    let (s, v) = call(&f.state, "POST", &labels, Some(&op), spapi).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "canary_order"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/resume"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (s, &v["restrictions_cleared"]),
+        (StatusCode::OK, &json!(1)),
+        "{v}"
+    );
+    let (s, _) = call(&f.state, "POST", &labels, Some(&op), zpl_label(None)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let acts = actions(&f.state);
+    for a in [
+        "canaries.updated",
+        "alert.opened",
+        "label.refused",
+        "alert.cleared",
+    ] {
+        assert!(acts.iter().any(|(x, _)| x == a), "{a} audited");
+    }
+    assert!(
+        !format!("{acts:?}").contains("113-0000000"),
+        "no order id in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn failed_login_bursts_raise_an_alert() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let owner = user(&f.state, &admin, &t, "owner@acme.example", json!(["owner"])).await;
+    for i in 0..crate::monitor::FAILED_LOGIN_BURST {
+        // Two accounts, so no single lockout explains it.
+        let email = if i % 2 == 0 {
+            "owner@acme.example"
+        } else {
+            "x@acme.example"
+        };
+        if i == 1 {
+            user(&f.state, &admin, &t, email, json!(["auditor"])).await;
+        }
+        let (s, _) = call(
+            &f.state,
+            "POST",
+            "/v1/sessions",
+            None,
+            json!({"email": email, "password": "Wrong-Password-1"}),
+        )
+        .await;
+        assert!(
+            s == StatusCode::UNAUTHORIZED || s == StatusCode::LOCKED,
+            "{s}"
+        );
+    }
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/alerts"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    let rules: Vec<&Value> = v["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| &a["rule"])
+        .collect();
+    assert_eq!(rules, [&json!("failed_logins")], "{v}");
+    assert_eq!(v["restricted"], Value::Null, "an alert only");
+}
+
+#[tokio::test]
+async fn api_keys_act_with_their_roles_and_are_revocable() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let tadmin = user(&f.state, &admin, &t, "adm@acme.example", json!(["admin"])).await;
+    let keys = format!("/v1/tenants/{t}/api-keys");
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &keys,
+        Some(&tadmin),
+        json!({"name": "wms", "roles": ["pii_reader"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins grant no PII access: {v}");
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &keys,
+        Some(&admin),
+        json!({"name": "wms", "roles": ["owner"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &keys,
+        Some(&tadmin),
+        json!({"name": "wms", "roles": ["operator"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().expect("shown once").to_owned();
+    let id = v["id"].as_str().expect("id").to_owned();
+    assert!(key.starts_with("spk_") && key.len() > 40);
+    let (_, list) = call(&f.state, "GET", &keys, Some(&tadmin), Value::Null).await;
+    assert_eq!(list[0]["id"], json!(id));
+    assert!(
+        !list.to_string().contains(&key[4..]),
+        "never listed: {list}"
+    );
+
+    let labels = format!("/v1/tenants/{t}/labels");
+    let (s, v) = call(&f.state, "POST", &labels, Some(&key), zpl_label(None)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, _) = call(&f.state, "GET", &keys, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only its roles");
+    let actor = f
+        .state
+        .store
+        .audit_entries(Some(&t))
+        .expect("audit")
+        .into_iter()
+        .find(|e| e.entry.action == "label.requested")
+        .map(|e| e.entry.actor);
+    assert_eq!(actor.as_deref(), Some(id.as_str()));
+
+    let (s, _) = call(
+        &f.state,
+        "DELETE",
+        &format!("{keys}/{id}"),
+        Some(&tadmin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&f.state, "POST", &labels, Some(&key), zpl_label(None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked");
+    let (s, _) = call(
+        &f.state,
+        "DELETE",
+        &format!("{keys}/{id}"),
+        Some(&tadmin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_ip_allowlist_is_enforced_from_the_peer_address() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let owner = user(&f.state, &admin, &t, "owner@acme.example", json!(["owner"])).await;
+    let path = format!("/v1/tenants/{t}/ip-allowlist");
+    let sites = format!("/v1/tenants/{t}/sites");
+    let (s, v) = call_from(
+        &f.state,
+        "PUT",
+        &path,
+        &owner,
+        json!({"cidrs": ["10.0.0.0/8"]}),
+        "192.0.2.1:5000",
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "would lock the caller out: {v}"
+    );
+    let (s, _) = call_from(
+        &f.state,
+        "PUT",
+        &path,
+        &owner,
+        json!({"cidrs": ["300.0.0.0/8"]}),
+        "10.0.0.1:5000",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = call_from(
+        &f.state,
+        "PUT",
+        &path,
+        &owner,
+        json!({"cidrs": ["10.0.0.0/8", "2001:db8::/32"]}),
+        "10.1.2.3:5000",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call_from(&f.state, "GET", &sites, &owner, Value::Null, "10.9.9.9:1").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call_from(&f.state, "GET", &sites, &owner, Value::Null, "192.0.2.1:1").await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "ip_not_allowed"),
+        "{v}"
+    );
+    let (s, _) = call_from(
+        &f.state,
+        "GET",
+        &sites,
+        &owner,
+        Value::Null,
+        "[2001:db8::5]:1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // No known peer: refused while a list is set.
+    let (s, _) = call(&f.state, "GET", &sites, Some(&owner), Value::Null).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Platform admins are not tenant principals (they can repair a list).
+    let (s, _) = call_from(
+        &f.state,
+        "PUT",
+        &path,
+        &admin,
+        json!({"cidrs": []}),
+        "192.0.2.1:1",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call_from(&f.state, "GET", &sites, &owner, Value::Null, "192.0.2.1:1").await;
+    assert_eq!(s, StatusCode::OK, "an empty list allows all");
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, o)| a == "access.refused" && o == "ip not allowed"));
+}
+
+#[tokio::test]
+async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let other = tenant(&f.state, &admin).await;
+    let device = printer_agent(&f.state, &t);
+    let owner = user(&f.state, &admin, &t, "owner@acme.example", json!(["owner"])).await;
+    let op = user(&f.state, &admin, &t, "op@acme.example", json!(["operator"])).await;
+    let (_, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/labels"),
+        Some(&op),
+        zpl_label(None),
+    )
+    .await;
+    let job = v["id"].as_str().expect("job").to_owned();
+    assert!(f.state.store.label(&t, &job).is_ok());
+    let path = format!("/v1/tenants/{t}/deletion");
+    let (s, _) = call(
+        &f.state,
+        "POST",
+        &path,
+        Some(&owner),
+        json!({"confirm": other}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = call(&f.state, "POST", &path, Some(&owner), json!({"confirm": t})).await;
+    assert_eq!(
+        (s, &v["data_key"]),
+        (StatusCode::OK, &json!("destroyed")),
+        "{v}"
+    );
+    assert!(f.state.store.label(&t, &job).is_err(), "label unreadable");
+    assert!(f.state.store.job(&t, &job).expect("read").is_none());
+    assert!(f.state.store.agents(&t).expect("read").is_empty());
+    assert!(f
+        .recorder
+        .calls
+        .lock()
+        .expect("lock")
+        .contains(&format!("revoked {device}")));
+    // The tenant's sessions are gone; its audit entries (ids only) stay.
+    let (s, _) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/sites"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/audit"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let kept = f.state.store.audit_entries(Some(&t)).expect("audit");
+    assert!(kept.iter().any(|e| e.entry.action == "label.requested"));
+    assert!(kept.iter().any(|e| e.entry.action == "tenant.deleted"));
+    assert!(f.state.store.tenant(&other).expect("read").is_some());
+    assert!(f.state.store.verify_audit_chain().is_ok());
+}
+
+#[tokio::test]
+async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
+    let f = fixture();
+    crate::ca::Identity::create(&f.state.store).expect("identity");
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let req = Request::builder()
+        .uri(format!("/v1/tenants/{t}/audit?format=jsonl"))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = handle(&f.state, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers().get(CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"application/x-ndjson"[..])
+    );
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let lines: Vec<Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("a JSON line"))
+        .collect();
+    assert!(lines.len() >= 3);
+    assert!(lines
+        .iter()
+        .all(|l| l["tenant"] == json!(t) && l["hash"].is_string()));
+
+    let cps = format!("/v1/tenants/{t}/audit/checkpoints");
+    let (s, cp) = call(&f.state, "POST", &cps, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::CREATED, "{cp}");
+    let (_, list) = call(&f.state, "GET", &cps, Some(&admin), Value::Null).await;
+    assert_eq!(list["checkpoints"][0]["seq"], cp["seq"]);
+    assert!(list["ca_public_key"].is_string());
+    // Delete the newest entries (and everything after): the checkpoint shows it.
+    let tree = f.state.store.audit_tree();
+    let seq = cp["seq"].as_u64().expect("seq");
+    let tail: Vec<_> = tree
+        .range(seq.to_be_bytes()..)
+        .map(|kv| kv.expect("kv").0)
+        .collect();
+    for k in tail {
+        tree.remove(k).expect("rm");
+    }
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/audit/verify"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["intact"], json!(false), "{v}");
+    assert_eq!(v["first_bad_entry"], json!(seq));
+    assert!(
+        v["problem"].as_str().expect("problem").contains("deleted"),
+        "{v}"
+    );
 }

@@ -10,7 +10,8 @@
 //! cannot give itself (or a friend) access to PII or the tenant itself. Every creation is
 //! audited with the roles granted (a permission change), never the email.
 //!
-//! Not here yet: changing a user's roles, disabling or deleting users, API keys.
+//! Not here yet: changing a user's roles, disabling or deleting users. API keys are in
+//! `access` (they follow [`may_grant`] too).
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -53,7 +54,7 @@ fn valid_email(email: &str) -> bool {
 }
 
 /// Whether `who` may grant `role` in its tenant.
-fn may_grant(who: &Principal, role: Role) -> bool {
+pub(super) fn may_grant(who: &Principal, role: Role) -> bool {
     who.platform_admin
         || who.roles.contains(&Role::Owner)
         || (who.roles.contains(&Role::Admin)

@@ -1,0 +1,294 @@
+//! Alerts, canary orders and the restriction they put on labels.
+//!
+//! - `GET /v1/tenants/{t}/alerts` (owner, admin, auditor): `{"restricted": null | {…},
+//!   "alerts": [...]}`, newest first.
+//! - `POST /v1/tenants/{t}/alerts/{id}/clear` (owner, platform admin): closes an open alert;
+//!   a restricting one stops refusing labels. `POST …/resume` (platform admin) clears every
+//!   restricting alert as well as a suspension.
+//! - `GET/PUT /v1/tenants/{t}/canaries` `{"order_ids":[…]}` (owner): the orders that must
+//!   never be printed. Only owners see the list, so whoever trips it cannot know it.
+//!
+//! [`before_label`] is the hook of label submission: a request naming a canary order (the
+//! `order_id` of an upload, the `AmazonOrderId` of an MFN `shipment_request`) is refused,
+//! reported and restricts the tenant; a restricted tenant's labels are refused with the
+//! alert that restricts it; every request feeds the volume and hour rules
+//! ([`crate::monitor::label_requested`]). [`login_failed`] feeds the failed-login rule.
+//! Every alert, refusal and clearance is audited by id.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::auth::{Action, Principal};
+use super::error::ApiError;
+use super::{parse_json, tenant_scope, ApiState, Reply};
+use crate::compliance::valid_label_field;
+use crate::monitor;
+use crate::store::{AlertRecord, AlertRule, AlertState};
+
+/// Most canary orders per tenant.
+const MAX_CANARIES: usize = 1000;
+
+fn alert_json(a: &AlertRecord) -> Value {
+    json!({
+        "id": a.id,
+        "rule": a.rule.as_str(),
+        "subject": a.subject,
+        "message": a.message,
+        "restricts": a.restricts,
+        "state": a.state.as_str(),
+        "opened_at": a.opened_at_ms,
+        "last_seen_at": a.last_seen_at_ms,
+        "count": a.count,
+        "closed_at": a.closed_at_ms,
+        "closed_by": a.closed_by,
+    })
+}
+
+fn restricted(tenant: &str, a: &AlertRecord) -> ApiError {
+    ApiError::refused(
+        "tenant_restricted",
+        format!(
+            "labels are refused while alert {} ({}) is open: {}. An owner clears it with POST \
+             /v1/tenants/{tenant}/alerts/{}/clear",
+            a.id,
+            a.rule.as_str(),
+            a.message,
+            a.id
+        ),
+    )
+}
+
+pub(super) fn list(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadAlerts)?;
+    let mut alerts = state.store.alerts(tenant)?;
+    alerts.reverse();
+    let restricted = state.store.restriction(tenant)?;
+    Ok(Reply::ok(json!({
+        "restricted": restricted.as_ref().map(alert_json),
+        "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
+    })))
+}
+
+pub(super) fn clear(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    id: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ClearAlert)?;
+    let (alert, closed) = state
+        .store
+        .close_alert(tenant, id, AlertState::Cleared, &who.user_id, now)?
+        .ok_or_else(|| ApiError::not_found("alert"))?;
+    if closed {
+        state.audit(
+            Some(tenant),
+            &who.user_id,
+            "alert.cleared",
+            Some(&alert.id),
+            &format!(
+                "ok rule={} restricted={}",
+                alert.rule.as_str(),
+                alert.restricts
+            ),
+            now,
+        );
+        info!(tenant = %tenant, alert = %alert.id, "alert cleared");
+    }
+    Ok(Reply::ok(alert_json(&alert)))
+}
+
+/// Clears every open restricting alert of `tenant` (on `resume`); returns how many.
+pub(super) fn clear_restrictions(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<usize, ApiError> {
+    let mut n = 0;
+    for a in state.store.alerts(tenant)? {
+        if a.state != AlertState::Open || !a.restricts {
+            continue;
+        }
+        if let Some((_, true)) =
+            state
+                .store
+                .close_alert(tenant, &a.id, AlertState::Cleared, &who.user_id, now)?
+        {
+            state.audit(
+                Some(tenant),
+                &who.user_id,
+                "alert.cleared",
+                Some(&a.id),
+                &format!("ok rule={} restricted=true (resume)", a.rule.as_str()),
+                now,
+            );
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Canaries {
+    order_ids: Vec<String>,
+}
+
+pub(super) fn get_canaries(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageCanaries)?;
+    Ok(Reply::ok(
+        json!({"order_ids": state.store.canaries(tenant)?}),
+    ))
+}
+
+pub(super) fn put_canaries(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageCanaries)?;
+    let req: Canaries = parse_json(body)?;
+    if req.order_ids.len() > MAX_CANARIES {
+        return Err(ApiError::unprocessable(format!(
+            "at most {MAX_CANARIES} canary orders"
+        )));
+    }
+    if !req.order_ids.iter().all(|o| valid_label_field(o.trim())) {
+        return Err(ApiError::unprocessable(
+            "order ids must be 1 to 64 characters of letters, digits, space, '.', '_' or '-'",
+        ));
+    }
+    let mut ids: Vec<String> = req.order_ids.iter().map(|o| o.trim().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    state.store.set_canaries(tenant, &ids)?;
+    // The count only: the list itself stays with the owners.
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "canaries.updated",
+        Some(tenant),
+        &format!("ok count={}", ids.len()),
+        now,
+    );
+    Ok(Reply::ok(json!({"order_ids": ids})))
+}
+
+#[derive(Deserialize)]
+struct ShipmentPeek {
+    #[serde(rename = "AmazonOrderId")]
+    amazon_order_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrderPeek {
+    order_id: Option<String>,
+    shipment_request: Option<ShipmentPeek>,
+}
+
+/// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`).
+fn named_orders(body: &[u8]) -> Vec<String> {
+    match serde_json::from_slice::<OrderPeek>(body) {
+        Ok(p) => p
+            .order_id
+            .into_iter()
+            .chain(p.shipment_request.and_then(|s| s.amazon_order_id))
+            .map(|o| o.trim().to_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The monitoring hook of `POST …/labels`, after authorisation and the compliance gates:
+/// canary orders, the restriction, and the volume and hour rules.
+pub(super) fn before_label(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<(), ApiError> {
+    let canaries = state.store.canaries(tenant)?;
+    if !canaries.is_empty() && named_orders(body).iter().any(|o| canaries.contains(o)) {
+        let alert = monitor::raise(
+            &state.store,
+            tenant,
+            AlertRule::Canary,
+            Some(&who.user_id),
+            "a label request named a canary order",
+            now,
+        )?;
+        state.audit(
+            Some(tenant),
+            &who.user_id,
+            "label.refused",
+            Some(&alert.id),
+            "canary order",
+            now,
+        );
+        warn!(tenant = %tenant, actor = %who.user_id, alert = %alert.id, "canary order requested");
+        return Err(ApiError::refused(
+            "canary_order",
+            format!(
+                "this order is a canary record that must never be printed: the request was \
+                 reported (alert {}) and the tenant's labels are refused until an owner clears it",
+                alert.id
+            ),
+        ));
+    }
+    let restriction = match state.store.restriction(tenant)? {
+        Some(a) => Some(a),
+        None => monitor::label_requested(&state.store, tenant, now)?,
+    };
+    if let Some(a) = restriction {
+        state.audit(
+            Some(tenant),
+            &who.user_id,
+            "label.refused",
+            Some(&a.id),
+            &format!("tenant restricted rule={}", a.rule.as_str()),
+            now,
+        );
+        return Err(restricted(tenant, &a));
+    }
+    Ok(())
+}
+
+/// Counts a failed login of a user of `tenant` for the failed-login rule; a failure here is
+/// logged, never returned (the login answer is already decided).
+pub(super) fn login_failed(state: &ApiState, tenant: Option<&str>, now: u64) {
+    if let Some(t) = tenant {
+        if let Err(e) = monitor::login_failed(&state.store, t, now) {
+            warn!(error = %e, "failed login not counted");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_ids_are_found_in_both_kinds_of_request() {
+        assert_eq!(
+            named_orders(br#"{"order_id":" 111-1 ","format":"zpl","content_base64":"eA=="}"#),
+            ["111-1"]
+        );
+        assert_eq!(
+            named_orders(
+                br#"{"source":"mfn","shipment_request":{"AmazonOrderId":"222-2","Weight":{}}}"#
+            ),
+            ["222-2"]
+        );
+        assert!(named_orders(b"not json").is_empty());
+    }
+}
