@@ -763,7 +763,7 @@ impl EventLoop {
                     Peer::Unverified => None,
                 })
                 .collect(),
-            receipts: self.receipts.report(),
+            receipts: self.receipts.report(now_ms()),
             findings: self.findings.clone(),
         }
     }

@@ -66,9 +66,24 @@ impl Receipts {
         }
     }
 
-    /// The receipts to report, oldest first.
-    pub fn report(&self) -> Vec<PrintReceipt> {
-        self.order.iter().cloned().collect()
+    /// The receipts to report, oldest first, then the jobs still being printed as in doubt:
+    /// a heartbeat built after a job's deadline must never look as if the agent had not
+    /// received a job it is still writing (the coordinator would send it elsewhere).
+    pub fn report(&self, now_ms: u64) -> Vec<PrintReceipt> {
+        let mut out: Vec<PrintReceipt> = self.order.iter().cloned().collect();
+        for (job_id, state) in &self.states {
+            if let JobState::InProgress { .. } = state {
+                out.push(PrintReceipt {
+                    job_id: job_id.clone(),
+                    outcome: JobOutcome::InDoubt {
+                        job_id: job_id.clone(),
+                        reason: "still printing".into(),
+                    },
+                    at_ms: now_ms,
+                });
+            }
+        }
+        out
     }
 }
 
@@ -92,7 +107,15 @@ mod tests {
                 i as u64,
             );
         }
-        assert_eq!(r.report().len(), MAX_RECEIPTS);
+        assert_eq!(
+            r.report(0).len(),
+            MAX_RECEIPTS + 1,
+            "job-a is reported as still printing"
+        );
+        assert!(r
+            .report(0)
+            .iter()
+            .any(|p| p.job_id == "job-a" && matches!(p.outcome, JobOutcome::InDoubt { .. })));
         assert!(r.state("job-0").is_none());
         assert!(r.state(&format!("job-{}", MAX_RECEIPTS + 9)).is_some());
         assert_eq!(r.state("job-a"), Some(&JobState::InProgress { attempt: 1 }));
