@@ -205,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
             station.probe_all().await;
             let mut failed = false;
+            // The operator's table, on stdout by design (names, serials and verdicts; no PII).
             println!(
                 "{:<16} {:<10} {:<12} {:<10} {:<20} reason",
                 "printer", "pool", "verdict", "status", "identity"

@@ -166,6 +166,8 @@ fn main() -> ExitCode {
             };
             init(&opts, sealprint_coordinator::now_ms())
                 .map(|r| {
+                    // The operator's record of what init made (ids and fingerprints, no
+                    // secrets), on stdout by design.
                     println!("admin_user_id: {}", r.admin_user_id);
                     println!("ca_fingerprint: {}", r.ca_fingerprint);
                     println!("peer_id: {}", r.peer_id);
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
             master_key_file,
         }) => match sealprint_coordinator::audit::verify_data_dir(&data_dir, &master_key_file) {
             Ok(Ok(n)) => {
+                // The command's answer, on stdout by design.
                 println!("audit chain intact: {n} entries");
                 Ok(())
             }
