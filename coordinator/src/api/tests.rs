@@ -635,6 +635,7 @@ async fn agents_printers_and_revocation() {
     assert_eq!(v[0]["revoked"], json!(false));
     assert_eq!(v[0]["version"], json!("0.1.0"));
     assert!(v[0]["last_heartbeat_at"].as_u64().is_some());
+    assert!(v[0]["clock_offset_ms"].as_i64().is_some(), "{v}");
 
     let (s, v) = call(
         &f.state,
