@@ -14,8 +14,8 @@ use sealprint_fuzz::{
 use sealprint_protocol::{
     encode_frame, seal, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
     ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, LabelFormat,
-    MeshPeerReport, PrintReceipt, PrinterReport, ReceiptState, PrinterStatus, PrinterVerdict, RelayReply,
-    Relayed, Request, Response, SealedJob,
+    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, ReceiptState,
+    RelayReply, Relayed, Request, Response, SealedJob,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
