@@ -142,6 +142,10 @@ struct Doubt {
     tenant_id: String,
     device_id: String,
     attempt: u32,
+    /// When the doubt is only that the agent went silent: when the attempt was sent and its
+    /// deadline. A heartbeat of the same agent process built after the deadline that does
+    /// not list the job then proves it never arrived.
+    unheard: Option<(u64, u64)>,
 }
 
 struct EventLoop {
@@ -274,6 +278,8 @@ impl EventLoop {
                             tenant_id: job.tenant_id,
                             device_id: job.agent.unwrap_or_default(),
                             attempt: job.attempts,
+                            // Why it is in doubt was not kept: only a receipt settles it.
+                            unheard: None,
                         },
                     );
                 }
@@ -840,17 +846,36 @@ impl EventLoop {
                 ),
             }
         }
-        let settled: Vec<(String, JobOutcome)> = self
+        let mut settled: Vec<(String, JobOutcome)> = Vec::new();
+        for (job_id, d) in self
             .in_doubt
-            .iter()
+            .iter_mut()
             .filter(|(_, d)| d.device_id == device_id)
-            .filter_map(|(j, d)| match receipts.get(&(j.as_str(), d.attempt)) {
+        {
+            match receipts.get(&(job_id.as_str(), d.attempt)) {
                 Some(ReceiptState::Done(
                     o @ (JobOutcome::Printed { .. } | JobOutcome::NotPrinted { .. }),
-                )) => Some((j.clone(), o.clone())),
-                _ => None,
-            })
-            .collect();
+                )) => settled.push((job_id.clone(), o.clone())),
+                Some(_) => {}
+                None => {
+                    let Some((sent, deadline)) = d.unheard else {
+                        continue;
+                    };
+                    match judge_lost_answer(hb, sent, deadline, &self.cfg) {
+                        LostAnswer::Wait => {}
+                        LostAnswer::Reassign => settled.push((
+                            job_id.clone(),
+                            JobOutcome::NotPrinted {
+                                job_id: job_id.clone(),
+                                reason: "agent never received the job before its deadline".into(),
+                            },
+                        )),
+                        // It restarted since: nobody can know any more.
+                        LostAnswer::InDoubt => d.unheard = None,
+                    }
+                }
+            }
+        }
         for (job_id, outcome) in settled {
             if let Some(d) = self.in_doubt.remove(&job_id) {
                 self.resolve_in_doubt(&d.tenant_id, &job_id, outcome);
@@ -888,7 +913,8 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = now_ms();
         // Jobs whose agent went silent well past the deadline: nobody can say; an operator decides.
-        let silent: Vec<String> = self
+        // Its receipts settle it when the agent is heard again.
+        let silent: Vec<(String, (u64, u64))> = self
             .attempts
             .iter()
             .filter(|(_, a)| {
@@ -899,9 +925,9 @@ impl EventLoop {
                         .and_then(|l| l.last_heartbeat_ms)
                         .is_none_or(|t| t + 3 * self.cfg.heartbeat_interval_ms < now)
             })
-            .map(|(j, _)| j.clone())
+            .map(|(j, a)| (j.clone(), (a.dispatched_at_ms, a.deadline_ms)))
             .collect();
-        for job_id in silent {
+        for (job_id, window) in silent {
             self.finish_attempt(
                 &job_id,
                 Ok(JobOutcome::InDoubt {
@@ -909,6 +935,9 @@ impl EventLoop {
                     reason: "agent silent since the job was sent".into(),
                 }),
             );
+            if let Some(d) = self.in_doubt.get_mut(&job_id) {
+                d.unheard = Some(window);
+            }
         }
         self.dispatch();
     }
@@ -1141,6 +1170,7 @@ impl EventLoop {
                         tenant_id: job.tenant_id.clone(),
                         device_id: attempt.device_id,
                         attempt: attempt.attempt,
+                        unheard: None,
                     },
                 );
             }

@@ -264,6 +264,7 @@ pub(super) fn get(
         "id": job.id,
         "status": job.status.as_str(),
         "printer": job.printer,
+        "agent": job.agent,
         "pool": job.pool,
         "attempts": job.attempts,
         "error": job.error,
