@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 
 pub use client::SetupError;
 pub use error::SpApiError;
-pub use fetch::{LabelSource, FETCH_SOURCES};
+pub use fetch::{LabelSource, ShoppingStep, FETCH_SOURCES};
 pub use label::{decode_label, ChecksumMatch, DecodedLabel, LabelError};
 pub use operation::Operation;
 

@@ -29,7 +29,7 @@ use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
 use crate::crypto::random_id;
 use crate::spapi::auth::SecretString;
-use crate::spapi::{ConnectionSecrets, LabelSource, SpApiError};
+use crate::spapi::{ConnectionSecrets, LabelSource, ShoppingStep, SpApiError};
 use crate::store::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 
 /// Most connections a tenant may have.
@@ -301,10 +301,9 @@ pub(super) async fn route(
                             Value::Object(object(f, "shipping_offering_filter")?),
                         );
                     }
-                    state
-                        .spapi
-                        .eligible_services(&conn, to_body(&Value::Object(m)))
-                        .await
+                    let body = to_body(&Value::Object(m));
+                    let step = ShoppingStep::EligibleServices;
+                    state.spapi.shop(&conn, step, body).await
                 }
                 "additional-seller-inputs" => {
                     let req: SellerInputsRequest = parse_json(body)?;
@@ -319,15 +318,14 @@ pub(super) async fn route(
                         "ShipFromAddress": object(req.ship_from_address, "ship_from_address")?,
                         "OrderId": req.order_id,
                     });
-                    state
-                        .spapi
-                        .additional_seller_inputs(&conn, to_body(&m))
-                        .await
+                    let step = ShoppingStep::AdditionalSellerInputs;
+                    state.spapi.shop(&conn, step, to_body(&m)).await
                 }
                 "rates" => {
                     let req: Value = parse_json(body)?;
                     let m = object(req, "the body")?;
-                    state.spapi.rates(&conn, to_body(&Value::Object(m))).await
+                    let body = to_body(&Value::Object(m));
+                    state.spapi.shop(&conn, ShoppingStep::Rates, body).await
                 }
                 "additional-inputs" => {
                     let req: AdditionalInputsRequest = parse_json(body)?;

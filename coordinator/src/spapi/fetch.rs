@@ -164,6 +164,28 @@ fn pass_through(operation: &'static str, body: &[u8]) -> Result<serde_json::Valu
         .ok_or_else(|| malformed(operation, "no payload"))
 }
 
+/// A shopping step the API passes through: a JSON request body in, the answer's `payload`
+/// out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShoppingStep {
+    /// MFN getEligibleShipmentServices (`GetEligibleShipmentServicesRequest`).
+    EligibleServices,
+    /// MFN getAdditionalSellerInputs (`GetAdditionalSellerInputsRequest`).
+    AdditionalSellerInputs,
+    /// Shipping v2 getRates (`GetRatesRequest`).
+    Rates,
+}
+
+impl ShoppingStep {
+    fn operation(self) -> Operation {
+        match self {
+            ShoppingStep::EligibleServices => Operation::MfnGetEligibleShipmentServices,
+            ShoppingStep::AdditionalSellerInputs => Operation::MfnGetAdditionalSellerInputs,
+            ShoppingStep::Rates => Operation::V2GetRates,
+        }
+    }
+}
+
 impl SpApi {
     /// Calls a shopping operation and returns its `payload`.
     async fn shopping(
@@ -176,44 +198,17 @@ impl SpApi {
         pass_through(op.info().name, &a.body)
     }
 
-    /// MFN getEligibleShipmentServices with a `GetEligibleShipmentServicesRequest` body;
-    /// returns its `payload`.
+    /// Runs `step` with `body` (its request, serialised); returns the answer's `payload`.
     ///
     /// # Errors
     /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
-    pub async fn eligible_services(
+    pub async fn shop(
         &self,
         conn: &Connection,
+        step: ShoppingStep,
         body: Zeroizing<Vec<u8>>,
     ) -> Result<Value, SpApiError> {
-        let op = Operation::MfnGetEligibleShipmentServices;
-        self.shopping(conn, op, CallSpec::json(body)).await
-    }
-
-    /// MFN getAdditionalSellerInputs with a `GetAdditionalSellerInputsRequest` body;
-    /// returns its `payload`.
-    ///
-    /// # Errors
-    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
-    pub async fn additional_seller_inputs(
-        &self,
-        conn: &Connection,
-        body: Zeroizing<Vec<u8>>,
-    ) -> Result<Value, SpApiError> {
-        let op = Operation::MfnGetAdditionalSellerInputs;
-        self.shopping(conn, op, CallSpec::json(body)).await
-    }
-
-    /// Shipping v2 getRates with a `GetRatesRequest` body; returns its `payload`.
-    ///
-    /// # Errors
-    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
-    pub async fn rates(
-        &self,
-        conn: &Connection,
-        body: Zeroizing<Vec<u8>>,
-    ) -> Result<Value, SpApiError> {
-        self.shopping(conn, Operation::V2GetRates, CallSpec::json(body))
+        self.shopping(conn, step.operation(), CallSpec::json(body))
             .await
     }
 
