@@ -92,7 +92,7 @@ pub struct SpapiFetchRecord {
     pub tenant_id: String,
     /// Connection used.
     pub connection_id: String,
-    /// `mfn`, `mfn_shipment`, `shipping_v2` or `shipping_v2_shipment`.
+    /// `mfn`, `mfn_shipment`, `shipping_v2`, `shipping_v2_shipment` or `shipping_v2_one_click`.
     pub source: String,
     /// State.
     pub state: FetchState,
