@@ -103,8 +103,8 @@ pub enum TokenKind {
 /// One recorded call.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// The operation, as Amazon names it (`lwaToken` for the token endpoint, `unknown`
-    /// for a path that is none).
+    /// The operation, as Amazon names it (the two `cancelShipment`s prefixed `mfn ` and
+    /// `v2 `, `lwaToken` for the token endpoint, `unknown` for a path that is none).
     pub operation: &'static str,
     /// Method.
     pub method: Method,
