@@ -1240,11 +1240,27 @@ async fn every_route_checks_role_and_tenant() {
             &["owner"],
         ),
     ];
+    // The SP-API shopping step, on an unknown connection: 404 once authorised.
+    let mut routes = routes;
+    for action in [
+        "eligible-services",
+        "additional-seller-inputs",
+        "rates",
+        "additional-inputs",
+    ] {
+        routes.push((
+            "POST",
+            format!("/v1/tenants/{t}/spapi-connections/spc-none/{action}"),
+            json!({}),
+            &["operator"],
+        ));
+    }
     // Past the authorisation, a refusal of the request itself (not of the caller).
     let authorised = |method: &str, path: &str, s: StatusCode| {
         s.is_success()
             || (method == "DELETE" && s == StatusCode::NOT_FOUND)
             || (path.ends_with("/deletion") && s == StatusCode::UNPROCESSABLE_ENTITY)
+            || (path.contains("/spapi-connections/spc-none/") && s == StatusCode::NOT_FOUND)
     };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {
@@ -1281,7 +1297,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 33);
+    assert_eq!(routes.len(), 37);
 }
 
 #[tokio::test]
