@@ -14,16 +14,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use hyper::{Method, StatusCode};
 use sealprint_testkit::cluster::{wait_for, AgentProc};
 use sealprint_testkit::delay_proxy::DelayProxy;
+use sealprint_testkit::ledger::Ledger;
 use sealprint_testkit::netns::Lan;
 use sealprint_testkit::printer_sim::{self, SimConfig, SimHandle, SimMode};
-use sealprint_testkit::scenario::{label_index, marker, zpl_label, Site};
+use sealprint_testkit::scenario::Site;
 use serde_json::{json, Value};
 
 use super::scratch;
@@ -32,8 +31,6 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// The delivery window of every scenario: short, so lost answers settle within the test.
 const WINDOW_SECS: &str = "5";
-/// How long every job has to reach a final state once the last label is sent.
-const SETTLE: Duration = Duration::from_secs(90);
 /// How long jobs in doubt get to be settled by receipts where no agent restarted.
 const DOUBT_GRACE: Duration = Duration::from_secs(20);
 /// Labels per second the scenarios send.
@@ -45,105 +42,6 @@ fn coordinator_flags(extra: &[&str]) -> Vec<String> {
         .chain(extra)
         .map(|s| (*s).to_owned())
         .collect()
-}
-
-/// The labels a scenario sent: label `n` of the marker is job `jobs[n]`.
-struct Ledger {
-    mark: String,
-    jobs: Vec<String>,
-}
-
-/// Where every job ended, and what the printers got.
-struct Tally {
-    /// Jobs that ended in doubt, with the device they were out on.
-    in_doubt: Vec<(String, String)>,
-    /// Labels each simulator printed, in the order the simulators were given.
-    per_printer: Vec<usize>,
-}
-
-impl Ledger {
-    fn new() -> Ledger {
-        Ledger {
-            mark: marker(),
-            jobs: Vec::new(),
-        }
-    }
-
-    /// Sends labels `range` at [`PACE`] a second, each to what `target(n)` names.
-    async fn send(
-        &mut self,
-        site: &Site,
-        range: Range<usize>,
-        target: impl Fn(usize) -> Value,
-    ) -> anyhow::Result<()> {
-        let mut tick = tokio::time::interval(Duration::from_millis(1000 / PACE));
-        for n in range {
-            assert_eq!(n, self.jobs.len(), "labels are sent in order");
-            tick.tick().await;
-            let id = site.submit(target(n), &zpl_label(&self.mark, n)).await?;
-            self.jobs.push(id);
-        }
-        Ok(())
-    }
-
-    /// Waits until every job is final, then checks the promise against what `printers`
-    /// printed: no label twice; `printed` jobs on paper exactly once; no job `failed`.
-    /// A job in doubt may still be settled by its agent's receipts: those are given
-    /// `doubt_grace` to settle.
-    async fn settle(
-        &self,
-        site: &Site,
-        printers: &[&SimHandle],
-        doubt_grace: Duration,
-    ) -> anyhow::Result<Tally> {
-        let mut states = Vec::new();
-        for id in &self.jobs {
-            states.push(site.wait_final(id, SETTLE).await?);
-        }
-        let until = tokio::time::Instant::now() + doubt_grace;
-        for (id, state) in self.jobs.iter().zip(states.iter_mut()) {
-            while state["status"] == "in_doubt" && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                *state = site.wait_final(id, SETTLE).await?;
-            }
-        }
-        // A label can still be on its way to a simulator when its job is marked printed.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut copies: HashMap<usize, usize> = HashMap::new();
-        let mut per_printer = Vec::new();
-        for sim in printers {
-            let jobs = sim.jobs();
-            per_printer.push(jobs.len());
-            for bytes in jobs {
-                let n = label_index(&bytes, &self.mark).context("a label that was never sent")?;
-                *copies.entry(n).or_default() += 1;
-            }
-        }
-        let mut in_doubt = Vec::new();
-        let mut problems = Vec::new();
-        for (n, job) in states.iter().enumerate() {
-            let on_paper = copies.get(&n).copied().unwrap_or(0);
-            if on_paper > 1 {
-                problems.push(format!("label {n} printed {on_paper} times"));
-            }
-            match job["status"].as_str() {
-                Some("printed") if on_paper == 1 => {}
-                Some("printed") => problems.push(format!("label {n} printed but not on paper")),
-                Some("in_doubt") => in_doubt.push((
-                    job["id"].as_str().unwrap_or_default().to_owned(),
-                    job["agent"].as_str().unwrap_or_default().to_owned(),
-                )),
-                other => problems.push(format!("label {n} ended {other:?}: {job}")),
-            }
-        }
-        if !problems.is_empty() {
-            bail!("{} problems: {problems:#?}", problems.len());
-        }
-        Ok(Tally {
-            in_doubt,
-            per_printer,
-        })
-    }
 }
 
 fn pool(_: usize) -> Value {
@@ -173,7 +71,7 @@ async fn agent_sigkill_mid_jobs_loses_nothing_and_prints_nothing_twice() -> anyh
     let tmp = scratch();
     let site = Site::new_with(tmp.path(), &coordinator_flags(&[])).await?;
     let mut stations = three_stations(&site, [&[], &[], &[]]).await?;
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger.send(&site, 0..100, pool).await?;
     let killed = stations[1].agent.device_id.clone();
     stations[1].agent.kill().await?;
@@ -204,7 +102,7 @@ async fn a_printer_out_of_paper_sends_its_jobs_elsewhere() -> anyhow::Result<()>
     let site = Site::new_with(tmp.path(), &coordinator_flags(&[])).await?;
     let stations = three_stations(&site, [&[], &[], &[]]).await?;
     let printers = sims(&stations);
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger.send(&site, 0..100, pool).await?;
     printers[0].set_mode(SimMode::PaperOut);
     let before = printers[0].job_count();
@@ -228,7 +126,7 @@ async fn coordinator_sigkill_and_restart_loses_no_accepted_job() -> anyhow::Resu
     let tmp = scratch();
     let mut site = Site::new_with(tmp.path(), &coordinator_flags(&[])).await?;
     let stations = three_stations(&site, [&[], &[], &[]]).await?;
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     for (i, range) in [0..100, 100..200, 200..300].into_iter().enumerate() {
         ledger.send(&site, range, pool).await?;
         if i < 2 {
@@ -288,7 +186,7 @@ async fn agents_within_the_clock_skew_print_and_one_beyond_it_gets_nothing() -> 
         },
     )
     .await?;
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger.send(&site, 0..240, pool).await?;
     let tally = ledger.settle(&site, &sims(&stations), DOUBT_GRACE).await?;
     assert!(tally.in_doubt.is_empty(), "{:?}", tally.in_doubt);
@@ -313,7 +211,7 @@ async fn labels_beyond_the_queue_bound_get_429_with_retry_after() -> anyhow::Res
     let mut station = site.station(0, 1, "dock", &[]).await?;
     site.wait_printers(1).await?;
     station.agent.stop().await?;
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger.send(&site, 0..20, pool).await?;
     let path = format!("/v1/tenants/{}/labels", site.tenant);
     let body = json!({
@@ -468,7 +366,7 @@ async fn a_station_whose_uplink_is_cut_prints_through_a_peer_found_by_mdns() -> 
     let ls = LanSite::new(tmp.path(), 2, None).await?;
     let printers = [ls.printer(0), ls.printer(1)];
     let target = |n: usize| json!({"printer": printers[n % 2]});
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger.send(&ls.site, 0..80, target).await?;
     ls.cut_uplink(1, true)?;
     ledger.send(&ls.site, 80..160, target).await?;
@@ -492,7 +390,7 @@ async fn a_site_cut_off_from_the_coordinator_catches_up_when_healed() -> anyhow:
     let _one = ONE_AT_A_TIME.lock().await;
     let tmp = scratch();
     let ls = LanSite::new(tmp.path(), 2, None).await?;
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     let any = |_: usize| json!({"pool": "default"});
     ledger.send(&ls.site, 0..100, any).await?;
     for h in 0..2 {
@@ -523,7 +421,7 @@ async fn one_percent_loss_and_200_ms_delay_lose_nothing() -> anyhow::Result<()> 
     for h in 0..2 {
         ls.lan.set_random_loss(h, 0.01)?;
     }
-    let mut ledger = Ledger::new();
+    let mut ledger = Ledger::new(PACE);
     ledger
         .send(&ls.site, 0..240, |_| json!({"pool": "default"}))
         .await?;
