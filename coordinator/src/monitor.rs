@@ -15,8 +15,13 @@
 //! every new alert. A restricting alert refuses the tenant's labels until an owner or a
 //! platform admin clears it (`api::alerts`). Alerts hold ids, rule names and counts: no PII.
 //!
-//! What it does not do: send notifications anywhere but the API and the audit log, or watch
+//! [`renewals`] is the compliance side of the same sweep: tiers of record, renewal notices,
+//! and restrictions of tenants that missed a requirement.
+//!
+//! What it does not do: deliver notifications ([`crate::notifications`] does), or watch
 //! heartbeats as they arrive (the mesh does not report them; the sweep reads the store).
+
+pub mod renewals;
 
 use std::time::Duration;
 
@@ -299,7 +304,7 @@ pub fn login_failed(store: &Store, tenant: &str, now: u64) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Runs [`sweep`] every `every` until `shutdown` (the first pass after one period, so agents
+/// Runs [`sweep`] and [`renewals::sweep`] every `every` until `shutdown` (the first pass after one period, so agents
 /// have reconnected after a restart). Cancel-safe: it returns when `shutdown` fires; a pass
 /// already running on the blocking pool finishes first.
 pub async fn run(
@@ -316,10 +321,19 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let s = store.clone();
-        let pass =
-            tokio::task::spawn_blocking(move || sweep(&s, heartbeat_interval, crate::now_ms()));
+        let pass = tokio::task::spawn_blocking(move || {
+            let now = crate::now_ms();
+            let open = sweep(&s, heartbeat_interval, now)?;
+            Ok::<_, StoreError>((open, renewals::sweep(&s, now)?))
+        });
         match pass.await {
-            Ok(Ok(open)) => info!(open_alerts = open, "monitor pass done"),
+            Ok(Ok((open, r))) => info!(
+                open_alerts = open,
+                tier_changes = r.tier_changes,
+                notifications = r.notifications,
+                restricted_tenants = r.restricted,
+                "monitor pass done"
+            ),
             Ok(Err(e)) => warn!(error = %e, "monitor pass failed"),
             Err(e) => warn!(error = %e, "monitor pass panicked"),
         }

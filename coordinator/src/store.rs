@@ -18,6 +18,7 @@ mod acceptance;
 mod access;
 mod alerts;
 mod connections;
+mod notifications;
 mod records;
 mod retention;
 
@@ -35,6 +36,9 @@ use zeroize::Zeroizing;
 pub use access::ApiKeyRecord;
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
+pub use notifications::{
+    Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
+};
 pub use records::{
     AgentRecord, AuditEntry, EnrollmentTokenRecord, JobRecord, JobStatus, PrinterRecord,
     SessionRecord, SiteRecord, TenantRecord, TokenGrant, UserRecord,
@@ -331,6 +335,7 @@ impl Store {
             subscription: Default::default(),
             attestation: None,
             suspension: None,
+            tier: Default::default(),
         };
         let wrapped = DataKey::generate().wrap(&self.inner.master, &rec.id);
         let value = encode(&rec);
@@ -598,6 +603,9 @@ impl Store {
                     return Err(StoreError::ProvisioningRefused(
                         "the tenant's subscription is not active",
                     ))
+                }
+                Err(GateRefusal::Restricted(_)) => {
+                    return Err(StoreError::ProvisioningRefused("the tenant is restricted"))
                 }
             }
         }

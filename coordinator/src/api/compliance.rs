@@ -28,14 +28,13 @@ use super::error::ApiError;
 use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
 use crate::compliance::billing::{self, BillingEvent};
 use crate::compliance::{
-    self, attestation_state, AttestationState, GateRefusal, Plan, Questionnaire, SubscriptionState,
-    Suspension, TermsAcceptance, Tier,
+    self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
+    SubscriptionState, Suspension, TermsAcceptance,
 };
 use crate::store::{StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// A route of this group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +162,9 @@ pub(super) fn gate_error(refusal: &GateRefusal, what: &str) -> ApiError {
             "the tenant's subscription is {}: {what} needs an active subscription",
             s.as_str()
         )),
+        GateRefusal::Restricted(reason) => {
+            ApiError::refused("compliance_restricted", format!("{what} refused: {reason}"))
+        }
     }
 }
 
@@ -499,21 +501,8 @@ fn get_compliance(
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadCompliance)?;
     let t = tenant_record(state, tenant)?;
-    let labels_30d = state
-        .store
-        .jobs_created_since(tenant, now.saturating_sub(30 * DAY_MS))?;
-    let stations = state
-        .store
-        .agents(tenant)?
-        .iter()
-        .filter(|a| !a.revoked)
-        .count() as u64;
-    // Seller connections (SP-API) are not modelled yet: every tenant counts as one merchant.
-    let merchants = 1;
-    let tier = compliance::tier_for(labels_30d, stations, merchants);
-    let att = attestation_state(t.attestation.as_ref(), now);
-    let answers = t.attestation.as_ref().map(|a| &a.answers);
-
+    let usage = crate::monitor::renewals::usage(&state.store, tenant, now)?;
+    let evaluated = requirements::evaluate(t.attestation.as_ref(), &t.tier, now);
     let mut reqs = vec![
         requirement(
             "terms_of_service",
@@ -531,49 +520,22 @@ fn get_compliance(
             t.subscription.state.as_str(),
             None,
         ),
-        requirement(
-            "security_attestation",
-            matches!(att, AttestationState::Complete { .. }),
-            att.as_str(),
-            match att {
-                AttestationState::Complete { expires_at_ms } => Some(expires_at_ms),
-                AttestationState::Expired { expired_at_ms } => Some(expired_at_ms),
-                _ => None,
-            },
-        ),
     ];
-    if tier >= Tier::Enhanced {
-        let contact = answers.is_some_and(|a| a.security_contact.is_some());
-        let annual = answers.is_some_and(|a| a.annual_questionnaire);
-        let state_of = |met: bool| if met { "met" } else { "open" };
-        reqs.push(requirement(
-            "security_contact",
-            contact,
-            state_of(contact),
-            None,
-        ));
-        reqs.push(requirement(
-            "annual_questionnaire",
-            annual,
-            state_of(annual),
-            None,
-        ));
-        if tier == Tier::Enterprise {
-            let cert = answers.is_some_and(|a| a.certification.is_some());
-            reqs.push(requirement(
-                "soc2_iso27001_or_detailed_questionnaire",
-                cert,
-                state_of(cert),
-                None,
-            ));
-        }
-    }
+    reqs.extend(evaluated.iter().map(|r| {
+        requirement(
+            r.id.as_str(),
+            r.state.met(),
+            r.state.as_str(),
+            r.state.due_at_ms(),
+        )
+    }));
 
     let mut restrictions = Vec::new();
     let mut labels = match compliance::label_gate(
         t.suspension.as_ref(),
         t.subscription.state,
         t.attestation.as_ref(),
+        &t.tier,
         now,
     ) {
         Ok(compliance::LabelMode::Full) => "full",
@@ -602,7 +564,18 @@ fn get_compliance(
             }));
             "refused"
         }
+        Err(GateRefusal::Restricted(_)) => "refused",
     };
+    // Listed even while a suspension hides it from the gate: resuming would not lift it.
+    if let Some((r, reason)) = requirements::restriction(&evaluated) {
+        restrictions.push(json!({
+            "kind": "requirement",
+            "requirement": r.id.as_str(),
+            "reason": reason,
+            "since": r.state.due_at_ms(),
+        }));
+        labels = "refused";
+    }
     if let Some(a) = state.store.restriction(tenant)? {
         restrictions.push(json!({
             "kind": "alert",
@@ -614,11 +587,13 @@ fn get_compliance(
     Ok(Reply::ok(json!({
         "tenant": tenant,
         "plan": t.plan,
-        "tier": tier.as_str(),
+        "tier": t.tier.tier.as_str(),
+        "tier_since": (t.tier.since_ms > 0).then_some(t.tier.since_ms),
+        "measured_tier": usage.tier().as_str(),
         "usage": {
-            "labels_30d": labels_30d,
-            "print_stations": stations,
-            "merchants": merchants,
+            "labels_30d": usage.labels_30d,
+            "print_stations": usage.stations,
+            "merchants": usage.merchants,
         },
         "subscription": {
             "state": t.subscription.state.as_str(),

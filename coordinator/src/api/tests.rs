@@ -1667,7 +1667,16 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
         printer_agent(&f.state, &t);
     }
     let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(v["measured_tier"], json!("enhanced"));
+    assert_eq!(v["tier"], json!("standard"), "until the monitor sees it");
+    let now = crate::now_ms();
+    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
     assert_eq!(v["tier"], json!("enhanced"));
+    assert_eq!(
+        req(&v, "security_contact").expect("contact")["due_at"],
+        json!(now + crate::compliance::requirements::TIER_DEADLINE_MS)
+    );
     assert_eq!(v["usage"]["print_stations"], json!(6));
     assert_eq!(v["labels"], json!("redacted"));
     assert_eq!(

@@ -7,6 +7,7 @@ use sealprint_protocol::{LabelFormat, PrinterStatus, PrinterVerdict};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Role;
+use crate::compliance::requirements::TierRecord;
 use crate::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
 
 /// A tenant (a seller account).
@@ -33,6 +34,9 @@ pub struct TenantRecord {
     /// Incident suspension, when suspended.
     #[serde(default)]
     pub suspension: Option<Suspension>,
+    /// The tier of record and the deadlines its upgrades opened (set by the monitor).
+    #[serde(default)]
+    pub tier: TierRecord,
 }
 
 /// A site (warehouse) of a tenant.
