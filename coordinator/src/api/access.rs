@@ -16,14 +16,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use hyper::StatusCode;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
-use zeroize::Zeroizing;
 
 use super::auth::{token_hash, Action, Principal};
 use super::error::ApiError;
@@ -220,12 +216,7 @@ pub(super) fn create_key(
     let mut roles = req.roles.clone();
     roles.sort();
     roles.dedup();
-    let mut raw = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(raw.as_mut_slice());
-    let secret = Zeroizing::new(format!(
-        "{API_KEY_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(raw.as_slice())
-    ));
+    let secret = crate::crypto::random_secret(API_KEY_PREFIX);
     let rec = ApiKeyRecord {
         id: random_id("key"),
         tenant_id: tenant.to_owned(),

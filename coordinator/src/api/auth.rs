@@ -89,11 +89,15 @@ pub enum Action {
     ManageNetwork,
     /// Crypto-shred the tenant.
     DeleteTenant,
+    /// Read the notifications and the webhook (without its secret).
+    ReadNotifications,
+    /// Set or remove the outgoing webhook.
+    ManageWebhook,
 }
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 28] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -120,6 +124,8 @@ impl Action {
         Action::ManageApiKeys,
         Action::ManageNetwork,
         Action::DeleteTenant,
+        Action::ReadNotifications,
+        Action::ManageWebhook,
     ];
 
     /// The tenant roles that allow this action; empty for platform-admin-only actions.
@@ -135,11 +141,14 @@ impl Action {
             | Action::RevokeAgent
             | Action::AcceptPrinter
             | Action::ManageUsers
-            | Action::ManageApiKeys => &[Owner, Admin],
+            | Action::ManageApiKeys
+            | Action::ManageWebhook => &[Owner, Admin],
             Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
                 &[Owner, Admin, Operator, Auditor]
             }
-            Action::ReadUsers | Action::ReadAlerts => &[Owner, Admin, Auditor],
+            Action::ReadUsers | Action::ReadAlerts | Action::ReadNotifications => {
+                &[Owner, Admin, Auditor]
+            }
             Action::SubmitLabel => &[Operator],
             Action::ReadLabel => &[Operator, PiiReader],
             Action::ReadAudit | Action::ReadCompliance => &[Owner, Auditor],
@@ -266,7 +275,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 26] = [
+        let table: [(Action, &[Role]); 28] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),
@@ -299,6 +308,8 @@ mod tests {
             (A::ManageApiKeys, &[R::Owner, R::Admin]),
             (A::ManageNetwork, &[R::Owner]),
             (A::DeleteTenant, &[R::Owner]),
+            (A::ReadNotifications, &[R::Owner, R::Admin, R::Auditor]),
+            (A::ManageWebhook, &[R::Owner, R::Admin]),
         ];
         assert_eq!(table.map(|(a, _)| a), Action::ALL);
         let status = |p: &Principal, t: Option<&str>, a| authorize(p, t, a).map_err(|e| e.status);

@@ -17,10 +17,7 @@
 
 use std::sync::OnceLock;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use hyper::StatusCode;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
@@ -181,9 +178,7 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
             "the password has expired (90 days): change it with POST /v1/sessions/password",
         ));
     }
-    let mut raw = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(raw.as_mut_slice());
-    let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_slice()));
+    let token = crypto::random_secret("");
     let expires_at_ms = now + SESSION_TTL_MS;
     state.store.create_session(
         &token_hash(&token),

@@ -1231,6 +1231,31 @@ async fn every_route_checks_role_and_tenant() {
             Value::Null,
             &["owner", "auditor"],
         ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/notifications"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/webhook"),
+            json!({"url": "https://hooks.acme.example/sealprint"}),
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/webhook"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        // The first allowed caller deletes it; the others get 404 once authorised.
+        (
+            "DELETE",
+            format!("/v1/tenants/{t}/webhook"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
         // A wrong confirmation: 422 once authorised (the real deletion has its own test).
         (
             "POST",
@@ -1280,7 +1305,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 33);
+    assert_eq!(routes.len(), 37);
 }
 
 #[tokio::test]
@@ -1708,6 +1733,126 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
     assert!(req(&v, "security_attestation").expect("att")["due_at"]
         .as_u64()
         .is_some());
+}
+
+/// Renewal on a controlled clock: the attestation's date is moved back, and the monitor's
+/// pass runs at an explicit `now`.
+#[tokio::test]
+async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        json!({"url": "https://hooks.acme.example/sealprint"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["secret"].as_str().expect("secret").starts_with("whsec_"));
+    let (s, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.get("secret").is_none(), "shown once: {v}");
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        json!({"url": "http://hooks.acme.example/sealprint"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "https only: {v}");
+
+    let year = crate::compliance::ATTESTATION_VALIDITY_MS;
+    let day = 24 * 3600 * 1000;
+    let attested_at = |at: u64| {
+        f.state
+            .store
+            .update_tenant(&t, |r| {
+                if let Some(a) = r.attestation.as_mut() {
+                    a.attested_at_ms = at;
+                }
+            })
+            .expect("update");
+    };
+    let labels = format!("/v1/tenants/{t}/labels");
+    let label = json!({"pool": "default", "format": "zpl",
+        "content_base64": STANDARD.encode(b"^XA^FDx^FS^XZ")});
+    let notes = format!("/v1/tenants/{t}/notifications");
+
+    // 29 days before expiry: the renewal notice, labels still printed.
+    let now = crate::now_ms();
+    attested_at(now + 29 * day - year);
+    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    let (s, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["type"], json!("renewal_due"));
+    assert_eq!(v[0]["subject"], json!("security_attestation"));
+    assert_eq!(v[0]["due_at"], json!(now + 29 * day));
+    assert_eq!(v[0]["delivery"]["state"], json!("pending"));
+    assert_eq!(v[0]["delivery"]["attempts"], json!(0));
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+
+    // Expired: labels refused with the reason, shown in the compliance state.
+    attested_at(now - year - 1);
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(code(&v), "compliance_restricted");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(msg.contains("security attestation expired on"), "{msg}");
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/compliance"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["labels"], json!("refused"));
+    assert_eq!(v["restrictions"][0]["kind"], json!("requirement"));
+    assert_eq!(
+        v["restrictions"][0]["requirement"],
+        json!("security_attestation")
+    );
+    let att = v["requirements"]
+        .as_array()
+        .expect("requirements")
+        .iter()
+        .find(|r| r["id"] == json!("security_attestation"))
+        .expect("attestation requirement");
+    assert_eq!(att["state"], json!("expired"));
+    assert_eq!(att["due_at"], json!(now - 1));
+    crate::monitor::renewals::sweep(&f.state.store, crate::now_ms()).expect("sweep");
+    let (_, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
+    assert_eq!(v[0]["type"], json!("compliance_restricted"));
+    let restricted = actions(&f.state)
+        .into_iter()
+        .any(|(a, o)| a == "compliance.restricted" && o.contains("security_attestation"));
+    assert!(restricted, "audited");
+
+    // Renewed: labels flow again at once.
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/attestation"),
+        Some(&admin),
+        attestation(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
 }
 
 // ---- retention, monitoring and access (issue 4) ---------------------------------------------
