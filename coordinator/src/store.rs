@@ -464,6 +464,8 @@ impl Store {
             password_changed_at_ms: Some(now_ms),
             failed_logins: Vec::new(),
             locked_until_ms: None,
+            disabled: false,
+            sessions_revoked_at_ms: None,
         };
         let value = encode(&rec);
         (&self.inner.users, &self.inner.user_emails)

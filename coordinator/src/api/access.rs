@@ -118,6 +118,16 @@ pub(super) fn authenticate_key(state: &ApiState, token: &str) -> Result<Principa
     if state.store.tenant(&key.tenant_id)?.is_none() {
         return Err(unknown());
     }
+    // The keys a disabled user made stop with it.
+    if state
+        .store
+        .user(&key.created_by)?
+        .is_some_and(|u| u.disabled)
+    {
+        return Err(ApiError::unauthenticated(
+            "the API key's creator is disabled",
+        ));
+    }
     Ok(Principal {
         user_id: key.id,
         platform_admin: false,

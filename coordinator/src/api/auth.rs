@@ -1,7 +1,9 @@
 //! Who is calling and what they may do.
 //!
 //! [`authenticate`] turns an `Authorization: Bearer` token into a [`Principal`] (sessions are
-//! stored under the token's sha256, never the token). [`authorize`] is the one place that
+//! stored under the token's sha256, never the token); the user is read at every request, so a
+//! role change applies at once, and a revoked session (password changed, user disabled) or an
+//! API key of a disabled user stops working at once. [`authorize`] is the one place that
 //! decides whether a principal may perform an [`Action`] on a tenant:
 //!
 //! - a user of another tenant gets 404 for everything of this one (it learns nothing);
@@ -199,6 +201,11 @@ pub fn authenticate(
         .store
         .user(&session.user_id)?
         .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
+    if session.revoked_for(&user) {
+        return Err(ApiError::unauthenticated(
+            "the session was revoked (password changed or account disabled): log in again",
+        ));
+    }
     Ok(Principal {
         user_id: user.id,
         platform_admin: user.platform_admin,

@@ -6,6 +6,7 @@
 //! | `POST /v1/sessions/password` | anyone with the current password | change a password |
 //! | `POST /v1/billing/webhook` | the billing provider (HMAC signature) | subscription events |
 //! | `GET/POST /v1/tenants/{t}/users` | see `users` | list / create users |
+//! | `PATCH /v1/tenants/{t}/users/{id}` | see `users` | change roles, disable or enable |
 //! | `PUT /v1/tenants/{t}/subscription` | platform admin | set the subscription state |
 //! | `GET/PUT /v1/tenants/{t}/attestation` | auditor, owner / owner | the security attestation |
 //! | `PUT /v1/tenants/{t}/terms` | owner | accept the terms of service |
@@ -42,6 +43,7 @@ pub(super) enum Route<'a> {
     SessionPassword,
     BillingWebhook,
     Users(&'a str),
+    User(&'a str, &'a str),
     Subscription(&'a str),
     Attestation(&'a str),
     Terms(&'a str),
@@ -64,6 +66,7 @@ impl Route<'_> {
             | Route::Suspend(_)
             | Route::Resume(_) => m == Method::POST,
             Route::Users(_) => m == Method::GET || m == Method::POST,
+            Route::User(..) => m == Method::PATCH,
             Route::Subscription(_) | Route::Terms(_) => m == Method::PUT,
             Route::Attestation(_) => m == Method::GET || m == Method::PUT,
             Route::AuditVerify(_) | Route::Compliance(_) => m == Method::GET,
@@ -74,6 +77,7 @@ impl Route<'_> {
         match *self {
             Route::SessionPassword | Route::BillingWebhook => None,
             Route::Users(t)
+            | Route::User(t, _)
             | Route::Subscription(t)
             | Route::Attestation(t)
             | Route::Terms(t)
@@ -92,6 +96,9 @@ pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
         ["v1", "sessions", "password"] => Route::SessionPassword,
         ["v1", "billing", "webhook"] => Route::BillingWebhook,
         ["v1", "tenants", t, "users"] => Route::Users(t),
+        ["v1", "tenants", t, "users", u] if sealprint_protocol::validate_id(u).is_ok() => {
+            Route::User(t, u)
+        }
         ["v1", "tenants", t, "subscription"] => Route::Subscription(t),
         ["v1", "tenants", t, "attestation"] => Route::Attestation(t),
         ["v1", "tenants", t, "terms"] => Route::Terms(t),
@@ -139,6 +146,7 @@ pub(super) async fn handle(
     match r {
         Route::Users(t) if get => users::list(state, who, t, now),
         Route::Users(t) => users::create(state, who, t, body, now).await,
+        Route::User(t, u) => users::update(state, who, t, u, body, now),
         Route::Subscription(t) => put_subscription(state, who, t, body, now),
         Route::Attestation(t) if get => get_attestation(state, who, t, now),
         Route::Attestation(t) => put_attestation(state, who, t, body, now),

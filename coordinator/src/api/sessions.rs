@@ -12,8 +12,10 @@
 //! refused with 403 `password_expired`, and the answer says how to change it. Every outcome
 //! is audited by user id (or `unknown`), never by email or password.
 //!
-//! Not here: revoking a user's other sessions when its password changes (sessions are not
-//! indexed by user yet).
+//! A disabled user is refused (403 `account_disabled`, only once its password checked, so
+//! the answer tells nothing to whoever does not know it). Changing a password revokes every
+//! session of the user made before (each session records when it was made; the user records
+//! when its sessions were revoked), so a stolen token dies with the old password.
 
 use std::sync::OnceLock;
 
@@ -164,6 +166,7 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
     let now = crate::now_ms();
     let user =
         check_credentials(state, &login.email, &login.password, "session.failed", now).await?;
+    refuse_disabled(state, &user, "session.failed", now)?;
     if accounts::password_expired(user.password_set_at_ms(), now) {
         state.audit(
             user.tenant_id.as_deref(),
@@ -185,6 +188,7 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
         &SessionRecord {
             user_id: user.id.clone(),
             expires_at_ms,
+            created_at_ms: now,
         },
     )?;
     state.audit(
@@ -199,6 +203,31 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
     Ok(Reply::json(
         StatusCode::CREATED,
         json!({"token": token.as_str(), "expires_at": expires_at_ms}),
+    ))
+}
+
+/// Refuses a disabled user (audited under `action`).
+fn refuse_disabled(
+    state: &ApiState,
+    user: &UserRecord,
+    action: &str,
+    now: u64,
+) -> Result<(), ApiError> {
+    if !user.disabled {
+        return Ok(());
+    }
+    state.audit(
+        user.tenant_id.as_deref(),
+        &user.id,
+        action,
+        Some(&user.id),
+        "refused: account disabled",
+        now,
+    );
+    info!(user = %user.id, "refused: account disabled");
+    Err(ApiError::refused(
+        "account_disabled",
+        "the account is disabled: ask an owner or admin of the tenant",
     ))
 }
 
@@ -255,6 +284,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
         now,
     )
     .await?;
+    refuse_disabled(state, &user, "password.change_failed", now)?;
     check_new_password(
         state,
         &req.new_password,
@@ -279,6 +309,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
             u.password_changed_at_ms = Some(now);
             u.failed_logins.clear();
             u.locked_until_ms = None;
+            u.sessions_revoked_at_ms = Some(now);
         })?
         .ok_or_else(bad_credentials)?;
     state.audit(
@@ -286,7 +317,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
         &user.id,
         "password.changed",
         Some(&user.id),
-        "ok",
+        "ok sessions_revoked",
         now,
     );
     info!(user = %user.id, "password changed");

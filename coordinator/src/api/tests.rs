@@ -866,6 +866,183 @@ async fn users_follow_the_password_and_grant_rules() {
     assert!(audit.iter().any(|(a, _)| a == "user.create_refused"));
 }
 
+/// Logs `email` in; the token.
+async fn login_as(state: &ApiState, email: &str, password: &str) -> (StatusCode, Value) {
+    call(
+        state,
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+fn user_id(state: &ApiState, email: &str) -> String {
+    state
+        .store
+        .user_by_email(email)
+        .expect("read")
+        .expect("user")
+        .id
+}
+
+#[tokio::test]
+async fn users_are_changed_and_disabled_with_least_privilege() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let owner = user(&f.state, &admin, &t, "boss@acme.example", json!(["owner"])).await;
+    let adm = user(&f.state, &admin, &t, "it@acme.example", json!(["admin"])).await;
+    let op = user(
+        &f.state,
+        &admin,
+        &t,
+        "ops@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let (boss, it, ops) = (
+        user_id(&f.state, "boss@acme.example"),
+        user_id(&f.state, "it@acme.example"),
+        user_id(&f.state, "ops@acme.example"),
+    );
+    let patch = |who: &str, id: &str, body: Value| {
+        let (who, path) = (who.to_owned(), format!("/v1/tenants/{t}/users/{id}"));
+        let state = &f.state;
+        async move { call(state, "PATCH", &path, Some(&who), body).await }
+    };
+    let users = format!("/v1/tenants/{t}/users");
+
+    // An admin changes an operator's roles; it applies to the operator's session at once.
+    let (s, v) = patch(&adm, &ops, json!({"roles": ["auditor"]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["roles"], json!(["auditor"]));
+    let (s, _) = call(&f.state, "GET", &users, Some(&op), Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "an auditor reads users");
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, o)| a == "user.updated" && o == "ok roles=auditor disabled=false"));
+
+    // Least privilege: an admin grants no owner, and cannot touch an owner.
+    let (s, v) = patch(&adm, &ops, json!({"roles": ["owner"]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = patch(&adm, &boss, json!({"disabled": true})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _) = patch(&op, &ops, json!({"roles": ["admin"]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "an auditor changes nobody");
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, _)| a == "user.update_refused"));
+
+    // Nobody removes or disables the last owner, not even itself or a platform admin.
+    for body in [json!({"roles": ["admin"]}), json!({"disabled": true})] {
+        for who in [&owner, &admin] {
+            let (s, v) = patch(who, &boss, body.clone()).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        }
+    }
+    let (s, v) = patch(&owner, &it, json!({"roles": ["owner", "admin"]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = patch(&owner, &boss, json!({"roles": ["admin"]})).await;
+    assert_eq!(s, StatusCode::OK, "another owner exists now: {v}");
+    let (s, v) = patch(&adm, &boss, json!({"roles": ["owner"]})).await;
+    assert_eq!(s, StatusCode::OK, "an owner grants owner: {v}");
+
+    // Disabling: sessions and API keys stop at once, login is refused.
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/api-keys"),
+        Some(&adm),
+        json!({"name": "erp", "roles": ["operator"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().expect("key").to_owned();
+    let agents = format!("/v1/tenants/{t}/agents");
+    let (s, _) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = patch(&owner, &it, json!({"disabled": true})).await;
+    assert_eq!((s, &v["disabled"]), (StatusCode::OK, &json!(true)), "{v}");
+    for token in [&adm, &key] {
+        let (s, v) = call(&f.state, "GET", &agents, Some(token), Value::Null).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (s, v) = login_as(&f.state, "it@acme.example", PASSWORD).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "account_disabled"));
+    // Enabled again: a new login works, the old session stays revoked.
+    let (s, _) = patch(&owner, &it, json!({"disabled": false})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = login_as(&f.state, "it@acme.example", PASSWORD).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = call(&f.state, "GET", &agents, Some(&adm), Value::Null).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Another tenant's user is not found.
+    let other = tenant(&f.state, &admin).await;
+    let stranger = user(
+        &f.state,
+        &admin,
+        &other,
+        "x@other.example",
+        json!(["owner"]),
+    )
+    .await;
+    let (s, _) = patch(&stranger, &ops, json!({"disabled": true})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &f.state,
+        "PATCH",
+        &format!("/v1/tenants/{other}/users/{ops}"),
+        Some(&stranger),
+        json!({"disabled": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not a user of that tenant");
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_the_users_sessions() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let first = user(
+        &f.state,
+        &admin,
+        &t,
+        "ops@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let (_, v) = login_as(&f.state, "ops@acme.example", PASSWORD).await;
+    let second = v["token"].as_str().expect("token").to_owned();
+    let agents = format!("/v1/tenants/{t}/agents");
+    let new_password = "Stapler-Orbit-Lantern-4";
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions/password",
+        None,
+        json!({"email": "ops@acme.example", "password": PASSWORD, "new_password": new_password}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for token in [&first, &second] {
+        let (s, v) = call(&f.state, "GET", &agents, Some(token), Value::Null).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (_, v) = login_as(&f.state, "ops@acme.example", new_password).await;
+    let fresh = v["token"].as_str().expect("token").to_owned();
+    let (s, _) = call(&f.state, "GET", &agents, Some(&fresh), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    // The admin's own session is untouched.
+    let (s, _) = call(&f.state, "GET", &agents, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn five_failed_logins_lock_the_account() {
     let f = fixture();
@@ -1038,6 +1215,21 @@ async fn every_route_checks_role_and_tenant() {
     )
     .await;
 
+    user(
+        &f.state,
+        &admin,
+        &t,
+        "target@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let target = f
+        .state
+        .store
+        .user_by_email("target@acme.example")
+        .expect("read")
+        .expect("target")
+        .id;
     let label = json!({"pool": "default", "format": "zpl", "content_base64": b64});
     crate::ca::Identity::create(&f.state.store).expect("identity");
     let (alert, _) = f
@@ -1131,6 +1323,12 @@ async fn every_route_checks_role_and_tenant() {
             "POST",
             format!("/v1/tenants/{t}/users"),
             json!({"email": "new{n}@acme.example", "password": PASSWORD, "roles": ["operator"]}),
+            &["owner", "admin"],
+        ),
+        (
+            "PATCH",
+            format!("/v1/tenants/{t}/users/{target}"),
+            json!({"roles": ["operator", "auditor"]}),
             &["owner", "admin"],
         ),
         (
@@ -1305,7 +1503,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 37);
+    assert_eq!(routes.len(), 38);
 }
 
 #[tokio::test]
