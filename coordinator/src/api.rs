@@ -346,20 +346,20 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let now = crate::now_ms();
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     match r {
         Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),
         Route::Sessions => {
             let body = read_body(body, content_length).await?;
-            return sessions::create(state, &body).await;
+            return sessions::create(state, &body, peer).await;
         }
         Route::Compliance(c) if c.is_public() => {
             let body = read_body(body, content_length).await?;
-            return compliance::handle_public(state, c, &parts.headers, &body).await;
+            return compliance::handle_public(state, c, &parts.headers, &body, peer).await;
         }
         _ => {}
     }
     let who = auth::authenticate(state, &parts.headers, now)?;
-    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     access::check_ip(state, &who, peer, now)?;
     let body = read_body(body, content_length).await?;
     let post = parts.method == Method::POST;

@@ -191,7 +191,7 @@ pub fn authenticate(
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
     if token.starts_with(super::access::API_KEY_PREFIX) {
-        return super::access::authenticate_key(state, token);
+        return super::access::authenticate_key(state, token, now_ms);
     }
     let session = state
         .store

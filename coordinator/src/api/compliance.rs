@@ -120,9 +120,10 @@ pub(super) async fn handle_public(
     r: Route<'_>,
     headers: &HeaderMap,
     body: &[u8],
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Reply, ApiError> {
     match r {
-        Route::SessionPassword => sessions::change_password(state, body).await,
+        Route::SessionPassword => sessions::change_password(state, body, peer).await,
         Route::BillingWebhook => billing_webhook(
             state,
             headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),

@@ -17,6 +17,7 @@
 //! session of the user made before (each session records when it was made; the user records
 //! when its sessions were revoked), so a stolen token dies with the old password.
 
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use hyper::StatusCode;
@@ -86,6 +87,7 @@ async fn check_credentials(
     email: &str,
     password: &str,
     action: &str,
+    peer: Option<IpAddr>,
     now: u64,
 ) -> Result<UserRecord, ApiError> {
     if email.len() > 254 || password.len() > 1024 {
@@ -93,6 +95,8 @@ async fn check_credentials(
     }
     let user = state.store.user_by_email(email)?;
     if let Some(u) = &user {
+        let tenant = u.tenant_id.as_deref().filter(|_| !u.platform_admin);
+        super::access::check_ip_of(state, tenant, &u.id, action, peer, now)?;
         if let Some(until) = accounts::locked_until(u.locked_until_ms, now) {
             state.audit(
                 u.tenant_id.as_deref(),
@@ -161,11 +165,22 @@ async fn check_credentials(
     }
 }
 
-pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+pub(super) async fn create(
+    state: &ApiState,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     let login: Login = parse_json(body)?;
     let now = crate::now_ms();
-    let user =
-        check_credentials(state, &login.email, &login.password, "session.failed", now).await?;
+    let user = check_credentials(
+        state,
+        &login.email,
+        &login.password,
+        "session.failed",
+        peer,
+        now,
+    )
+    .await?;
     refuse_disabled(state, &user, "session.failed", now)?;
     if accounts::password_expired(user.password_set_at_ms(), now) {
         state.audit(
@@ -273,7 +288,11 @@ pub(super) async fn hash(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(&e))
 }
 
-pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+pub(super) async fn change_password(
+    state: &ApiState,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     let req: ChangePassword = parse_json(body)?;
     let now = crate::now_ms();
     let user = check_credentials(
@@ -281,6 +300,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
         &req.email,
         &req.password,
         "password.change_failed",
+        peer,
         now,
     )
     .await?;
