@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::store::{
-    AgentRecord, AlertRecord, AlertRule, AlertState, AuditEntry, Store, StoreError,
+    AgentRecord, AlertRecord, AlertRule, AlertState, AuditEntry, NotificationKind, Store,
+    StoreError,
 };
 
 /// Heartbeats an agent may miss before it is reported offline.
@@ -138,7 +139,7 @@ fn audit(store: &Store, tenant: &str, action: &str, object: &str, outcome: Strin
 }
 
 /// Raises an alert (see [`Store::raise_alert`]); a new one is audited (`alert.opened`, and
-/// says whether it restricts the tenant) and logged.
+/// says whether it restricts the tenant), logged and notified (`alert_opened`).
 ///
 /// # Errors
 /// [`StoreError`].
@@ -160,6 +161,13 @@ pub fn raise(
         );
         audit(store, tenant, "alert.opened", &alert.id, outcome, now);
         warn!(tenant = %tenant, alert = %alert.id, rule = rule.as_str(), subject = subject.unwrap_or("-"), restricts = alert.restricts, "alert opened");
+        crate::notifications::notify_event(
+            store,
+            tenant,
+            NotificationKind::AlertOpened,
+            Some(&alert.id),
+            now,
+        );
     }
     Ok(alert)
 }
@@ -460,7 +468,12 @@ mod tests {
         for i in 0..FAILED_LOGIN_BURST as u64 {
             login_failed(&store, &t, 40 * min + i).expect("failed");
         }
-        assert_eq!(open(&store, &t, AlertRule::FailedLogins).len(), 1);
+        let alerts = open(&store, &t, AlertRule::FailedLogins);
+        assert_eq!(alerts.len(), 1);
+        let notes = store.notifications(&t).expect("notifications");
+        assert_eq!(notes.len(), 1, "notified once");
+        assert_eq!(notes[0].kind, NotificationKind::AlertOpened);
+        assert_eq!(notes[0].subject.as_deref(), Some(alerts[0].id.as_str()));
     }
 
     /// A tenant printing 20 labels an hour from 09:00 to 16:59 UTC, for `days` days.

@@ -14,7 +14,10 @@
 //! ([`crate::spapi::client`]: system roots plus the `--spapi-ca-file` extra CA, https only).
 //!
 //! What it does not do: decide what to notify ([`crate::monitor::renewals`] does), follow
-//! redirects, or refuse URLs whose names resolve to private addresses.
+//! redirects, or refuse host names that resolve to internal addresses (only internal IP
+//! literals are refused, by [`validate_url`]).
+
+use std::net::IpAddr;
 
 use std::time::Duration;
 
@@ -29,7 +32,10 @@ use tracing::{info, warn};
 use crate::compliance::billing;
 use crate::spapi::client::{self, Http, SendFailure};
 use crate::spapi::rate::backoff;
-use crate::store::{Delivery, DeliveryState, NotificationRecord, Store, StoreError};
+use crate::store::{
+    Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, Store,
+    StoreError,
+};
 
 /// The signature header of deliveries.
 pub const SIGNATURE_HEADER: &str = "sealprint-signature";
@@ -50,8 +56,63 @@ const BATCH: usize = 100;
 /// Period of [`run`]'s passes.
 const TICK: Duration = Duration::from_secs(5);
 
-/// Checks a webhook URL: `https://host[:port]/path`, no credentials, at most
-/// [`MAX_URL_LEN`] bytes.
+/// Creates a notification of an event that happened at `now_ms` (one per kind, subject and
+/// time); a failure is logged, not returned, since the event itself already happened.
+pub fn notify_event(
+    store: &Store,
+    tenant: &str,
+    kind: NotificationKind,
+    subject: Option<&str>,
+    now_ms: u64,
+) {
+    let key = format!("{}/{}/{now_ms}", kind.as_str(), subject.unwrap_or("-"));
+    let new = NewNotification {
+        kind,
+        subject,
+        due_at_ms: None,
+        dedupe_key: &key,
+    };
+    match store.create_notification(tenant, new, now_ms) {
+        Ok(Some(n)) => {
+            info!(tenant = %tenant, notification = %n.id, kind = kind.as_str(), "notification created")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            warn!(tenant = %tenant, kind = kind.as_str(), error = %e, "notification not created")
+        }
+    }
+}
+
+/// Whether `ip` is an address of the coordinator's own networks (loopback, private,
+/// link-local, shared, unspecified, multicast): a tenant's webhook must not point there.
+fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => internal(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// Checks a webhook URL: `https://host[:port]/path`, no credentials, no internal IP literal
+/// host, at most [`MAX_URL_LEN`] bytes.
 ///
 /// # Errors
 /// A message saying what is wrong (never echoing the URL).
@@ -69,8 +130,13 @@ pub fn validate_url(url: &str) -> Result<(), &'static str> {
     if authority.as_str().contains('@') {
         return Err("url must not hold credentials");
     }
-    if authority.host().is_empty() {
+    let host = authority.host();
+    if host.is_empty() {
         return Err("url must name a host");
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok_and(internal) {
+        return Err("url must not point at a loopback, private or link-local address");
     }
     Ok(())
 }
@@ -250,7 +316,7 @@ mod tests {
 
     use super::*;
     use crate::crypto::MasterKey;
-    use crate::store::{NewNotification, NotificationKind, WebhookRecord};
+    use crate::store::WebhookRecord;
 
     const T0: u64 = 1_700_000_000_000;
     const SECRET: &[u8] = b"whsec_receiver_test";
@@ -446,8 +512,15 @@ mod tests {
             validate_url("https://hooks.acme.example/sealprint?x=1"),
             Ok(())
         );
-        assert_eq!(validate_url("https://10.0.0.1:8443/h"), Ok(()));
+        assert_eq!(validate_url("https://203.0.113.9:8443/h"), Ok(()));
         for bad in [
+            "https://10.0.0.1:8443/h",
+            "https://127.0.0.1/h",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/",
+            "https://[::1]:8443/h",
+            "https://[fd00::1]/h",
+            "https://[::ffff:192.168.0.1]/h",
             "http://hooks.acme.example/",
             "ftp://x/",
             "https://user:pw@hooks.acme.example/",

@@ -32,7 +32,8 @@ use crate::compliance::{
     self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
     SubscriptionState, Suspension, TermsAcceptance,
 };
-use crate::store::{StoreError, TenantRecord};
+use crate::notifications::notify_event;
+use crate::store::{NotificationKind, StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -452,6 +453,13 @@ fn suspend(
         now,
     );
     warn!(tenant = %tenant, "tenant suspended");
+    notify_event(
+        &state.store,
+        tenant,
+        NotificationKind::TenantSuspended,
+        None,
+        now,
+    );
     Ok(Reply::ok(
         json!({"suspended": true, "reason": reason, "since": now}),
     ))
@@ -474,6 +482,13 @@ fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<R
         now,
     );
     info!(tenant = %tenant, "tenant resumed");
+    notify_event(
+        &state.store,
+        tenant,
+        NotificationKind::TenantResumed,
+        None,
+        now,
+    );
     Ok(Reply::ok(
         json!({"suspended": false, "restrictions_cleared": cleared}),
     ))

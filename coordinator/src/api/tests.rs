@@ -1729,6 +1729,28 @@ async fn suspended_tenants_are_refused_with_the_reason() {
         !format!("{audit:?}").contains("key leak"),
         "free text stays out of the audit log"
     );
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/notifications"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    let kinds: Vec<&Value> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|n| &n["type"])
+        .collect();
+    assert_eq!(
+        kinds,
+        [&json!("tenant_resumed"), &json!("tenant_suspended")]
+    );
+    assert!(
+        !v.to_string().contains("key leak"),
+        "free text stays out of notifications"
+    );
 }
 
 #[tokio::test]

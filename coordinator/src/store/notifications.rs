@@ -34,6 +34,12 @@ pub enum NotificationKind {
     RenewalDue,
     /// A requirement expired or is overdue: labels are refused until it is provided.
     ComplianceRestricted,
+    /// An alert opened (`subject`: its id; see `GET …/alerts`).
+    AlertOpened,
+    /// A platform admin suspended the tenant.
+    TenantSuspended,
+    /// A platform admin resumed the tenant.
+    TenantResumed,
 }
 
 impl NotificationKind {
@@ -43,6 +49,9 @@ impl NotificationKind {
             NotificationKind::TierUpgraded => "tier_upgraded",
             NotificationKind::RenewalDue => "renewal_due",
             NotificationKind::ComplianceRestricted => "compliance_restricted",
+            NotificationKind::AlertOpened => "alert_opened",
+            NotificationKind::TenantSuspended => "tenant_suspended",
+            NotificationKind::TenantResumed => "tenant_resumed",
         }
     }
 }
@@ -106,6 +115,9 @@ pub struct NotificationRecord {
     pub due_at_ms: Option<u64>,
     /// Creation time, unix ms.
     pub created_at_ms: u64,
+    /// Creation order (orders notifications of the same millisecond).
+    #[serde(default)]
+    pub seq: u64,
     /// Its webhook delivery.
     pub delivery: Delivery,
 }
@@ -164,6 +176,7 @@ impl Store {
             subject: new.subject.map(str::to_owned),
             due_at_ms: new.due_at_ms,
             created_at_ms: now_ms,
+            seq: self.inner.db.generate_id()?,
             delivery: Delivery {
                 state: if webhook {
                     DeliveryState::Pending
@@ -208,7 +221,7 @@ impl Store {
             &prefix(tenant_id),
             "notification",
         )?;
-        all.sort_by_key(|n| std::cmp::Reverse(n.created_at_ms));
+        all.sort_by_key(|n| std::cmp::Reverse((n.created_at_ms, n.seq)));
         Ok(all)
     }
 
