@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request};
@@ -53,6 +54,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const ANSWER_LIMIT: usize = 64 * 1024;
 /// Most deliveries attempted in one pass.
 const BATCH: usize = 100;
+/// Most deliveries in flight at once.
+const CONCURRENCY: usize = 8;
 /// Period of [`run`]'s passes.
 const TICK: Duration = Duration::from_secs(5);
 
@@ -228,8 +231,47 @@ fn after_attempt(old: &Delivery, result: Result<(), String>, now_ms: u64) -> Del
     d
 }
 
-/// Attempts every owed delivery due at `now_ms` (at most [`BATCH`]), and records each
-/// outcome. Cancel-safe between deliveries; a delivery cut short is attempted again.
+/// One delivery of `n` at `now_ms`, recorded; its new state.
+async fn deliver(
+    store: &Store,
+    http: &Http,
+    n: NotificationRecord,
+    now_ms: u64,
+) -> Result<DeliveryState, StoreError> {
+    let t = n.tenant_id.as_str();
+    let target = match (store.webhook(t)?, store.webhook_secret(t)) {
+        (Some(hook), Ok(secret)) => Some((hook.url, secret)),
+        (None, _) | (_, Err(StoreError::NotFound | StoreError::Crypto(_))) => None,
+        (_, Err(e)) => return Err(e),
+    };
+    let delivery = match target {
+        Some((url, secret)) => {
+            let result = post(http, &url, &secret, &n, now_ms).await;
+            after_attempt(&n.delivery, result, now_ms)
+        }
+        None => Delivery {
+            state: DeliveryState::Failed,
+            last_error: Some("the tenant's webhook was removed".to_owned()),
+            next_attempt_at_ms: None,
+            ..n.delivery.clone()
+        },
+    };
+    info!(
+        tenant = %t,
+        notification = %n.id,
+        state = delivery.state.as_str(),
+        attempts = delivery.attempts,
+        error = delivery.last_error.as_deref().unwrap_or("-"),
+        "notification delivery"
+    );
+    let state = delivery.state;
+    store.record_delivery(t, &n.id, delivery)?;
+    Ok(state)
+}
+
+/// Attempts every owed delivery due at `now_ms` (at most [`BATCH`], [`CONCURRENCY`] at a
+/// time, so one slow receiver does not hold up the others), and records each outcome.
+/// Cancel-safe: a delivery cut short is attempted again.
 ///
 /// # Errors
 /// [`StoreError`] when the outbox cannot be read or an outcome not recorded.
@@ -238,45 +280,22 @@ pub async fn deliver_due(
     http: &Http,
     now_ms: u64,
 ) -> Result<DeliveryReport, StoreError> {
-    let mut report = DeliveryReport::default();
-    let due = store
+    let due: Vec<NotificationRecord> = store
         .owed_notifications()?
         .into_iter()
         .filter(|n| n.delivery.next_attempt_at_ms.unwrap_or(0) <= now_ms)
-        .take(BATCH);
-    for n in due {
-        let t = n.tenant_id.as_str();
-        let target = match (store.webhook(t)?, store.webhook_secret(t)) {
-            (Some(hook), Ok(secret)) => Some((hook.url, secret)),
-            (None, _) | (_, Err(StoreError::NotFound | StoreError::Crypto(_))) => None,
-            (_, Err(e)) => return Err(e),
-        };
-        let delivery = match target {
-            Some((url, secret)) => {
-                let result = post(http, &url, &secret, &n, now_ms).await;
-                after_attempt(&n.delivery, result, now_ms)
-            }
-            None => Delivery {
-                state: DeliveryState::Failed,
-                last_error: Some("the tenant's webhook was removed".to_owned()),
-                next_attempt_at_ms: None,
-                ..n.delivery.clone()
-            },
-        };
-        match delivery.state {
+        .take(BATCH)
+        .collect();
+    let mut outcomes = futures::stream::iter(due)
+        .map(|n| deliver(store, http, n, now_ms))
+        .buffer_unordered(CONCURRENCY);
+    let mut report = DeliveryReport::default();
+    while let Some(state) = outcomes.next().await {
+        match state? {
             DeliveryState::Delivered => report.delivered += 1,
             DeliveryState::Pending => report.retrying += 1,
             _ => report.failed += 1,
         }
-        info!(
-            tenant = %t,
-            notification = %n.id,
-            state = delivery.state.as_str(),
-            attempts = delivery.attempts,
-            error = delivery.last_error.as_deref().unwrap_or("-"),
-            "notification delivery"
-        );
-        store.record_delivery(t, &n.id, delivery)?;
     }
     Ok(report)
 }

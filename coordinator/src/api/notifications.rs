@@ -6,6 +6,7 @@
 //! | `GET /v1/tenants/{t}/webhook` | owner, admin, auditor | the webhook (never its secret) |
 //! | `PUT /v1/tenants/{t}/webhook` `{"url"}` | owner, admin | set it; answers a new signing secret, shown once |
 //! | `DELETE /v1/tenants/{t}/webhook` | owner, admin | remove it (owed deliveries then fail) |
+//! | `POST /v1/tenants/{t}/webhook/test` | owner, admin | a `webhook_test` notification, delivered like the others (202) |
 //!
 //! Platform admins may do all of it. Each `PUT` makes a new secret (that is how it is
 //! rotated); it is stored encrypted under the tenant's key. Changes are audited
@@ -21,13 +22,14 @@ use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
 use crate::notifications::{self, SIGNATURE_HEADER};
-use crate::store::{NotificationRecord, WebhookRecord};
+use crate::store::{NewNotification, NotificationKind, NotificationRecord, WebhookRecord};
 
 /// A route of this group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Route<'a> {
     Notifications(&'a str),
     Webhook(&'a str),
+    WebhookTest(&'a str),
 }
 
 impl Route<'_> {
@@ -35,6 +37,7 @@ impl Route<'_> {
         match self {
             Route::Notifications(_) => m == Method::GET,
             Route::Webhook(_) => m == Method::GET || m == Method::PUT || m == Method::DELETE,
+            Route::WebhookTest(_) => m == Method::POST,
         }
     }
 }
@@ -45,9 +48,10 @@ pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
     let r = match segs {
         ["v1", "tenants", t, "notifications"] => Route::Notifications(t),
         ["v1", "tenants", t, "webhook"] => Route::Webhook(t),
+        ["v1", "tenants", t, "webhook", "test"] => Route::WebhookTest(t),
         _ => return None,
     };
-    let (Route::Notifications(t) | Route::Webhook(t)) = r;
+    let (Route::Notifications(t) | Route::Webhook(t) | Route::WebhookTest(t)) = r;
     sealprint_protocol::validate_id(t).is_ok().then_some(r)
 }
 
@@ -65,6 +69,7 @@ pub(super) fn handle(
         Route::Webhook(t) if method == Method::GET => get_webhook(state, who, t),
         Route::Webhook(t) if method == Method::PUT => put_webhook(state, who, t, body, now),
         Route::Webhook(t) => delete_webhook(state, who, t, now),
+        Route::WebhookTest(t) => test_webhook(state, who, t, now),
     }
 }
 
@@ -154,6 +159,33 @@ fn put_webhook(
     let mut answer = webhook_json(&rec);
     answer["secret"] = json!(secret.as_str());
     Ok(Reply::ok(answer))
+}
+
+fn test_webhook(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageWebhook)?;
+    if state.store.webhook(tenant)?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let key = crate::crypto::random_id("test");
+    let new = NewNotification {
+        kind: NotificationKind::WebhookTest,
+        subject: None,
+        due_at_ms: None,
+        dedupe_key: &key,
+    };
+    let n = state
+        .store
+        .create_notification(tenant, new, now)?
+        .ok_or_else(|| ApiError::conflict("a test is already owed"))?;
+    Ok(Reply::json(
+        hyper::StatusCode::ACCEPTED,
+        notification_json(&n),
+    ))
 }
 
 fn delete_webhook(

@@ -1447,6 +1447,12 @@ async fn every_route_checks_role_and_tenant() {
             Value::Null,
             &["owner", "admin", "auditor"],
         ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/webhook/test"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
         // The first allowed caller deletes it; the others get 404 once authorised.
         (
             "DELETE",
@@ -1503,7 +1509,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 38);
+    assert_eq!(routes.len(), 39);
 }
 
 #[tokio::test]
@@ -1992,6 +1998,20 @@ async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "https only: {v}");
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/webhook/test"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(
+        (&v["type"], &v["delivery"]["state"]),
+        (&json!("webhook_test"), &json!("pending"))
+    );
+    assert_eq!(f.state.store.owed_notifications().expect("owed").len(), 1);
 
     let year = crate::compliance::ATTESTATION_VALIDITY_MS;
     let day = 24 * 3600 * 1000;
@@ -2595,6 +2615,22 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
     .await;
     let job = v["id"].as_str().expect("job").to_owned();
     assert!(f.state.store.label(&t, &job).is_ok());
+    let (s, _) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&owner),
+        json!({"url": "https://hooks.acme.example/x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    crate::notifications::notify_event(
+        &f.state.store,
+        &t,
+        crate::store::NotificationKind::TenantSuspended,
+        None,
+        1,
+    );
     let path = format!("/v1/tenants/{t}/deletion");
     let (s, _) = call(
         &f.state,
@@ -2614,6 +2650,10 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
     assert!(f.state.store.label(&t, &job).is_err(), "label unreadable");
     assert!(f.state.store.job(&t, &job).expect("read").is_none());
     assert!(f.state.store.agents(&t).expect("read").is_empty());
+    assert!(f.state.store.webhook(&t).expect("read").is_none());
+    assert!(f.state.store.webhook_secret(&t).is_err(), "secret shredded");
+    assert!(f.state.store.notifications(&t).expect("read").is_empty());
+    assert!(f.state.store.owed_notifications().expect("read").is_empty());
     assert!(f
         .recorder
         .calls

@@ -40,6 +40,8 @@ pub enum NotificationKind {
     TenantSuspended,
     /// A platform admin resumed the tenant.
     TenantResumed,
+    /// Asked for with `POST …/webhook/test`, to check the receiver.
+    WebhookTest,
 }
 
 impl NotificationKind {
@@ -52,6 +54,7 @@ impl NotificationKind {
             NotificationKind::AlertOpened => "alert_opened",
             NotificationKind::TenantSuspended => "tenant_suspended",
             NotificationKind::TenantResumed => "tenant_resumed",
+            NotificationKind::WebhookTest => "webhook_test",
         }
     }
 }
