@@ -5,7 +5,9 @@
 //!   sha256. `GET` lists keys without secrets; `DELETE …/api-keys/{id}` revokes one (200).
 //!   `Authorization: Bearer spk_…` then acts like a session of a user with those roles; the
 //!   key's id is the actor in the audit log. Keys follow the users' granting rules (an admin
-//!   cannot mint `pii_reader` keys) and never hold `owner`. `"expires_in_days"` (1 to
+//!   cannot mint `pii_reader` keys) and never hold `owner`. A key acts for its creator: it
+//!   stops when the creator is disabled and keeps only the roles the creator may still grant.
+//!   `"expires_in_days"` (1 to
 //!   [`MAX_KEY_DAYS`]) makes a key stop by itself; the list shows each key's expiry and its
 //!   last use (to the minute, so a busy integration does not write on every request).
 //! - `PUT /v1/tenants/{t}/ip-allowlist` `{"cidrs":[…]}` (owner) sets the networks the tenant's
@@ -135,15 +137,27 @@ pub(super) fn authenticate_key(
     if state.store.tenant(&key.tenant_id)?.is_none() {
         return Err(unknown());
     }
-    // The keys a disabled user made stop with it.
-    if state
-        .store
-        .user(&key.created_by)?
-        .is_some_and(|u| u.disabled)
-    {
-        return Err(ApiError::unauthenticated(
-            "the API key's creator is disabled",
-        ));
+    // A key acts for its creator: it stops when the creator is disabled, and keeps only the
+    // roles its creator may still grant (a demoted admin's keys lose what it lost).
+    let mut roles = key.roles;
+    if let Some(creator) = state.store.user(&key.created_by)? {
+        if creator.disabled {
+            return Err(ApiError::unauthenticated(
+                "the API key's creator is disabled",
+            ));
+        }
+        let creator = Principal {
+            user_id: creator.id,
+            platform_admin: creator.platform_admin,
+            tenant_id: creator.tenant_id,
+            roles: creator.roles,
+        };
+        roles.retain(|r| super::users::may_grant(&creator, *r));
+        if roles.is_empty() {
+            return Err(ApiError::unauthenticated(
+                "the API key's creator may no longer grant its roles",
+            ));
+        }
     }
     if key
         .last_used_at_ms
@@ -155,7 +169,7 @@ pub(super) fn authenticate_key(
         user_id: key.id,
         platform_admin: false,
         tenant_id: Some(key.tenant_id),
-        roles: key.roles,
+        roles,
     })
 }
 

@@ -981,6 +981,12 @@ async fn users_are_changed_and_disabled_with_least_privilege() {
     let (s, _) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
     assert_eq!(s, StatusCode::OK);
 
+    // A demoted admin's keys lose what it may no longer grant.
+    let (s, _) = patch(&owner, &it, json!({"roles": ["auditor"]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+
     // Another tenant's user is not found.
     let other = tenant(&f.state, &admin).await;
     let stranger = user(
