@@ -101,10 +101,16 @@ fn tenant_pass(
     report: &mut RenewalReport,
 ) -> Result<(), StoreError> {
     let measured = usage(store, t, now)?.tier();
-    let mut change = None;
-    let Some(rec) = store.update_tenant(t, |r| change = r.tier.observe(measured, now))? else {
+    let Some(mut rec) = store.tenant(t)? else {
         return Ok(());
     };
+    let mut change = None;
+    if rec.tier.tier != measured {
+        match store.update_tenant(t, |r| change = r.tier.observe(measured, now))? {
+            Some(r) => rec = r,
+            None => return Ok(()),
+        }
+    }
     if let Some(old) = change {
         report.tier_changes += 1;
         let outcome = format!("ok from={} to={}", old.as_str(), measured.as_str());
