@@ -106,6 +106,8 @@ struct EventLoop {
     coordinator: PeerId,
     coordinator_addrs: Vec<Multiaddr>,
     uplink_ready: bool,
+    /// When the coordinator last answered over the uplink (a hello or a heartbeat).
+    uplink_heard: Instant,
     peers: HashMap<PeerId, Peer>,
     static_peers: HashMap<Multiaddr, Option<PeerId>>,
     revoked: HashSet<u64>,
@@ -181,6 +183,7 @@ pub async fn start(
         coordinator,
         coordinator_addrs,
         uplink_ready: false,
+        uplink_heard: Instant::now(),
         peers: HashMap::new(),
         static_peers,
         revoked: HashSet::new(),
@@ -218,6 +221,7 @@ impl EventLoop {
                 _ = heartbeat.tick() => {
                     let station = self.station.clone();
                     tokio::spawn(async move { station.probe_all().await });
+                    self.check_uplink();
                     self.send_heartbeat();
                 }
                 _ = redial.tick() => self.dial_missing(),
@@ -243,6 +247,22 @@ impl EventLoop {
             }
         }
         info!("agent stopped");
+    }
+
+    /// A cut uplink can leave its TCP connection open for minutes: when the coordinator has
+    /// answered nothing for three heartbeats (at least 5 s), the uplink counts as lost, the
+    /// connection is dropped and redialled, and heartbeats go through a site peer meanwhile.
+    fn check_uplink(&mut self) {
+        let limit = (3 * self.opts.heartbeat_interval).max(Duration::from_secs(5));
+        if self.uplink_ready && self.uplink_heard.elapsed() > limit {
+            warn!(
+                silent_ms = self.uplink_heard.elapsed().as_millis() as u64,
+                "coordinator silent over the uplink; treating it as lost"
+            );
+            self.uplink_ready = false;
+            let _ = self.swarm.disconnect_peer_id(self.coordinator);
+            self.announce_uplink();
+        }
     }
 
     fn dial_missing(&mut self) {
@@ -543,13 +563,9 @@ impl EventLoop {
             async move {
                 let outcome = {
                     let mut printer = printer.lock().await;
-                    let result = if now_ms() > header.deadline_ms {
-                        Err(PrintError::NotPrinted(
-                            "deadline passed before printing".into(),
-                        ))
-                    } else {
-                        printer.print(label.format, &label.data).await
-                    };
+                    let result = printer
+                        .print_before(label.format, &label.data, header.deadline_ms)
+                        .await;
                     station.update(printer.last_report().clone());
                     match result {
                         Ok(()) => {
@@ -605,6 +621,7 @@ impl EventLoop {
                         info!("uplink to the coordinator is up");
                     }
                     self.uplink_ready = true;
+                    self.uplink_heard = Instant::now();
                     self.send_heartbeat();
                     self.announce_uplink();
                 } else {
@@ -614,8 +631,11 @@ impl EventLoop {
             (Pending::Hello(peer), Response::Error { code, message }) => {
                 warn!(%peer, ?code, %message, "hello refused");
             }
-            (Pending::Heartbeat, Response::HeartbeatReply(reply))
-            | (Pending::RelayedHeartbeat, Response::Relayed(RelayReply::HeartbeatReply(reply))) => {
+            (Pending::Heartbeat, Response::HeartbeatReply(reply)) => {
+                self.uplink_heard = Instant::now();
+                self.apply_reply(reply)
+            }
+            (Pending::RelayedHeartbeat, Response::Relayed(RelayReply::HeartbeatReply(reply))) => {
                 self.apply_reply(reply)
             }
             (Pending::Forward(ch), resp) | (Pending::Relay(ch), resp) => self.respond(ch, resp),

@@ -394,10 +394,25 @@ impl Printer {
     /// unreachable, refused, not ready, or the first write failed. [`PrintError::InDoubt`]
     /// when writing started and did not finish cleanly.
     pub async fn print(&mut self, format: LabelFormat, data: &[u8]) -> Result<(), PrintError> {
+        self.print_before(format, data, u64::MAX).await
+    }
+
+    /// Like [`Printer::print`], but writes nothing once the clock passes `deadline_ms` (unix
+    /// ms): the deadline is checked after the re-check of the device, right before the first
+    /// byte goes out, so a slow connection or status query cannot push a print past it.
+    ///
+    /// # Errors
+    /// As [`Printer::print`]; a passed deadline is [`PrintError::NotPrinted`].
+    pub async fn print_before(
+        &mut self,
+        format: LabelFormat,
+        data: &[u8],
+        deadline_ms: u64,
+    ) -> Result<(), PrintError> {
         let span =
             tracing::info_span!("printer_print", printer = %self.config.name, bytes = data.len());
         async {
-            let result = self.print_inner(format, data).await;
+            let result = self.print_inner(format, data, deadline_ms).await;
             match &result {
                 Ok(()) => info!("label written"),
                 Err(PrintError::NotPrinted(reason)) => warn!(%reason, "label not printed"),
@@ -409,7 +424,12 @@ impl Printer {
         .await
     }
 
-    async fn print_inner(&mut self, format: LabelFormat, data: &[u8]) -> Result<(), PrintError> {
+    async fn print_inner(
+        &mut self,
+        format: LabelFormat,
+        data: &[u8],
+        deadline_ms: u64,
+    ) -> Result<(), PrintError> {
         // A raw ZPL printer takes ZPL; a PNG label becomes a ZPL graphic, in memory.
         let converted;
         let data = match (&self.uri, format) {
@@ -444,12 +464,14 @@ impl Printer {
             let findings = interrogate(&mut conn, self.timeouts).await;
             self.last = self.settle(assess_raw(findings));
             self.ready_to_print()?;
+            before_deadline(deadline_ms)?;
             let mut stream = conn.into_stream();
             return write_label(&mut stream, data, self.timeouts).await;
         }
         let (assessment, route) = self.examine().await;
         self.last = self.settle(assessment);
         self.ready_to_print()?;
+        before_deadline(deadline_ms)?;
         match route {
             Route::None => Err(PrintError::NotPrinted("printer not verified".to_owned())),
             Route::Ipp {
@@ -900,6 +922,17 @@ async fn interrogate(conn: &mut Connection, timeouts: Timeouts) -> Findings {
         }
         Err(failure) => Findings::NoStatus(id, serial, failure, None),
     }
+}
+
+/// Nothing may be written once a job's deadline has passed: the coordinator may already
+/// have sent it to another printer.
+fn before_deadline(deadline_ms: u64) -> Result<(), PrintError> {
+    if crate::now_ms() > deadline_ms {
+        return Err(PrintError::NotPrinted(
+            "deadline passed before printing".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the whole label, closes the sending side, then waits (at most the answer timeout)

@@ -6,29 +6,30 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use sealprint_protocol::{JobOutcome, PrintReceipt};
+use sealprint_protocol::{JobOutcome, PrintReceipt, ReceiptState};
 
-/// How many receipts are kept and reported.
+/// How many finished attempts are remembered (oldest forgotten first). At a label a second
+/// this covers over half an hour, far longer than any delivery window.
 pub const MAX_RECEIPTS: usize = 2048;
 
-/// Where a job stands on this agent.
+/// Where a job stands on this agent: its latest attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
-    /// Received and being printed.
+    /// Received; the printer has it or is about to.
     InProgress {
-        /// The delivery attempt.
+        /// The attempt being printed.
         attempt: u32,
     },
-    /// Finished with this outcome.
+    /// Finished.
     Done {
-        /// The delivery attempt.
+        /// The attempt that finished.
         attempt: u32,
         /// What happened.
         outcome: JobOutcome,
     },
 }
 
-/// Recent jobs and their outcomes.
+/// The receipts of this agent's jobs, bounded.
 #[derive(Debug, Default)]
 pub struct Receipts {
     states: HashMap<String, JobState>,
@@ -36,49 +37,51 @@ pub struct Receipts {
 }
 
 impl Receipts {
-    /// The state of `job_id`, if this agent has seen it.
+    /// The latest state of `job_id`, if it is remembered.
     pub fn state(&self, job_id: &str) -> Option<&JobState> {
         self.states.get(job_id)
     }
 
-    /// Marks a job as received and being printed.
+    /// Records that `attempt` of `job_id` is being printed.
     pub fn start(&mut self, job_id: &str, attempt: u32) {
         self.states
             .insert(job_id.to_owned(), JobState::InProgress { attempt });
     }
 
-    /// Records a job's outcome.
+    /// Records how `attempt` ended.
     pub fn finish(&mut self, attempt: u32, outcome: JobOutcome, at_ms: u64) {
         let job_id = outcome.job_id().to_owned();
         self.order.push_back(PrintReceipt {
             job_id: job_id.clone(),
-            outcome: outcome.clone(),
+            attempt,
+            state: ReceiptState::Done(outcome.clone()),
             at_ms,
         });
         self.states
             .insert(job_id, JobState::Done { attempt, outcome });
         while self.order.len() > MAX_RECEIPTS {
             if let Some(old) = self.order.pop_front() {
-                if matches!(self.states.get(&old.job_id), Some(JobState::Done { .. })) {
+                let latest = matches!(
+                    self.states.get(&old.job_id),
+                    Some(JobState::Done { attempt, .. }) if *attempt == old.attempt
+                );
+                if latest {
                     self.states.remove(&old.job_id);
                 }
             }
         }
     }
 
-    /// The receipts to report, oldest first, then the jobs still being printed as in doubt:
-    /// a heartbeat built after a job's deadline must never look as if the agent had not
-    /// received a job it is still writing (the coordinator would send it elsewhere).
+    /// Every remembered receipt, oldest first, then the attempts still being printed (so a
+    /// coordinator that lost the answer knows the agent holds them).
     pub fn report(&self, now_ms: u64) -> Vec<PrintReceipt> {
         let mut out: Vec<PrintReceipt> = self.order.iter().cloned().collect();
         for (job_id, state) in &self.states {
-            if let JobState::InProgress { .. } = state {
+            if let JobState::InProgress { attempt } = state {
                 out.push(PrintReceipt {
                     job_id: job_id.clone(),
-                    outcome: JobOutcome::InDoubt {
-                        job_id: job_id.clone(),
-                        reason: "still printing".into(),
-                    },
+                    attempt: *attempt,
+                    state: ReceiptState::Printing,
                     at_ms: now_ms,
                 });
             }
@@ -90,6 +93,29 @@ impl Receipts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_attempt_has_its_own_receipt() {
+        let mut r = Receipts::default();
+        r.start("job-a", 1);
+        r.finish(
+            1,
+            JobOutcome::NotPrinted {
+                job_id: "job-a".into(),
+                reason: "paper out".into(),
+            },
+            10,
+        );
+        r.start("job-a", 2);
+        let report = r.report(20);
+        assert_eq!(report.len(), 2);
+        assert_eq!((report[0].attempt, report[1].attempt), (1, 2));
+        assert!(matches!(
+            report[0].state,
+            ReceiptState::Done(JobOutcome::NotPrinted { .. })
+        ));
+        assert_eq!(report[1].state, ReceiptState::Printing);
+    }
 
     #[test]
     fn bounded_and_tracked() {
@@ -115,7 +141,7 @@ mod tests {
         assert!(r
             .report(0)
             .iter()
-            .any(|p| p.job_id == "job-a" && matches!(p.outcome, JobOutcome::InDoubt { .. })));
+            .any(|p| p.job_id == "job-a" && p.attempt == 1 && p.state == ReceiptState::Printing));
         assert!(r.state("job-0").is_none());
         assert!(r.state(&format!("job-{}", MAX_RECEIPTS + 9)).is_some());
         assert_eq!(r.state("job-a"), Some(&JobState::InProgress { attempt: 1 }));

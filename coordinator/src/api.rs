@@ -47,7 +47,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sealprint_protocol::validate_id;
@@ -83,6 +83,11 @@ pub trait Dispatch: Send + Sync + 'static {
     /// A device's certificate was revoked; the mesh refuses and disconnects it. Must not
     /// block.
     fn agent_revoked(&self, device_id: &str);
+    /// Whether as many jobs wait for a printer as the coordinator holds: new labels are then
+    /// refused with 429 and a Retry-After, instead of memory growing without bound.
+    fn backlog_full(&self) -> bool {
+        false
+    }
 }
 
 /// What every handler needs.
@@ -325,7 +330,14 @@ where
             resp
         }
         Ok(r) => respond(r.status, &r.body),
-        Err(e) => respond(e.status, &e.body()),
+        Err(e) => {
+            let mut resp = respond(e.status, &e.body());
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(error::BUSY_RETRY_AFTER_SECS));
+            }
+            resp
+        }
     }
 }
 

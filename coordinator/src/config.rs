@@ -11,6 +11,7 @@
 //! anything.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,6 +115,18 @@ pub struct FileConfig {
     /// (default 60).
     #[serde(alias = "monitor-interval-secs")]
     pub monitor_interval_secs: Option<u64>,
+    /// How long an agent has to print one delivery attempt, in seconds, 2..=600 (default
+    /// 30): no agent prints after it, and the job may go elsewhere after it plus the skew.
+    #[serde(alias = "attempt-window-secs")]
+    pub attempt_window_secs: Option<u64>,
+    /// Clock difference allowed between the coordinator and an agent, in ms, 100..=60000
+    /// (default 2000); an agent measured further off gets no jobs.
+    #[serde(alias = "allowed-clock-skew-ms")]
+    pub allowed_clock_skew_ms: Option<u64>,
+    /// Most jobs waiting for a printer before new labels are refused with 429, 1..=1000000
+    /// (default 10000).
+    #[serde(alias = "max-queued-jobs")]
+    pub max_queued_jobs: Option<u64>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -141,6 +154,12 @@ pub struct Overrides {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// `--spapi-ca-file`.
     pub spapi_ca_file: Option<PathBuf>,
+    /// `--attempt-window-secs`.
+    pub attempt_window_secs: Option<u64>,
+    /// `--allowed-clock-skew-ms`.
+    pub allowed_clock_skew_ms: Option<u64>,
+    /// `--max-queued-jobs`.
+    pub max_queued_jobs: Option<u64>,
 }
 
 /// The validated configuration of `serve`.
@@ -172,6 +191,29 @@ pub struct ServeConfig {
     pub retention: crate::retention::RetentionConfig,
     /// Period of the monitoring sweep.
     pub monitor_interval: Duration,
+    /// Delivery windows and the queue bound.
+    pub delivery: DeliveryConfig,
+}
+
+/// How jobs are delivered: windows and the queue bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// How long an agent has to print one attempt.
+    pub attempt_window: Duration,
+    /// Clock difference allowed between the coordinator and an agent.
+    pub allowed_skew: Duration,
+    /// Most jobs waiting for a printer before labels are refused with 429.
+    pub max_queued_jobs: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            attempt_window: Duration::from_secs(30),
+            allowed_skew: Duration::from_millis(2_000),
+            max_queued_jobs: 10_000,
+        }
+    }
 }
 
 /// Parses the TOML text of a configuration file.
@@ -213,6 +255,7 @@ fn multiaddrs(key: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<Mult
 pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, ConfigError> {
     let mut problems = Vec::new();
     let retention = compliance_periods(&file, &mut problems);
+    let delivery = delivery_settings(&file, &flags, &mut problems);
     let data_dir = flags.data_dir.or(file.data_dir);
     let master_key_file = flags.master_key_file.or(file.master_key_file);
     let api_listen = flags.api_listen.or(file.api_listen);
@@ -300,9 +343,57 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 spapi_ca_file: flags.spapi_ca_file.or(file.spapi_ca_file),
                 retention,
                 monitor_interval: Duration::from_secs(monitor),
+                delivery,
             })
         }
         _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+/// `v` when it is within `range`; else the problem is added to `problems`.
+fn in_range(problems: &mut Vec<String>, key: &str, v: u64, range: RangeInclusive<u64>) -> u64 {
+    if !range.contains(&v) {
+        problems.push(format!(
+            "{key}: {v} is outside {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    v
+}
+
+/// The delivery settings of `flags` over `file`, every problem added to `problems`.
+fn delivery_settings(
+    file: &FileConfig,
+    flags: &Overrides,
+    problems: &mut Vec<String>,
+) -> DeliveryConfig {
+    let mut check = |key: &str, v: Option<u64>, default: u64, range: RangeInclusive<u64>| {
+        in_range(problems, key, v.unwrap_or(default), range)
+    };
+    let d = DeliveryConfig::default();
+    let window = check(
+        "attempt_window_secs",
+        flags.attempt_window_secs.or(file.attempt_window_secs),
+        d.attempt_window.as_secs(),
+        2..=600,
+    );
+    let skew = check(
+        "allowed_clock_skew_ms",
+        flags.allowed_clock_skew_ms.or(file.allowed_clock_skew_ms),
+        d.allowed_skew.as_millis() as u64,
+        100..=60_000,
+    );
+    let queued = check(
+        "max_queued_jobs",
+        flags.max_queued_jobs.or(file.max_queued_jobs),
+        d.max_queued_jobs as u64,
+        1..=1_000_000,
+    );
+    DeliveryConfig {
+        attempt_window: Duration::from_secs(window),
+        allowed_skew: Duration::from_millis(skew),
+        max_queued_jobs: usize::try_from(queued).unwrap_or(usize::MAX),
     }
 }
 
@@ -313,18 +404,9 @@ fn compliance_periods(
 ) -> crate::retention::RetentionConfig {
     use crate::retention::{MAX_PII_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS};
     const DAY: u64 = 24 * 3600;
-    let mut check =
-        |key: &str, v: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
-            let v = v.unwrap_or(default);
-            if !range.contains(&v) {
-                problems.push(format!(
-                    "{key}: {v} is outside {}..={}",
-                    range.start(),
-                    range.end()
-                ));
-            }
-            v
-        };
+    let mut check = |key: &str, v: Option<u64>, default: u64, range: RangeInclusive<u64>| {
+        in_range(problems, key, v.unwrap_or(default), range)
+    };
     let pii = check(
         "pii_retention_days",
         file.pii_retention_days,

@@ -5,8 +5,9 @@
 //! what to do with each answer. That keeps the delivery rules in one place and testable:
 //!
 //! - A job goes to one verified, ready printer of its pool (or the printer asked for) whose
-//!   agent is reachable (directly, or through a site peer with an uplink) and has sent a
-//!   fresh heartbeat; among those, the one with the fewest jobs in flight, round-robin on ties.
+//!   agent is reachable (directly, or through a site peer with an uplink), has sent a fresh
+//!   heartbeat, and whose clock is within the allowed skew (the largest difference of its last
+//!   few heartbeats); among those, the one with the fewest jobs in flight, round-robin on ties.
 //! - A printer that said "not printed" is not tried again for that job until every other
 //!   candidate has been, and not within a short backoff.
 //! - An answer that says nothing was printed sends the job back to the queue; an answer that
@@ -15,7 +16,7 @@
 //!   that was already running when the job was sent, does not list it. Otherwise it ends
 //!   `in_doubt` and is never reprinted automatically.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use libp2p::PeerId;
 use sealprint_protocol::{Heartbeat, PrinterReport, PrinterStatus, PrinterVerdict};
@@ -78,6 +79,23 @@ pub struct AgentLive {
     pub last_heartbeat_ms: Option<u64>,
     /// When its process started (its clock, ms), from its last heartbeat.
     pub boot_ms: u64,
+    /// Its clock minus the coordinator's at arrival, ms, of its last heartbeats (newest
+    /// last, at most [`SKEW_SAMPLES`]). Transit time makes a sample look a little behind.
+    pub clock_skew_ms: VecDeque<i64>,
+}
+
+/// How many heartbeats the clock skew is judged over.
+pub const SKEW_SAMPLES: usize = 5;
+
+impl AgentLive {
+    /// The largest clock difference of the recent heartbeats, ms (0 before any).
+    pub fn worst_skew_ms(&self) -> u64 {
+        self.clock_skew_ms
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// The chosen destination of one delivery attempt.
@@ -148,13 +166,23 @@ impl Fleet {
         self.agents.remove(device_id);
     }
 
-    /// Applies a heartbeat that arrived at `now_ms` (directly, or via `relay`).
+    /// Applies a heartbeat that arrived at `now_ms`, directly over `base.peer`'s connection
+    /// or through `relay`. A relayed heartbeat means the agent has no working uplink: its
+    /// direct route is dropped until it says hello over a new connection or sends a direct
+    /// heartbeat again.
     pub fn heartbeat(&mut self, base: AgentLive, hb: &Heartbeat, relay: Option<&str>, now_ms: u64) {
+        let direct = base.peer;
         let entry = self.agents.entry(base.device_id.clone()).or_insert(base);
         entry.printers = hb.printers.clone();
         entry.last_heartbeat_ms = Some(now_ms);
         entry.relay = relay.map(str::to_owned);
+        entry.peer = if relay.is_some() { None } else { direct };
         entry.boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
+        let skew = i64::try_from(i128::from(hb.clock_ms) - i128::from(now_ms)).unwrap_or(i64::MAX);
+        entry.clock_skew_ms.push_back(skew);
+        while entry.clock_skew_ms.len() > SKEW_SAMPLES {
+            entry.clock_skew_ms.pop_front();
+        }
     }
 
     /// One more job in flight on `printer_id`.
@@ -174,7 +202,7 @@ impl Fleet {
             a.last_heartbeat_ms
                 .is_some_and(|t| now_ms.saturating_sub(t) <= 3 * cfg.heartbeat_interval_ms)
         };
-        if !fresh(agent) {
+        if !fresh(agent) || agent.worst_skew_ms() > cfg.allowed_skew_ms {
             return None;
         }
         if let Some(peer) = agent.peer {
@@ -314,6 +342,7 @@ mod tests {
             printers: vec![],
             last_heartbeat_ms: None,
             boot_ms: 0,
+            clock_skew_ms: VecDeque::new(),
         }
     }
 
@@ -379,6 +408,104 @@ mod tests {
             fleet.choose(&want(&[]), &cfg, 1_000 + 31_000),
             None,
             "stale"
+        );
+    }
+
+    #[test]
+    fn an_agent_whose_clock_is_off_gets_no_jobs() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        let p = PeerId::random();
+        let printers = vec![printer("p", "default", PrinterStatus::Ready)];
+        fleet.connected(live("a", Some(p)));
+        // 1.5 s ahead: within the 2 s allowed.
+        fleet.heartbeat(
+            live("a", Some(p)),
+            &hb("a", printers.clone(), 11_500, 0),
+            None,
+            10_000,
+        );
+        assert!(fleet.choose(&want(&[]), &cfg, 10_100).is_some());
+        // One heartbeat 3 s behind: no jobs until it leaves the window of the last five.
+        fleet.heartbeat(
+            live("a", Some(p)),
+            &hb("a", printers.clone(), 8_000, 1),
+            None,
+            11_000,
+        );
+        assert_eq!(fleet.agent("a").map(AgentLive::worst_skew_ms), Some(3_000));
+        assert_eq!(fleet.choose(&want(&[]), &cfg, 11_100), None);
+        for i in 0..SKEW_SAMPLES as u64 - 1 {
+            let at = 12_000 + i * 1_000;
+            fleet.heartbeat(
+                live("a", Some(p)),
+                &hb("a", printers.clone(), at + 100, 2),
+                None,
+                at,
+            );
+            assert_eq!(
+                fleet.choose(&want(&[]), &cfg, at + 10),
+                None,
+                "still in the window"
+            );
+        }
+        fleet.heartbeat(
+            live("a", Some(p)),
+            &hb("a", printers, 16_100, 6),
+            None,
+            16_000,
+        );
+        assert!(fleet.choose(&want(&[]), &cfg, 16_010).is_some());
+    }
+
+    #[test]
+    fn a_relayed_heartbeat_drops_the_direct_route() {
+        let cfg = DispatchConfig::default();
+        let mut fleet = Fleet::default();
+        let relay_peer = PeerId::random();
+        let direct = PeerId::random();
+        fleet.connected(live("r", Some(relay_peer)));
+        fleet.heartbeat(
+            live("r", Some(relay_peer)),
+            &hb("r", vec![], 0, 0),
+            None,
+            1_000,
+        );
+        let printers = vec![printer("p", "default", PrinterStatus::Ready)];
+        fleet.connected(live("a", Some(direct)));
+        fleet.heartbeat(
+            live("a", Some(direct)),
+            &hb("a", printers.clone(), 1_000, 0),
+            None,
+            1_000,
+        );
+        let mut only_a = want(&[]);
+        only_a.printer = Some("a.p");
+        assert_eq!(
+            fleet.choose(&only_a, &cfg, 1_100).map(|c| c.route),
+            Some(Route::Direct(direct))
+        );
+        // Its uplink died: the heartbeat came through r.
+        fleet.heartbeat(
+            live("a", None),
+            &hb("a", printers.clone(), 2_000, 1),
+            Some("r"),
+            2_000,
+        );
+        assert_eq!(
+            fleet.choose(&only_a, &cfg, 2_100).map(|c| c.route),
+            Some(Route::Relay(relay_peer))
+        );
+        // Back over a direct connection.
+        fleet.heartbeat(
+            live("a", Some(direct)),
+            &hb("a", printers, 3_000, 2),
+            None,
+            3_000,
+        );
+        assert_eq!(
+            fleet.choose(&only_a, &cfg, 3_100).map(|c| c.route),
+            Some(Route::Direct(direct))
         );
     }
 

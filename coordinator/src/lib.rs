@@ -131,6 +131,7 @@ pub async fn start(
             advertise: config.mesh_advertise.clone(),
             heartbeat_interval: config.heartbeat_interval,
             cert_validity: config.cert_validity,
+            delivery: config.delivery,
         },
         store.clone(),
         identity.clone(),

@@ -93,6 +93,15 @@ struct ServeArgs {
     /// Extra trusted CA certificates (PEM) for SP-API endpoint overrides.
     #[arg(long)]
     spapi_ca_file: Option<PathBuf>,
+    /// Seconds an agent has to print one delivery attempt (default 30).
+    #[arg(long)]
+    attempt_window_secs: Option<u64>,
+    /// Clock difference allowed with an agent, ms (default 2000); further off, no jobs.
+    #[arg(long)]
+    allowed_clock_skew_ms: Option<u64>,
+    /// Jobs waiting for a printer before labels get 429 (default 10000).
+    #[arg(long)]
+    max_queued_jobs: Option<u64>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -125,6 +134,9 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         log_format,
         billing_webhook_secret_file: a.billing_webhook_secret_file,
         spapi_ca_file: a.spapi_ca_file,
+        attempt_window_secs: a.attempt_window_secs,
+        allowed_clock_skew_ms: a.allowed_clock_skew_ms,
+        max_queued_jobs: a.max_queued_jobs,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);

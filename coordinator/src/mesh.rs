@@ -11,6 +11,7 @@
 //! channel ([`MeshHandle`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, Sw
 use sealprint_protocol::{
     seal, AcceptedIdentity, Certificate, EnrollRequest, Enrolled, EnrollmentToken, ErrorCode,
     Expectation, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, PrinterVerdict,
-    RelayReply, Relayed, Request, Response,
+    ReceiptState, RelayReply, Relayed, Request, Response,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -51,12 +52,27 @@ pub struct MeshConfig {
     pub heartbeat_interval: Duration,
     /// How long device certificates are valid; renewed when a third is left.
     pub cert_validity: Duration,
+    /// Delivery windows and the queue bound.
+    pub delivery: crate::config::DeliveryConfig,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct MeshHandle {
     tx: mpsc::Sender<Command>,
+    backlog: Arc<Backlog>,
+}
+
+/// How many jobs wait for a printer, shared by the event loop (which counts its queue) and
+/// the API (which refuses labels when it is full).
+#[derive(Debug)]
+struct Backlog {
+    /// Jobs in the event loop's queue at its last dispatch.
+    queued: AtomicUsize,
+    /// Refuse new labels at this many.
+    limit: usize,
+    /// A submission did not fit in the channel: the loop must rescan the store.
+    overflowed: AtomicBool,
 }
 
 /// What [`start`] returns.
@@ -78,10 +94,16 @@ impl crate::api::Dispatch for MeshHandle {
             tenant_id: tenant_id.to_owned(),
             job_id: job_id.to_owned(),
         };
-        // A full channel only delays the job: the loop rescans the store's queue every second.
+        // A full channel only delays the job: the loop rescans the store on its next tick.
         if self.tx.try_send(cmd).is_err() {
-            debug!(job = %job_id, "dispatch channel full; the periodic scan will pick the job up");
+            self.backlog.overflowed.store(true, Ordering::Relaxed);
+            debug!(job = %job_id, "dispatch channel full; the next scan of the store picks the job up");
         }
+    }
+
+    fn backlog_full(&self) -> bool {
+        let in_channel = self.tx.max_capacity() - self.tx.capacity();
+        self.backlog.queued.load(Ordering::Relaxed) + in_channel >= self.backlog.limit
     }
 
     fn agent_revoked(&self, device_id: &str) {
@@ -98,13 +120,32 @@ struct Verified {
     device_id: String,
 }
 
+/// One delivery attempt out on an agent.
 struct Attempt {
     tenant_id: String,
     printer_id: String,
     device_id: String,
+    /// The attempt number (the sealed header's `attempt`); receipts name it.
+    attempt: u32,
     dispatched_at_ms: u64,
     deadline_ms: u64,
+    /// The request whose answer is awaited; `None` once the answer is lost (the attempt then
+    /// waits for the agent's receipts).
     request: Option<OutboundRequestId>,
+    /// Whether it counts in its printer's in-flight load. An attempt whose answer was lost
+    /// stops counting, so a printer is not blocked by jobs nobody can hear about.
+    counted: bool,
+}
+
+/// A job in doubt that its agent's receipts may still settle.
+struct Doubt {
+    tenant_id: String,
+    device_id: String,
+    attempt: u32,
+    /// When the doubt is only that the agent went silent: when the attempt was sent and its
+    /// deadline. A heartbeat of the same agent process built after the deadline that does
+    /// not list the job then proves it never arrived.
+    unheard: Option<(u64, u64)>,
 }
 
 struct EventLoop {
@@ -120,8 +161,9 @@ struct EventLoop {
     queue: VecDeque<(String, String)>,
     attempts: HashMap<String, Attempt>,
     requests: HashMap<OutboundRequestId, String>,
-    in_doubt: HashMap<String, (String, String)>,
+    in_doubt: HashMap<String, Doubt>,
     commands: mpsc::Receiver<Command>,
+    backlog: Arc<Backlog>,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -154,6 +196,11 @@ pub async fn start(
         }
     }
     let (tx, commands) = mpsc::channel(4096);
+    let backlog = Arc::new(Backlog {
+        queued: AtomicUsize::new(0),
+        limit: config.delivery.max_queued_jobs,
+        overflowed: AtomicBool::new(false),
+    });
     let mut ev = EventLoop {
         swarm,
         revoked: HashMap::new(),
@@ -162,6 +209,8 @@ pub async fn start(
         identity,
         cfg: DispatchConfig {
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+            attempt_window_ms: config.delivery.attempt_window.as_millis() as u64,
+            allowed_skew_ms: config.delivery.allowed_skew.as_millis() as u64,
             ..DispatchConfig::default()
         },
         peers: HashMap::new(),
@@ -171,11 +220,12 @@ pub async fn start(
         requests: HashMap::new(),
         in_doubt: HashMap::new(),
         commands,
+        backlog: backlog.clone(),
     };
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
     Ok(MeshStarted {
-        handle: MeshHandle { tx },
+        handle: MeshHandle { tx, backlog },
         listen_addrs,
     })
 }
@@ -193,10 +243,10 @@ fn refuse(code: ErrorCode, message: &str) -> Response {
 
 impl EventLoop {
     /// Picks up where a previous process stopped: queued jobs go back to the queue; jobs that
-    /// were out for delivery wait for their agent's receipts.
+    /// were out for delivery, or in doubt, wait for their agent's receipts.
     fn reload(&mut self) -> anyhow::Result<()> {
         let jobs = self.store.unfinished_jobs()?;
-        let (mut queued, mut out) = (0, 0);
+        let (mut queued, mut out, mut doubt) = (0, 0, 0);
         for job in jobs {
             match job.status {
                 JobStatus::Queued => {
@@ -205,25 +255,64 @@ impl EventLoop {
                 }
                 JobStatus::Dispatched => {
                     out += 1;
-                    let deadline_ms = job.attempt_deadline_ms.unwrap_or(0);
                     self.attempts.insert(
                         job.id.clone(),
                         Attempt {
                             tenant_id: job.tenant_id,
                             printer_id: job.printer.unwrap_or_default(),
                             device_id: job.agent.unwrap_or_default(),
-                            dispatched_at_ms: deadline_ms
-                                .saturating_sub(self.cfg.attempt_window_ms),
-                            deadline_ms,
+                            attempt: job.attempts,
+                            // `updated_at_ms` is set when the attempt is sent.
+                            dispatched_at_ms: job.updated_at_ms,
+                            deadline_ms: job.attempt_deadline_ms.unwrap_or(0),
                             request: None,
+                            counted: false,
+                        },
+                    );
+                }
+                JobStatus::InDoubt => {
+                    doubt += 1;
+                    self.in_doubt.insert(
+                        job.id,
+                        Doubt {
+                            tenant_id: job.tenant_id,
+                            device_id: job.agent.unwrap_or_default(),
+                            attempt: job.attempts,
+                            // Why it is in doubt was not kept: only a receipt settles it.
+                            unheard: None,
                         },
                     );
                 }
                 _ => {}
             }
         }
-        info!(queued, out_for_delivery = out, "unfinished jobs reloaded");
+        info!(
+            queued,
+            out_for_delivery = out,
+            in_doubt = doubt,
+            "unfinished jobs reloaded"
+        );
         Ok(())
+    }
+
+    /// Puts back in the queue every queued job of the store that is not in it (after a
+    /// submission overflowed the command channel).
+    fn rescan(&mut self) {
+        let known: std::collections::HashSet<String> =
+            self.queue.iter().map(|(_, j)| j.clone()).collect();
+        match self.store.unfinished_jobs() {
+            Ok(jobs) => {
+                for job in jobs {
+                    if job.status == JobStatus::Queued && !known.contains(&job.id) {
+                        self.queue.push_back((job.tenant_id, job.id));
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "queued jobs not rescanned; retrying");
+                self.backlog.overflowed.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
@@ -239,7 +328,12 @@ impl EventLoop {
                     }
                     self.dispatch();
                 }
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    if self.backlog.overflowed.swap(false, Ordering::Relaxed) {
+                        self.rescan();
+                    }
+                    self.on_tick();
+                }
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -382,7 +476,7 @@ impl EventLoop {
                 };
                 match other {
                     Request::Heartbeat(hb) if hb.device_id == record.device_id => {
-                        match self.on_heartbeat(&record, &hb, None) {
+                        match self.on_heartbeat(&record, &hb, Some(peer), None) {
                             Ok(reply) => Response::HeartbeatReply(reply),
                             Err(resp) => resp,
                         }
@@ -539,10 +633,13 @@ impl EventLoop {
         })
     }
 
+    /// Records a heartbeat that came over `direct` (the agent's own connection) or through
+    /// the site peer `relay`.
     fn on_heartbeat(
         &mut self,
         record: &AgentRecord,
         hb: &Heartbeat,
+        direct: Option<PeerId>,
         relay: Option<&str>,
     ) -> Result<HeartbeatReply, Response> {
         let now = now_ms();
@@ -553,8 +650,8 @@ impl EventLoop {
             warn!(error = %e, "heartbeat not recorded");
             return Err(refuse(ErrorCode::Internal, "heartbeat not recorded"));
         }
-        let peer = self.fleet.agent(&record.device_id).and_then(|a| a.peer);
-        self.fleet.heartbeat(live_of(record, peer), hb, relay, now);
+        self.fleet
+            .heartbeat(live_of(record, direct), hb, relay, now);
         self.settle_from_receipts(&record.device_id, hb);
         let revoked_serials = self.revoked_serials(&record.tenant_id);
         Ok(HeartbeatReply {
@@ -692,7 +789,7 @@ impl EventLoop {
                 });
             }
         };
-        match self.on_heartbeat(&origin, &hb, Some(&relay.device_id)) {
+        match self.on_heartbeat(&origin, &hb, None, Some(&relay.device_id)) {
             Ok(r) => reply(RelayReply::HeartbeatReply(r)),
             Err(_) => reply(RelayReply::Error {
                 code: ErrorCode::Internal,
@@ -702,22 +799,31 @@ impl EventLoop {
     }
 
     /// Applies receipts to jobs out for delivery on this agent, and judges lost answers.
+    /// Settles attempts whose answer was lost, and jobs in doubt, from the receipts in an
+    /// agent's heartbeat. A receipt counts only for the attempt it names.
     fn settle_from_receipts(&mut self, device_id: &str, hb: &Heartbeat) {
-        let receipts: HashMap<&str, &JobOutcome> = hb
+        let receipts: HashMap<(&str, u32), &ReceiptState> = hb
             .receipts
             .iter()
-            .map(|r| (r.job_id.as_str(), &r.outcome))
+            .map(|r| ((r.job_id.as_str(), r.attempt), &r.state))
             .collect();
-        let waiting: Vec<String> = self
+        let waiting: Vec<(String, u32)> = self
             .attempts
             .iter()
-            .filter(|(_, a)| a.device_id == device_id && a.request.is_none())
-            .map(|(j, _)| j.clone())
+            // An answer still awaited counts too: a request into a cut link fails only at
+            // its timeout, but a heartbeat built after the deadline already settles it.
+            .filter(|(_, a)| a.device_id == device_id)
+            .map(|(j, a)| (j.clone(), a.attempt))
             .collect();
-        for job_id in waiting {
-            if let Some(outcome) = receipts.get(job_id.as_str()) {
-                self.finish_attempt(&job_id, Ok((*outcome).clone()));
-                continue;
+        for (job_id, attempt) in waiting {
+            match receipts.get(&(job_id.as_str(), attempt)) {
+                Some(ReceiptState::Done(outcome)) => {
+                    self.finish_attempt(&job_id, Ok(outcome.clone()));
+                    continue;
+                }
+                // The agent holds it: its answer will come in a later heartbeat.
+                Some(ReceiptState::Printing) => continue,
+                None => {}
             }
             let Some(a) = self.attempts.get(&job_id) else {
                 continue;
@@ -740,19 +846,45 @@ impl EventLoop {
                 ),
             }
         }
-        let settled: Vec<(String, JobOutcome)> = self
+        let mut settled: Vec<(String, JobOutcome)> = Vec::new();
+        for (job_id, d) in self
             .in_doubt
-            .iter()
-            .filter(|(_, (_, dev))| dev == device_id)
-            .filter_map(|(j, _)| receipts.get(j.as_str()).map(|o| (j.clone(), (*o).clone())))
-            .collect();
+            .iter_mut()
+            .filter(|(_, d)| d.device_id == device_id)
+        {
+            match receipts.get(&(job_id.as_str(), d.attempt)) {
+                Some(ReceiptState::Done(
+                    o @ (JobOutcome::Printed { .. } | JobOutcome::NotPrinted { .. }),
+                )) => settled.push((job_id.clone(), o.clone())),
+                Some(_) => {}
+                None => {
+                    let Some((sent, deadline)) = d.unheard else {
+                        continue;
+                    };
+                    match judge_lost_answer(hb, sent, deadline, &self.cfg) {
+                        LostAnswer::Wait => {}
+                        LostAnswer::Reassign => settled.push((
+                            job_id.clone(),
+                            JobOutcome::NotPrinted {
+                                job_id: job_id.clone(),
+                                reason: "agent never received the job before its deadline".into(),
+                            },
+                        )),
+                        // It restarted since: nobody can know any more.
+                        LostAnswer::InDoubt => d.unheard = None,
+                    }
+                }
+            }
+        }
         for (job_id, outcome) in settled {
-            if let Some((tenant_id, _)) = self.in_doubt.remove(&job_id) {
-                self.resolve_in_doubt(&tenant_id, &job_id, outcome);
+            if let Some(d) = self.in_doubt.remove(&job_id) {
+                self.resolve_in_doubt(&d.tenant_id, &job_id, outcome);
             }
         }
     }
 
+    /// Ends a job in doubt with the outcome its agent's receipt gives (printed, or not
+    /// printed and back in the queue).
     fn resolve_in_doubt(&mut self, tenant_id: &str, job_id: &str, outcome: JobOutcome) {
         let Ok(Some(mut job)) = self.store.job(tenant_id, job_id) else {
             return;
@@ -774,19 +906,15 @@ impl EventLoop {
                     self.queue.push_back((job.tenant_id, job.id));
                 }
             }
-            JobOutcome::InDoubt { .. } => {
-                self.in_doubt.insert(
-                    job_id.to_owned(),
-                    (tenant_id.to_owned(), job.agent.unwrap_or_default()),
-                );
-            }
+            JobOutcome::InDoubt { .. } => {}
         }
     }
 
     fn on_tick(&mut self) {
         let now = now_ms();
         // Jobs whose agent went silent well past the deadline: nobody can say; an operator decides.
-        let silent: Vec<String> = self
+        // Its receipts settle it when the agent is heard again.
+        let silent: Vec<(String, (u64, u64))> = self
             .attempts
             .iter()
             .filter(|(_, a)| {
@@ -797,9 +925,9 @@ impl EventLoop {
                         .and_then(|l| l.last_heartbeat_ms)
                         .is_none_or(|t| t + 3 * self.cfg.heartbeat_interval_ms < now)
             })
-            .map(|(j, _)| j.clone())
+            .map(|(j, a)| (j.clone(), (a.dispatched_at_ms, a.deadline_ms)))
             .collect();
-        for job_id in silent {
+        for (job_id, window) in silent {
             self.finish_attempt(
                 &job_id,
                 Ok(JobOutcome::InDoubt {
@@ -807,6 +935,9 @@ impl EventLoop {
                     reason: "agent silent since the job was sent".into(),
                 }),
             );
+            if let Some(d) = self.in_doubt.get_mut(&job_id) {
+                d.unheard = Some(window);
+            }
         }
         self.dispatch();
     }
@@ -849,6 +980,9 @@ impl EventLoop {
             }
         }
         self.queue = still_waiting;
+        self.backlog
+            .queued
+            .store(self.queue.len(), Ordering::Relaxed);
         if sent > 0 {
             // The requests only leave when the swarm is next polled: make every `dispatched`
             // state durable first, so a restart never sends a job a second time.
@@ -930,6 +1064,8 @@ impl EventLoop {
                 dispatched_at_ms: now,
                 deadline_ms,
                 request: Some(request),
+                attempt: job.attempts,
+                counted: true,
             },
         );
     }
@@ -965,6 +1101,10 @@ impl EventLoop {
             debug!(job = %job_id, %reason, "answer lost; waiting for receipts");
             if let Some(a) = self.attempts.get_mut(&job_id) {
                 a.request = None;
+                if a.counted {
+                    a.counted = false;
+                    self.fleet.end(&a.printer_id);
+                }
             }
             return;
         }
@@ -981,7 +1121,9 @@ impl EventLoop {
         if let Some(r) = attempt.request {
             self.requests.remove(&r);
         }
-        self.fleet.end(&attempt.printer_id);
+        if attempt.counted {
+            self.fleet.end(&attempt.printer_id);
+        }
         let mut job = match self.store.job(&attempt.tenant_id, job_id) {
             Ok(Some(j)) => j,
             _ => return,
@@ -1022,8 +1164,15 @@ impl EventLoop {
                     Some(&job.id),
                     &reason,
                 );
-                self.in_doubt
-                    .insert(job.id.clone(), (job.tenant_id.clone(), attempt.device_id));
+                self.in_doubt.insert(
+                    job.id.clone(),
+                    Doubt {
+                        tenant_id: job.tenant_id.clone(),
+                        device_id: attempt.device_id,
+                        attempt: attempt.attempt,
+                        unheard: None,
+                    },
+                );
             }
         }
     }
@@ -1081,5 +1230,6 @@ fn live_of(record: &AgentRecord, peer: Option<PeerId>) -> AgentLive {
         printers: Vec::new(),
         last_heartbeat_ms: None,
         boot_ms: 0,
+        clock_skew_ms: std::collections::VecDeque::new(),
     }
 }

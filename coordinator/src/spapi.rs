@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 
 pub use client::SetupError;
 pub use error::SpApiError;
-pub use fetch::{LabelSource, FETCH_SOURCES};
+pub use fetch::{LabelSource, ShoppingStep, FETCH_SOURCES};
 pub use label::{decode_label, ChecksumMatch, DecodedLabel, LabelError};
 pub use operation::Operation;
 
@@ -204,6 +204,24 @@ pub struct CallSpec<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+impl<'a> CallSpec<'a> {
+    /// A request with this JSON body.
+    pub fn json(body: Zeroizing<Vec<u8>>) -> CallSpec<'a> {
+        CallSpec {
+            body: Some(body),
+            ..CallSpec::default()
+        }
+    }
+
+    /// A request about this shipment (`{shipmentId}` of the path).
+    pub fn shipment(shipment_id: &'a str) -> CallSpec<'a> {
+        CallSpec {
+            shipment_id: Some(shipment_id),
+            ..CallSpec::default()
+        }
+    }
+}
+
 /// The SP-API client of a process. Cheap to clone.
 #[derive(Clone)]
 pub struct SpApi {
@@ -252,12 +270,14 @@ pub fn amz_date(unix_s: u64) -> String {
     )
 }
 
-fn error_code(body: &[u8]) -> String {
+/// The first error's code (sanitised, `unknown` without one), and whether it is MFN's
+/// refusal of the requested label format.
+fn first_error(body: &[u8]) -> (String, bool) {
     serde_json::from_slice::<ErrorList>(body)
         .ok()
         .and_then(|l| l.errors.into_iter().next())
-        .map(|e| error::sanitise_code(&e.code))
-        .unwrap_or_else(|| "unknown".to_owned())
+        .map(|e| (error::sanitise_code(&e.code), e.label_format_refused))
+        .unwrap_or_else(|| ("unknown".to_owned(), false))
 }
 
 impl SpApi {
@@ -462,15 +482,9 @@ impl SpApi {
                             .collect(),
                     };
                     let body = serde_json::to_vec(&req).expect("plain data serialises");
+                    let spec = CallSpec::json(Zeroizing::new(body));
                     let a = self
-                        .call(
-                            conn,
-                            Operation::CreateRestrictedDataToken,
-                            CallSpec {
-                                body: Some(Zeroizing::new(body)),
-                                ..CallSpec::default()
-                            },
-                        )
+                        .call(conn, Operation::CreateRestrictedDataToken, spec)
                         .await?;
                     let r: RdtResponse =
                         serde_json::from_slice(&a.body).map_err(|_| SpApiError::Malformed {
@@ -505,9 +519,10 @@ impl SpApi {
     /// unknown (the caller treats that as in doubt).
     ///
     /// # Errors
-    /// [`SpApiError::Api`], [`SpApiError::Throttled`], [`SpApiError::Transport`],
-    /// [`SpApiError::InDoubt`] (MFN createShipment after a timeout or 5xx; a Shipping v2
-    /// purchase whose retries with the same idempotency key all failed ambiguously),
+    /// [`SpApiError::Api`], [`SpApiError::LabelFormatRefused`], [`SpApiError::Throttled`],
+    /// [`SpApiError::Transport`], [`SpApiError::InDoubt`] (MFN createShipment or Shipping v2
+    /// oneClickShipment after a timeout or 5xx; a Shipping v2 purchase whose retries with the
+    /// same idempotency key all failed ambiguously),
     /// [`SpApiError::TooLarge`], [`SpApiError::Lwa`], [`SpApiError::Cancelled`].
     pub async fn call(
         &self,
@@ -630,7 +645,7 @@ impl SpApi {
                 debug!(op = info.name, status, request_id = %a.request_id, attempt, elapsed_ms, "spapi call");
                 return Ok(a);
             }
-            let code = error_code(&a.body);
+            let (code, label_format_refused) = first_error(&a.body);
             info!(op = info.name, status, code = %code, request_id = %a.request_id, attempt, elapsed_ms, "spapi call failed");
             let api_error = |code: String| SpApiError::Api {
                 operation: info.name,
@@ -639,6 +654,14 @@ impl SpApi {
                 request_id: a.request_id.clone(),
             };
             match status {
+                400 if label_format_refused => {
+                    return Err(SpApiError::LabelFormatRefused {
+                        operation: info.name,
+                        status,
+                        code,
+                        request_id: a.request_id.clone(),
+                    })
+                }
                 429 => {
                     // Refused before processing: safe to retry, even a purchase.
                     self.inner.limits.throttled(&conn.record.id, op);

@@ -859,7 +859,8 @@ impl Store {
         Ok(())
     }
 
-    /// Jobs still queued or dispatched, across tenants (to resume after a restart).
+    /// Jobs still queued, dispatched or in doubt, across tenants (to resume after a restart:
+    /// an in-doubt job may yet be settled by its agent's receipts).
     ///
     /// # Errors
     /// [`StoreError::Db`], [`StoreError::Corrupt`].
@@ -867,7 +868,12 @@ impl Store {
         let all: Vec<JobRecord> = scan(&self.inner.jobs, b"", "job")?;
         Ok(all
             .into_iter()
-            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::Dispatched))
+            .filter(|j| {
+                matches!(
+                    j.status,
+                    JobStatus::Queued | JobStatus::Dispatched | JobStatus::InDoubt
+                )
+            })
             .collect())
     }
 

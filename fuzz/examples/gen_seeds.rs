@@ -14,8 +14,8 @@ use sealprint_fuzz::{
 use sealprint_protocol::{
     encode_frame, seal, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
     ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, LabelFormat,
-    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, RelayReply,
-    Relayed, Request, Response, SealedJob,
+    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, ReceiptState,
+    RelayReply, Relayed, Request, Response, SealedJob,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -87,10 +87,11 @@ fn heartbeat() -> Heartbeat {
         }],
         receipts: vec![PrintReceipt {
             job_id: "job-0".into(),
-            outcome: JobOutcome::Printed {
+            attempt: 1,
+            state: ReceiptState::Done(JobOutcome::Printed {
                 job_id: "job-0".into(),
                 printer: "zebra-1".into(),
-            },
+            }),
             at_ms: NOW_MS - 1000,
         }],
         findings: vec![],
@@ -228,6 +229,7 @@ fn main() {
         revoked_serials: vec![3, 5],
         renewed_certificate: Some(cert(43, "dev-1", "site-1").encode()),
         min_version: "0.1.0".into(),
+        accepted_identities: vec![],
     };
     let responses = [
         ("resp-ok", Response::Ok),

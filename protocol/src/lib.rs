@@ -35,7 +35,7 @@ pub use ident::{validate_id, IdError};
 pub use message::{
     AcceptedIdentity, EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply,
     Hello, JobOutcome, MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
-    RelayReply, Request, Response,
+    ReceiptState, RelayReply, Request, Response,
 };
 pub use relay::{RelayError, Relayed};
 pub use token::{EnrollmentToken, TokenError};

@@ -231,15 +231,29 @@ pub struct MeshPeerReport {
     pub has_uplink: bool,
 }
 
-/// What an agent did with a job it received.
+/// What an agent did with one delivery attempt of a job it received.
+///
+/// The coordinator settles an attempt whose answer was lost from these, so a receipt names
+/// the attempt it is about: a "not printed" of an earlier attempt says nothing of a later one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrintReceipt {
     /// The job.
     pub job_id: String,
-    /// What happened.
-    pub outcome: JobOutcome,
+    /// The delivery attempt (the sealed job header's `attempt`).
+    pub attempt: u32,
+    /// Where the attempt stands.
+    pub state: ReceiptState,
     /// When, on the agent's clock, unix milliseconds.
     pub at_ms: u64,
+}
+
+/// Where one delivery attempt stands on its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptState {
+    /// Received and being printed: the agent still holds it, no outcome yet.
+    Printing,
+    /// Finished with this outcome.
+    Done(JobOutcome),
 }
 
 /// The result of delivering one sealed job.

@@ -1,6 +1,7 @@
 //! A small HTTPS client for the coordinator's admin API, trusting the coordinator's own
 //! (self-signed) certificate from its data directory, as an operator would pin it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,6 +86,27 @@ impl ApiClient {
         path: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        let (status, value, _) = self.exchange(method, path, body).await?;
+        Ok((status, value))
+    }
+
+    /// Like [`ApiClient::call`], also returning the answer's headers (names in lower case).
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value, HashMap<String, String>)> {
+        let raw = body.map(|b| b.to_string()).unwrap_or_default();
+        self.exchange(method, path, raw.into_bytes()).await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Value, HashMap<String, String>)> {
         let tcp = TcpStream::connect(self.addr).await?;
         let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
         let tls = self.tls.connect(name, tcp).await?;
@@ -105,6 +127,11 @@ impl ApiClient {
             .send_request(req.body(Full::new(Bytes::from(body)))?)
             .await?;
         let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         let bytes = resp.into_body().collect().await?.to_bytes();
         let value = if bytes.is_empty() {
             Value::Null
@@ -112,7 +139,7 @@ impl ApiClient {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Ok((status, value))
+        Ok((status, value, headers))
     }
 
     /// GET that expects 200 and returns the body.

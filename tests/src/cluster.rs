@@ -288,6 +288,8 @@ pub struct AgentProc {
     pub listen: Vec<String>,
     args: Vec<String>,
     netns: Option<String>,
+    /// Extra environment of the process (e.g. libfaketime's), kept across restarts.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentProc {
@@ -313,6 +315,16 @@ impl AgentProc {
     /// Starts `sealprint-agent run` on `data_dir` with extra `args` (printers, peers, …),
     /// listening on a free loopback port, heartbeating every second.
     pub async fn start(data_dir: &Path, log: &Path, args: &[String]) -> anyhow::Result<AgentProc> {
+        Self::start_with_env(data_dir, log, args, &[]).await
+    }
+
+    /// Like [`AgentProc::start`], with extra environment variables.
+    pub async fn start_with_env(
+        data_dir: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<AgentProc> {
         let mut a = AgentProc {
             child: None,
             bins: binaries()?,
@@ -323,6 +335,7 @@ impl AgentProc {
             listen: Vec::new(),
             args: args.to_vec(),
             netns: None,
+            env: env.to_vec(),
         };
         a.spawn(None).await?;
         Ok(a)
@@ -346,6 +359,7 @@ impl AgentProc {
             listen: Vec::new(),
             args: args.to_vec(),
             netns: Some(netns.to_owned()),
+            env: Vec::new(),
         };
         a.spawn(Some("/ip4/0.0.0.0/tcp/0".into())).await?;
         Ok(a)
@@ -370,6 +384,7 @@ impl AgentProc {
             .args(self.netns.is_none().then_some("--no-mdns"))
             .args(&self.args)
             .env("SEALPRINT_LOG", "info,sealprint_agent=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file(&self.log)?)

@@ -8,6 +8,7 @@
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
 //! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
@@ -18,6 +19,7 @@
 
 pub mod api_client;
 pub mod cluster;
+pub mod delay_proxy;
 pub mod load;
 pub mod netns;
 pub mod printer_sim;

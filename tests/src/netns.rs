@@ -102,6 +102,68 @@ impl Lan {
         Ok(())
     }
 
+    /// Runs `iptables ARGS` inside host `h`'s namespace.
+    fn iptables(&self, h: usize, args: &[&str]) -> anyhow::Result<()> {
+        let ns = self.hosts.get(h).context("no such host")?;
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "iptables"])
+            .args(args)
+            .output()
+            .context("running iptables in a namespace")?;
+        if !out.status.success() {
+            bail!(
+                "iptables {} in {ns}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Cuts (or heals) host `h`'s traffic with the TCP service at `ip:port` in both
+    /// directions, leaving everything else up: a WAN link down while the LAN works. Packets
+    /// are dropped silently, so open connections hang as they would on a real cut.
+    pub fn set_service_cut(&self, h: usize, ip: &str, port: u16, cut: bool) -> anyhow::Result<()> {
+        let op = if cut { "-I" } else { "-D" };
+        let port = port.to_string();
+        self.iptables(
+            h,
+            &[
+                op, "OUTPUT", "-p", "tcp", "-d", ip, "--dport", &port, "-j", "DROP",
+            ],
+        )?;
+        self.iptables(
+            h,
+            &[
+                op, "INPUT", "-p", "tcp", "-s", ip, "--sport", &port, "-j", "DROP",
+            ],
+        )
+    }
+
+    /// Drops each packet host `h` sends or receives with probability `p` (iptables'
+    /// statistic match: this kernel has no `tc netem`).
+    pub fn set_random_loss(&self, h: usize, p: f64) -> anyhow::Result<()> {
+        let p = format!("{p}");
+        for chain in ["INPUT", "OUTPUT"] {
+            self.iptables(
+                h,
+                &[
+                    "-I",
+                    chain,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Cuts host `h` off the LAN (its cable pulled) or plugs it back.
     pub fn set_link(&self, h: usize, up: bool) -> anyhow::Result<()> {
         let outer = format!("{}o{h}", self.prefix);

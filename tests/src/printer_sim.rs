@@ -223,6 +223,9 @@ struct State {
     mode: SimMode,
     /// When each job finished arriving, and its bytes.
     jobs: Vec<(Instant, Vec<u8>)>,
+    /// Jobs that arrived while the printer could not print (paper out, head open, paused):
+    /// like a real Zebra's buffer, they print once the fault is cleared.
+    held: Vec<Vec<u8>>,
 }
 
 struct Shared {
@@ -283,10 +286,13 @@ impl Shared {
     /// Records a finished job if the current mode prints; returns its number.
     async fn finish_job(&self, data: Vec<u8>) -> Option<u64> {
         let at = Instant::now();
-        let mode = self.state().mode;
-        if !mode.prints() {
-            info!(bytes = data.len(), mode = %mode, "job dropped: printer not ready");
-            return None;
+        {
+            let mut state = self.state();
+            if !state.mode.prints() {
+                info!(bytes = data.len(), mode = %state.mode, "job held: printer not ready");
+                state.held.push(data);
+                return None;
+            }
         }
         let mut counter = self.recorder.lock().await;
         *counter += 1;
@@ -355,8 +361,39 @@ impl SimHandle {
     }
 
     /// Changes the behaviour (takes effect on the next query and the next finished job).
+    /// Back in a printing mode, jobs held while faulted print (recorded in the background).
     pub fn set_mode(&self, mode: SimMode) {
-        self.shared.state().mode = mode;
+        let held = {
+            let mut state = self.shared.state();
+            state.mode = mode;
+            if mode.prints() {
+                std::mem::take(&mut state.held)
+            } else {
+                Vec::new()
+            }
+        };
+        if held.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    for job in held {
+                        shared.finish_job(job).await;
+                    }
+                });
+            }
+            Err(_) => warn!(
+                jobs = held.len(),
+                "held jobs lost: no runtime to print them"
+            ),
+        }
+    }
+
+    /// How many jobs are held, waiting for the fault to clear.
+    pub fn held_count(&self) -> usize {
+        self.shared.state().held.len()
     }
 
     /// Changes the serial answered from now on (a swapped device).
@@ -431,6 +468,7 @@ pub async fn start(
             model: config.model,
             mode: config.mode,
             jobs: Vec::new(),
+            held: Vec::new(),
         }),
         recorder: tokio::sync::Mutex::new(0),
         jobs_tx,

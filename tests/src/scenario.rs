@@ -121,6 +121,18 @@ impl Site {
         pool: &str,
         extra: &[String],
     ) -> anyhow::Result<Station> {
+        self.station_with_env(n, printers, pool, extra, &[]).await
+    }
+
+    /// Like [`Site::station`], with extra environment variables for the agent process.
+    pub async fn station_with_env(
+        &self,
+        n: usize,
+        printers: usize,
+        pool: &str,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Station> {
         let dir = self.root.join(format!("agent-{n}"));
         AgentProc::enroll(&dir, &self.token().await?).await?;
         let mut sims = Vec::new();
@@ -149,7 +161,7 @@ impl Site {
         let mut args = vec!["--config".to_owned(), config_path.display().to_string()];
         args.extend_from_slice(extra);
         let log = self.root.join(format!("agent-{n}.log"));
-        let agent = AgentProc::start(&dir, &log, &args).await?;
+        let agent = AgentProc::start_with_env(&dir, &log, &args, env).await?;
         Ok(Station {
             agent,
             printers: sims,

@@ -1,16 +1,20 @@
 //! A stand-in for Amazon's Selling Partner API, for tests only: HTTPS (a self-signed
 //! certificate made with rcgen), the LWA token endpoint, the Tokens API, MFN v0
-//! (eligible services, createShipment, getShipment, cancelShipment) and Shipping v2 (getRates,
-//! purchaseShipment, getShipmentDocuments, cancelShipment).
+//! (eligible services, additional seller inputs, createShipment, getShipment, cancelShipment)
+//! and Shipping v2 (getRates, additional inputs, purchaseShipment, oneClickShipment,
+//! getShipmentDocuments, cancelShipment).
 //!
 //! It answers with the models' JSON shapes but real label payloads (the fixture the test
 //! gives, gzipped and with its MD5 for MFN, plain base64 for Shipping v2), enforces what the
 //! real service enforces (an RDT, not the LWA token, on the restricted MFN operations; tokens
 //! expire), and can misbehave on demand: expire every token, answer 429 without Retry-After,
 //! lose the answer to a purchase, send bad checksums, the sandbox's broken base64, an empty
-//! `FileType`, or a model-shaped error whose message holds buyer data. It records every call
-//! with the kind of token it carried, and counts purchases, so tests can prove a label was
-//! never bought twice.
+//! `FileType`, a model-shaped error whose message holds buyer data, or refuse every MFN
+//! `LabelFormat` as production sometimes does (amzn/selling-partner-api-models#214). It
+//! records every call with its operation, time and the kind of token it carried, and counts
+//! purchases, so tests can prove a label was never bought twice and that the client kept to
+//! each operation's documented rate and burst ([`Standin::rate_violations`]); the
+//! `x-amzn-RateLimit-Limit` it answers is that documented rate.
 //!
 //! Nothing here ships in a production binary.
 
@@ -99,6 +103,9 @@ pub enum TokenKind {
 /// One recorded call.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The operation, as Amazon names it (the two `cancelShipment`s prefixed `mfn ` and
+    /// `v2 `, `lwaToken` for the token endpoint, `unknown` for a path that is none).
+    pub operation: &'static str,
     /// Method.
     pub method: Method,
     /// Path (no query).
@@ -113,8 +120,75 @@ pub struct Call {
     pub user_agent: Option<String>,
     /// Status answered (0 when the answer was dropped).
     pub status: u16,
-    /// When.
+    /// When it arrived.
     pub at: Instant,
+}
+
+/// The operations the stand-in serves, by method and path: Amazon's name, and the
+/// documented (rate per second, burst) where SP-API limits it.
+pub fn operation_of(method: &Method, path: &str) -> (&'static str, Option<(f64, u32)>) {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segs.as_slice()) {
+        ("POST", ["auth", "o2", "token"]) => ("lwaToken", None),
+        ("POST", ["tokens", "2021-03-01", "restrictedDataToken"]) => {
+            ("createRestrictedDataToken", Some((1.0, 10)))
+        }
+        ("POST", ["mfn", "v0", "eligibleShippingServices"]) => {
+            ("getEligibleShipmentServices", Some((6.0, 12)))
+        }
+        ("POST", ["mfn", "v0", "additionalSellerInputs"]) => {
+            ("getAdditionalSellerInputs", Some((1.0, 1)))
+        }
+        ("POST", ["mfn", "v0", "shipments"]) => ("createShipment", Some((2.0, 2))),
+        ("GET", ["mfn", "v0", "shipments", _]) => ("getShipment", Some((1.0, 1))),
+        ("DELETE", ["mfn", "v0", "shipments", _]) => ("mfn cancelShipment", Some((1.0, 1))),
+        (m, ["shipping", "v2", rest @ ..]) => {
+            let name = match (m, rest) {
+                ("POST", ["shipments", "rates"]) => "getRates",
+                ("GET", ["shipments", "additionalInputs", "schema"]) => "getAdditionalInputs",
+                ("POST", ["shipments"]) => "purchaseShipment",
+                ("POST", ["oneClickShipment"]) => "oneClickShipment",
+                ("GET", ["shipments", _, "documents"]) => "getShipmentDocuments",
+                ("PUT", ["shipments", _, "cancel"]) => "v2 cancelShipment",
+                _ => "unknown",
+            };
+            (name, Some((80.0, 100)))
+        }
+        _ => ("unknown", None),
+    }
+}
+
+/// How much later than its token allows a call may arrive before it counts as over the
+/// limit: the client's clock and the stand-in's differ by the time on the wire (a TLS
+/// handshake on a new connection delays one call and not the next).
+pub const RATE_SLACK: Duration = Duration::from_millis(100);
+
+/// Checks `calls` against each operation's documented rate and burst with a token bucket
+/// (full at the first call, [`RATE_SLACK`] of tolerance); returns one line per call that
+/// came too early.
+pub fn rate_violations(calls: &[Call]) -> Vec<String> {
+    let mut buckets: HashMap<&'static str, (f64, Instant)> = HashMap::new();
+    let mut out = Vec::new();
+    for c in calls {
+        let Some((rate, burst)) = operation_of(&c.method, &c.path).1 else {
+            continue;
+        };
+        let burst = f64::from(burst);
+        let (tokens, last) = buckets.entry(c.operation).or_insert((burst, c.at));
+        let dt = c.at.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + dt * rate).min(burst);
+        *last = c.at;
+        if *tokens + RATE_SLACK.as_secs_f64() * rate < 1.0 {
+            out.push(format!(
+                "{} at {:?} with {:.2} tokens (rate {rate}, burst {burst})",
+                c.operation,
+                c.at.saturating_duration_since(calls[0].at),
+                tokens
+            ));
+        }
+        *tokens -= 1.0;
+    }
+    out
 }
 
 struct Shipment {
@@ -140,6 +214,8 @@ struct State {
     v2_by_key: HashMap<String, String>,
     mfn_purchases: u32,
     v2_purchases: u32,
+    refuse_label_format: bool,
+    create_label_formats: Vec<Option<String>>,
 }
 
 /// A running stand-in. Stops when dropped.
@@ -189,12 +265,6 @@ fn answer(status: u16, body: &Value) -> Answer {
     if let Ok(v) = hyper::header::HeaderValue::from_str(&random_hex(8)) {
         h.insert("x-amzn-requestid", v);
     }
-    if (200..300).contains(&status) || status == 400 || status == 404 {
-        h.insert(
-            "x-amzn-ratelimit-limit",
-            hyper::header::HeaderValue::from_static("5.0"),
-        );
-    }
     Ok(r)
 }
 
@@ -232,6 +302,8 @@ impl Standin {
             v2_by_key: HashMap::new(),
             mfn_purchases: 0,
             v2_purchases: 0,
+            refuse_label_format: false,
+            create_label_formats: Vec::new(),
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -298,6 +370,25 @@ impl Standin {
     /// [`BUYER_MARKER`] (as MFN validation messages echo request values).
     pub fn error_next_purchase(&self, status: u16, code: &'static str) {
         self.st().error_next = Some((status, code));
+    }
+
+    /// From now on, refuses every MFN createShipment that asks for a `LabelFormat` or a
+    /// `LabelCustomization` (400 `InvalidInput`, "The selected delivery method does not offer
+    /// the requested label format…"), as production does for some services; without them
+    /// the label is sold.
+    pub fn refuse_label_format(&self, on: bool) {
+        self.st().refuse_label_format = on;
+    }
+
+    /// The `ShippingServiceOptions.LabelFormat` of every createShipment received, in order.
+    pub fn create_label_formats(&self) -> Vec<Option<String>> {
+        self.st().create_label_formats.clone()
+    }
+
+    /// The calls that came sooner than their operation's documented rate and burst allow
+    /// (see [`rate_violations`]).
+    pub fn rate_violations(&self) -> Vec<String> {
+        rate_violations(&self.st().calls)
     }
 
     /// Expires every token issued so far (LWA and RDT).
@@ -433,7 +524,7 @@ async fn handle(
     let rdt_resources = header("x-amz-access-token")
         .and_then(|t| s.rdts.get(&t).map(|(_, r)| r.clone()))
         .unwrap_or_default();
-    let result = route(
+    let mut result = route(
         &mut s,
         &parts.method,
         &path,
@@ -443,11 +534,22 @@ async fn handle(
         &body,
         &header,
     );
-    let status = match &result {
-        Ok(r) => r.status().as_u16(),
+    let (operation, limit) = operation_of(&parts.method, &path);
+    let status = match &mut result {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            // Declared on 200, 400 and 404 only (per the models), with the documented rate.
+            if let Some((rate, _)) = limit.filter(|_| matches!(status, 200..=299 | 400 | 404)) {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{rate:.1}")) {
+                    r.headers_mut().insert("x-amzn-ratelimit-limit", v);
+                }
+            }
+            status
+        }
         Err(_) => 0,
     };
     s.calls.push(Call {
+        operation,
         method: parts.method.clone(),
         path,
         token,
@@ -461,6 +563,42 @@ async fn handle(
 }
 
 const GENERIC: &str = "/mfn/v0/shipments/{shipmentId}";
+
+/// The answer to a purchase that was made: `out`, unless a fault was asked for.
+fn purchase_answer(s: &mut State, out: &Value) -> Answer {
+    match s.fault.take() {
+        Some(PurchaseFault::LoseAnswer) => Err("answer lost on purpose"),
+        Some(PurchaseFault::BuyThenStatus(st)) => answer(st, &errors("InternalError", "try later")),
+        None => answer(200, out),
+    }
+}
+
+/// Buys a Shipping v2 shipment of one package: its id.
+fn v2_buy(s: &mut State, package_ref: &str) -> String {
+    let id = format!("amzn1.ship.{}", random_hex(8));
+    s.v2_purchases += 1;
+    s.v2.insert(
+        id.clone(),
+        Shipment {
+            tracking_id: format!("TBA{}", random_hex(6).to_uppercase()),
+            package_ref: package_ref.to_owned(),
+        },
+    );
+    id
+}
+
+/// A model-shaped refusal of a document specification without a dpi (what Amazon answers).
+fn check_document_spec(spec: &Value) -> Option<Answer> {
+    spec["dpi"].is_null().then(|| {
+        answer(
+            400,
+            &errors(
+                "InvalidRequest",
+                "An invalid documentation specification was provided.",
+            ),
+        )
+    })
+}
 
 #[allow(clippy::too_many_arguments)]
 fn route(
@@ -594,6 +732,23 @@ fn route(
                     ),
                 );
             }
+            let details = &json["ShipmentRequestDetails"];
+            let format = details["ShippingServiceOptions"]["LabelFormat"]
+                .as_str()
+                .map(str::to_owned);
+            s.create_label_formats.push(format.clone());
+            let customised = !details["LabelCustomization"].is_null();
+            if s.refuse_label_format && (format.is_some_and(|f| !f.is_empty()) || customised) {
+                return answer(
+                    400,
+                    &errors(
+                        "InvalidInput",
+                        "The selected delivery method does not offer the requested label \
+                         format. Please choose a different label format or choose another \
+                         delivery method which offers the requested label format",
+                    ),
+                );
+            }
             let id = format!("{}-00c3-4f6f-a63a-{}", random_hex(4), random_hex(6));
             let sh = Shipment {
                 tracking_id: format!("1Z{}", random_hex(8).to_uppercase()),
@@ -602,13 +757,31 @@ fn route(
             s.mfn_purchases += 1;
             let out = mfn_shipment(s, &id, &sh, false);
             s.mfn.insert(id, sh);
-            match s.fault.take() {
-                Some(PurchaseFault::LoseAnswer) => Err("answer lost on purpose"),
-                Some(PurchaseFault::BuyThenStatus(st)) => {
-                    answer(st, &errors("InternalError", "try later"))
-                }
-                None => answer(200, &out),
+            purchase_answer(s, &out)
+        }
+        ("POST", ["mfn", "v0", "additionalSellerInputs"]) => {
+            if token != TokenKind::Lwa {
+                return denied();
             }
+            if json["ShipFromAddress"]["CountryCode"] == "XX" {
+                return answer(
+                    400,
+                    &errors(
+                        "InvalidInput",
+                        "Invalid Ship From Address when calling GetAdditionalSellerInputs",
+                    ),
+                );
+            }
+            if json["ShippingServiceId"].as_str().is_none() || json["OrderId"].as_str().is_none() {
+                return answer(400, &errors("InvalidInput", "missing parameters"));
+            }
+            answer(
+                200,
+                &json!({"payload": {
+                    "ShipmentLevelFields": [{"AdditionalInputFieldName": "SENDER_ID",
+                        "AdditionalSellerInput": {"DataType": "STRING"}}],
+                    "ItemLevelFieldsList": [{"Asin": "B000000000", "AdditionalInputs": []}]}}),
+            )
         }
         ("GET" | "DELETE", ["mfn", "v0", "shipments", id]) => {
             if !needs_rdt(method.as_str(), GENERIC) {
@@ -645,16 +818,34 @@ fn route(
                         "supportedDocumentDetails": [{"name": "LABEL", "isMandatory": true}]}]}]}],
             "ineligibleRates": []}}),
         ),
-        ("POST", ["shipping", "v2", "shipments"]) => {
-            let spec = &json["requestedDocumentSpecification"];
-            if spec["dpi"].is_null() || json["requestToken"].as_str().is_none() {
+        ("GET", ["shipping", "v2", "shipments", "additionalInputs", "schema"]) => {
+            let query = uri.query().unwrap_or_default();
+            let has = |k: &str| {
+                query
+                    .split('&')
+                    .any(|kv| kv.strip_prefix(k).is_some_and(|v| v.len() > 1))
+            };
+            if !has("requestToken=") || !has("rateId=") {
                 return answer(
                     400,
-                    &errors(
-                        "InvalidRequest",
-                        "An invalid documentation specification was provided.",
-                    ),
+                    &json!({"errors": [{"code": "InvalidRequest",
+                        "message": "Request is missing or has invalid parameters",
+                        "details": "RequestToken cannot be null"}]}),
                 );
+            }
+            answer(
+                200,
+                &json!({"payload": {"$schema": "http://json-schema.org/draft-04/schema#",
+                    "title": "Additional inputs for Shipping Offering", "type": "object",
+                    "properties": {"harmonizedSystemCode": {"type": "string"}}}}),
+            )
+        }
+        ("POST", ["shipping", "v2", "shipments"]) => {
+            if json["requestToken"].as_str().is_none() {
+                return answer(400, &errors("InvalidRequest", "requestToken is required"));
+            }
+            if let Some(refusal) = check_document_spec(&json["requestedDocumentSpecification"]) {
+                return refusal;
             }
             if let Some((status, code)) = s.error_next.take() {
                 return answer(status, &errors(code, &format!("Value '{BUYER_MARKER}'")));
@@ -663,15 +854,7 @@ fn route(
             let id = match s.v2_by_key.get(&key) {
                 Some(id) if !key.is_empty() => id.clone(),
                 _ => {
-                    let id = format!("amzn1.ship.{}", random_hex(8));
-                    s.v2_purchases += 1;
-                    s.v2.insert(
-                        id.clone(),
-                        Shipment {
-                            tracking_id: format!("TBA{}", random_hex(6).to_uppercase()),
-                            package_ref: "pkg-1".into(),
-                        },
-                    );
+                    let id = v2_buy(s, "pkg-1");
                     if !key.is_empty() {
                         s.v2_by_key.insert(key, id.clone());
                     }
@@ -682,17 +865,54 @@ fn route(
                 s.v2.get(&id)
                     .map(|sh| v2_detail(s, sh))
                     .unwrap_or(Value::Null);
-            match s.fault.take() {
-                Some(PurchaseFault::LoseAnswer) => Err("answer lost on purpose"),
-                Some(PurchaseFault::BuyThenStatus(st)) => {
-                    answer(st, &errors("InternalError", "try later"))
-                }
-                None => answer(
-                    200,
-                    &json!({"payload": {"shipmentId": id,
-                    "packageDocumentDetails": [detail], "promise": {}}}),
-                ),
+            let out = json!({"payload": {"shipmentId": id,
+                "packageDocumentDetails": [detail], "promise": {}}});
+            purchase_answer(s, &out)
+        }
+        ("POST", ["shipping", "v2", "oneClickShipment"]) => {
+            let amazon = json["channelDetails"]["channelType"] == "AMAZON";
+            let missing = [
+                "shipFrom",
+                "packages",
+                "channelDetails",
+                "labelSpecifications",
+            ]
+            .into_iter()
+            .chain((!amazon).then_some("shipTo"))
+            .find(|f| json[*f].is_null());
+            let services = json["serviceSelection"]["serviceId"]
+                .as_array()
+                .map_or(0, Vec::len);
+            if missing.is_some() || services == 0 {
+                return answer(
+                    400,
+                    &errors(
+                        "InvalidRequest",
+                        "Request is missing or has invalid parameters",
+                    ),
+                );
             }
+            if let Some(refusal) = check_document_spec(&json["labelSpecifications"]) {
+                return refusal;
+            }
+            if let Some((status, code)) = s.error_next.take() {
+                return answer(status, &errors(code, &format!("Value '{BUYER_MARKER}'")));
+            }
+            let package = json["packages"][0]["packageClientReferenceId"]
+                .as_str()
+                .unwrap_or("pkg-1")
+                .to_owned();
+            let id = v2_buy(s, &package);
+            let detail =
+                s.v2.get(&id)
+                    .map(|sh| v2_detail(s, sh))
+                    .unwrap_or(Value::Null);
+            let out = json!({"payload": {"shipmentId": id,
+                "packageDocumentDetails": [detail], "promise": {},
+                "carrier": {"id": "AMZN_US", "name": "Amazon Shipping"},
+                "service": {"id": "std", "name": "Standard"},
+                "totalCharge": {"value": 4.2, "unit": "USD"}}});
+            purchase_answer(s, &out)
         }
         ("GET", ["shipping", "v2", "shipments", id, "documents"]) => {
             let pkg = uri

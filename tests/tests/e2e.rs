@@ -13,6 +13,9 @@ use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(60);
 
+#[path = "e2e/faults.rs"]
+mod faults;
+
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("sealprint-e2e-")
@@ -721,11 +724,25 @@ mod spapi {
     use hyper::{Method, StatusCode};
     use sealprint_testkit::scenario::{marker, zpl_label, Site, Station};
     use sealprint_testkit::spapi_standin::{
-        Credentials, LabelMode, PurchaseFault, Standin, TokenKind, BUYER_MARKER,
+        rate_violations, Call, Credentials, LabelMode, PurchaseFault, Standin, TokenKind,
+        BUYER_MARKER,
     };
     use serde_json::{json, Value};
 
     use super::{files_containing, scratch, FINAL};
+
+    /// No file under `root` (logs, stores) holds any of `needles`, except the stand-in's
+    /// certificate.
+    fn assert_nothing_leaked(root: &std::path::Path, needles: &[&str]) {
+        for needle in needles {
+            let hits = files_containing(root, needle.as_bytes());
+            let hits: Vec<_> = hits
+                .iter()
+                .filter(|h| !h.ends_with("spapi-ca.pem"))
+                .collect();
+            assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
+        }
+    }
 
     /// A stand-in selling `label`, and a site whose coordinator trusts it, with one station
     /// of one printer in pool `outbound` and a connection to the stand-in.
@@ -863,29 +880,33 @@ mod spapi {
         assert!(v2_shipment.starts_with("amzn1.ship."), "{job}");
         assert_eq!(job["spapi"]["idempotency_key"], json!(v2_job));
 
-        // Every token expires; reprints renew them and print again.
+        // Every token expires; reprints renew them and print again: three MFN reprints at
+        // once (getShipment: 1 per second, burst 1) into another 429 storm.
         let exchanges = standin.lwa_exchanges();
         standin.expire_tokens();
-        for body in [
-            json!({"source": "mfn_shipment", "connection": conn, "shipment_id": mfn_shipment,
-                "pool": "outbound"}),
-            json!({"source": "shipping_v2_shipment", "connection": conn,
-                "shipment_id": v2_shipment, "package_client_reference_id": "pkg-1",
-                "format": "ZPL", "dpi": 203, "pool": "outbound"}),
-        ] {
-            let id = submit(&site, body).await?;
-            let job = site.wait_final(&id, FINAL).await?;
+        standin.throttle_next(3);
+        let mfn_reprint = json!({"source": "mfn_shipment", "connection": conn,
+            "shipment_id": mfn_shipment, "pool": "outbound"});
+        let v2_reprint = json!({"source": "shipping_v2_shipment", "connection": conn,
+            "shipment_id": v2_shipment, "package_client_reference_id": "pkg-1",
+            "format": "ZPL", "dpi": 203, "pool": "outbound"});
+        let mut reprints = Vec::new();
+        for body in [&mfn_reprint, &mfn_reprint, &mfn_reprint, &v2_reprint] {
+            reprints.push(submit(&site, body.clone()).await?);
+        }
+        for id in &reprints {
+            let job = site.wait_final(id, FINAL).await?;
             assert_eq!(job["status"], "printed", "{job}");
         }
         assert!(standin.lwa_exchanges() > exchanges);
 
-        // Byte-identical on the printer, four times; bought once each.
+        // Byte-identical on the printer, six times; bought once each.
         let printed = station.printers[0]
             .1
-            .wait_for_jobs(4, Duration::from_secs(10))
+            .wait_for_jobs(6, Duration::from_secs(10))
             .await
             .unwrap_or_default();
-        assert_eq!(printed, vec![label.clone(); 4]);
+        assert_eq!(printed, vec![label.clone(); 6]);
         assert_eq!(standin.purchases(), (1, 1));
 
         // The restricted calls carried an RDT (never the LWA token); the RDT was asked for
@@ -896,7 +917,11 @@ mod spapi {
                 assert_eq!(c.token, TokenKind::Rdt, "{c:?}");
             }
             if c.path.starts_with("/shipping/v2/") {
-                assert_eq!(c.token, TokenKind::Lwa, "{c:?}");
+                // (A reprint racing the renewal may carry the expired token once.)
+                assert_ne!(c.token, TokenKind::Rdt, "{c:?}");
+                if c.status == 200 {
+                    assert_eq!(c.token, TokenKind::Lwa, "{c:?}");
+                }
                 assert_eq!(c.business_id.as_deref(), Some("AmazonShipping_US"));
             }
             if c.path != "/auth/o2/token" {
@@ -907,7 +932,19 @@ mod spapi {
                 );
             }
         }
-        assert!(calls.iter().any(|c| c.status == 429), "the storm happened");
+        assert!(
+            calls.iter().filter(|c| c.status == 429).count() >= 7,
+            "both storms happened"
+        );
+        // Through both storms no operation was called faster than its documented rate and
+        // burst (the stand-in's x-amzn-RateLimit-Limit is that rate).
+        let reprint_gets = calls
+            .iter()
+            .filter(|c| c.operation == "getShipment")
+            .count();
+        assert!(reprint_gets >= 3, "{reprint_gets} getShipment calls");
+        let too_early = standin.rate_violations();
+        assert!(too_early.is_empty(), "{too_early:#?}");
         assert!(calls.iter().any(|c| c.path == "/shipping/v2/shipments"
             && c.idempotency_key.as_deref() == Some(v2_job.as_str())));
         let rdt = standin.rdt_requests();
@@ -916,21 +953,17 @@ mod spapi {
         assert!(rdt[0].contains(&("POST".into(), "/mfn/v0/shipments".into())));
 
         // No label text, buyer data or credential in any file (logs, store).
-        for needle in [
-            mark.as_str(),
-            BUYER_MARKER,
-            &c.refresh_token,
-            &c.client_secret,
-            "Atza|",
-            "Atz.sprdt|",
-        ] {
-            let hits = files_containing(tmp.path(), needle.as_bytes());
-            let hits: Vec<_> = hits
-                .iter()
-                .filter(|h| !h.ends_with("spapi-ca.pem"))
-                .collect();
-            assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
-        }
+        assert_nothing_leaked(
+            tmp.path(),
+            &[
+                mark.as_str(),
+                BUYER_MARKER,
+                &c.refresh_token,
+                &c.client_secret,
+                "Atza|",
+                "Atz.sprdt|",
+            ],
+        );
         Ok(())
     }
 
@@ -1053,14 +1086,184 @@ mod spapi {
             assert_eq!(printed, label);
         }
         assert_eq!(station.printers[0].1.jobs().len(), 3);
-        for needle in [mark.as_str(), BUYER_MARKER, "Atza|", "Atz.sprdt|"] {
-            let hits = files_containing(tmp.path(), needle.as_bytes());
-            let hits: Vec<_> = hits
-                .iter()
-                .filter(|h| !h.ends_with("spapi-ca.pem"))
-                .collect();
-            assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
-        }
+        assert_nothing_leaked(
+            tmp.path(),
+            &[mark.as_str(), BUYER_MARKER, "Atza|", "Atz.sprdt|"],
+        );
         Ok(())
+    }
+
+    /// A `OneClickShipmentRequest` for an Amazon order, with the label spec copied from a
+    /// rate (ZPL, 4x6, 203 dpi).
+    fn one_click(conn: &str, package: &str) -> Value {
+        json!({"source": "shipping_v2_one_click", "connection": conn,
+            "shipFrom": {"name": "Warehouse 1", "addressLine1": "300 Turnbull Ave",
+                "city": "Detroit", "stateOrRegion": "MI", "postalCode": "48123",
+                "countryCode": "US"},
+            "packages": [{"dimensions": {"length": 10, "width": 8, "height": 4, "unit": "INCH"},
+                "weight": {"unit": "POUND", "value": 2}, "insuredValue": {"value": 10, "unit": "USD"},
+                "items": [{"quantity": 1}], "packageClientReferenceId": package}],
+            "channelDetails": {"channelType": "AMAZON",
+                "amazonOrderDetails": {"orderId": "903-5563053-5647845"}},
+            "labelSpecifications": {"format": "ZPL",
+                "size": {"width": 4, "length": 6, "unit": "INCH"}, "dpi": 203,
+                "pageLayout": "DEFAULT", "needFileJoining": false,
+                "requestedDocumentTypes": ["LABEL"]},
+            "serviceSelection": {"serviceId": ["std"]},
+            "pool": "outbound"})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_click_labels_and_the_label_format_fallback_print_byte_identical(
+    ) -> anyhow::Result<()> {
+        let tmp = scratch();
+        let mark = marker();
+        let label = zpl_label(&mark, 5);
+        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+        let base = format!("/v1/tenants/{}/spapi-connections/{conn}", site.tenant);
+
+        // The shopping step's extra inputs pass through.
+        let inputs = site
+            .admin
+            .post(
+                &format!("{base}/additional-seller-inputs"),
+                json!({"shipping_service_id": "UPS_PTP_GND", "order_id": "903-5563053-5647845",
+                    "ship_from_address": shipment_request()["ShipFromAddress"]}),
+                StatusCode::OK,
+            )
+            .await?;
+        assert!(inputs["ShipmentLevelFields"].is_array(), "{inputs}");
+        let mut bad_address = shipment_request()["ShipFromAddress"].clone();
+        bad_address["CountryCode"] = json!("XX");
+        let refused = site
+            .admin
+            .post(
+                &format!("{base}/additional-seller-inputs"),
+                json!({"shipping_service_id": "UPS_PTP_GND", "order_id": "903-5563053-5647845",
+                    "ship_from_address": bad_address}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await?;
+        assert_eq!(refused["error"]["code"], "spapi_rejected", "{refused}");
+        let schema = site
+            .admin
+            .post(
+                &format!("{base}/additional-inputs"),
+                json!({"request_token": "amzn1.rq.123456789.101", "rate_id": "rate-1"}),
+                StatusCode::OK,
+            )
+            .await?;
+        assert_eq!(schema["type"], "object", "{schema}");
+
+        // One click: bought and printed; the job shows the shipment and tracking ids.
+        let id = submit(&site, one_click(&conn, "pkg-oc")).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+        assert_eq!(job["spapi"]["source"], "shipping_v2_one_click", "{job}");
+        let shipment = job["shipment_id"].as_str().unwrap_or_default().to_owned();
+        assert!(shipment.starts_with("amzn1.ship."), "{job}");
+        assert!(
+            job["tracking_id"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("TBA")),
+            "{job}"
+        );
+        // Its package reference serves a reprint.
+        let id = submit(
+            &site,
+            json!({"source": "shipping_v2_shipment", "connection": conn,
+                "shipment_id": shipment, "package_client_reference_id": "pkg-oc",
+                "pool": "outbound"}),
+        )
+        .await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+
+        // A one-click purchase whose answer is lost is in doubt and never sent again: it
+        // has no idempotency key.
+        standin.fault_next_purchase(PurchaseFault::LoseAnswer);
+        let id = submit(&site, one_click(&conn, "pkg-lost")).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "in_doubt", "{job}");
+        assert_eq!(job["spapi"]["failed_call"], "oneClickShipment", "{job}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let one_clicks: Vec<Call> = standin
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == "oneClickShipment")
+            .collect();
+        assert_eq!(one_clicks.len(), 2, "each one-click purchase was sent once");
+        for c in &one_clicks {
+            assert_eq!(c.token, TokenKind::Lwa, "{c:?}");
+            assert_eq!(c.business_id.as_deref(), Some("AmazonShipping_US"), "{c:?}");
+            assert_eq!(c.idempotency_key, None, "{c:?}");
+        }
+        assert_eq!(standin.purchases(), (0, 2));
+
+        // The service refuses the requested label format: bought once without it, printed,
+        // and the job says so.
+        standin.refuse_label_format(true);
+        let id = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "printed", "{job}");
+        assert_eq!(job["spapi"]["label_format_fallback"], true, "{job}");
+        assert_eq!(
+            standin.create_label_formats(),
+            vec![Some("ZPL203".to_owned()), None]
+        );
+        assert_eq!(standin.purchases(), (1, 2));
+        // Any other refusal is final: not sent again without the format.
+        standin.error_next_purchase(400, "InvalidInput");
+        let id = submit(&site, mfn(&conn)).await?;
+        let job = site.wait_final(&id, FINAL).await?;
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["spapi"]["label_format_fallback"], false, "{job}");
+        let creates = standin
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "createShipment")
+            .count();
+        assert_eq!(creates, 3, "refused, bought without the format, refused");
+
+        // Byte-identical on the printer; within the rate limits; nothing leaked.
+        let printed = station.printers[0]
+            .1
+            .wait_for_jobs(3, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        assert_eq!(printed, vec![label.clone(); 3]);
+        let too_early = standin.rate_violations();
+        assert!(too_early.is_empty(), "{too_early:#?}");
+        assert_nothing_leaked(
+            tmp.path(),
+            &[
+                mark.as_str(),
+                BUYER_MARKER,
+                "does not offer",
+                "Atza|",
+                "Atz.sprdt|",
+            ],
+        );
+        Ok(())
+    }
+
+    /// The rate check itself: calls faster than the documented burst are caught, calls at
+    /// the documented rate pass.
+    #[test]
+    fn the_rate_check_catches_a_burst() {
+        let start = std::time::Instant::now();
+        let get = |ms: u64| Call {
+            operation: "getShipment",
+            method: Method::GET,
+            path: "/mfn/v0/shipments/s-1".into(),
+            token: TokenKind::Rdt,
+            business_id: None,
+            idempotency_key: None,
+            user_agent: None,
+            status: 200,
+            at: start + Duration::from_millis(ms),
+        };
+        assert!(rate_violations(&[get(0), get(1000), get(2050)]).is_empty());
+        assert_eq!(rate_violations(&[get(0), get(1000), get(1500)]).len(), 1);
     }
 }

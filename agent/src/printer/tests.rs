@@ -295,6 +295,33 @@ async fn unreachable_when_nothing_listens() {
     );
 }
 
+/// The deadline is checked after the device's re-check, right before writing: a job whose
+/// deadline passed while the printer was being asked prints nothing.
+#[tokio::test]
+async fn nothing_is_written_after_the_deadline() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    let past = crate::now_ms() - 1;
+    let result = printer
+        .print_before(LabelFormat::Zpl, b"^XA^FDlate^FS^XZ", past)
+        .await;
+    assert_eq!(
+        result,
+        Err(PrintError::NotPrinted(
+            "deadline passed before printing".to_owned()
+        ))
+    );
+    // The re-check happened (queries went out), but no label bytes did.
+    assert_eq!(printer.last_report().verdict, PrinterVerdict::Verified);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(fake.received().is_empty(), "no label after the deadline");
+    let future = crate::now_ms() + 60_000;
+    let result = printer
+        .print_before(LabelFormat::Zpl, b"^XA^FDlate^FS^XZ", future)
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
 #[tokio::test]
 async fn changed_serial_is_refused() {
     let fake = Fake::start(Answers::zebra("OTHER0000001")).await;

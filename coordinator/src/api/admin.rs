@@ -210,6 +210,8 @@ pub(super) fn list_agents(
                 "revoked": a.revoked,
                 "hostname": a.hostname,
                 "relay": a.relay,
+                // Its clock minus ours at its last heartbeat (transit makes it look behind).
+                "clock_offset_ms": a.clock_offset_ms,
                 "findings": a.findings,
             })
         })

@@ -9,9 +9,9 @@
 //!   never be printed. Only owners see the list, so whoever trips it cannot know it.
 //!
 //! [`before_label`] is the hook of label submission: a request naming a canary order (the
-//! `order_id` of an upload, the `AmazonOrderId` of an MFN `shipment_request`) is refused,
-//! reported and restricts the tenant; a restricted tenant's labels are refused with the
-//! alert that restricts it; every request feeds the volume and hour rules
+//! `order_id` of an upload, the `AmazonOrderId` of an MFN `shipment_request`, the Amazon
+//! order of a one-click request's `channelDetails`) is refused, reported and restricts the
+//! tenant; a restricted tenant's labels are refused with the alert that restricts it; every request feeds the volume and hour rules
 //! ([`crate::monitor::label_requested`]). [`login_failed`] feeds the failed-login rule.
 //! Every alert, refusal and clearance is audited by id.
 
@@ -190,18 +190,38 @@ struct ShipmentPeek {
 }
 
 #[derive(Deserialize)]
+struct AmazonOrderPeek {
+    #[serde(rename = "orderId")]
+    order_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChannelPeek {
+    #[serde(rename = "amazonOrderDetails")]
+    amazon_order_details: Option<AmazonOrderPeek>,
+}
+
+#[derive(Deserialize)]
 struct OrderPeek {
     order_id: Option<String>,
     shipment_request: Option<ShipmentPeek>,
+    #[serde(rename = "channelDetails")]
+    channel_details: Option<ChannelPeek>,
 }
 
-/// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`).
+/// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`, Shipping v2
+/// one-click `channelDetails.amazonOrderDetails.orderId`).
 fn named_orders(body: &[u8]) -> Vec<String> {
     match serde_json::from_slice::<OrderPeek>(body) {
         Ok(p) => p
             .order_id
             .into_iter()
             .chain(p.shipment_request.and_then(|s| s.amazon_order_id))
+            .chain(
+                p.channel_details
+                    .and_then(|c| c.amazon_order_details)
+                    .and_then(|a| a.order_id),
+            )
             .map(|o| o.trim().to_owned())
             .collect(),
         Err(_) => Vec::new(),
@@ -278,7 +298,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn order_ids_are_found_in_both_kinds_of_request() {
+    fn order_ids_are_found_in_every_kind_of_request() {
         assert_eq!(
             named_orders(br#"{"order_id":" 111-1 ","format":"zpl","content_base64":"eA=="}"#),
             ["111-1"]
@@ -288,6 +308,13 @@ mod tests {
                 br#"{"source":"mfn","shipment_request":{"AmazonOrderId":"222-2","Weight":{}}}"#
             ),
             ["222-2"]
+        );
+        assert_eq!(
+            named_orders(
+                br#"{"source":"shipping_v2_one_click","channelDetails":{"channelType":"AMAZON",
+                    "amazonOrderDetails":{"orderId":"333-3"}}}"#
+            ),
+            ["333-3"]
         );
         assert!(named_orders(b"not json").is_empty());
     }

@@ -7,6 +7,9 @@ use tracing::warn;
 
 use crate::store::StoreError;
 
+/// The Retry-After, in seconds, of a 429 answer.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -97,6 +100,12 @@ impl ApiError {
     /// 422: well-formed but semantically invalid.
     pub fn unprocessable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)
+    }
+
+    /// 429: too many jobs already wait for a printer; the answer carries a Retry-After of
+    /// [`BUSY_RETRY_AFTER_SECS`].
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message)
     }
 
     /// 503.

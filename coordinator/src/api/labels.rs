@@ -115,6 +115,11 @@ pub(super) fn submit(
     now: u64,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    if state.dispatch.backlog_full() {
+        return Err(ApiError::busy(
+            "too many labels are waiting for a printer; retry later",
+        ));
+    }
     let t = super::compliance::tenant_record(state, tenant)?;
     let mode = match compliance::label_gate(
         t.suspension.as_ref(),
@@ -260,6 +265,7 @@ pub(super) fn get(
         "id": job.id,
         "status": job.status.as_str(),
         "printer": job.printer,
+        "agent": job.agent,
         "pool": job.pool,
         "attempts": job.attempts,
         "error": job.error,

@@ -2,18 +2,20 @@
 //!
 //! - `POST /v1/tenants/{t}/spapi-connections` stores a connection (secrets encrypted under
 //!   the tenant key) → 201 `{"id"}`; `GET` lists them without secrets.
-//! - `POST …/spapi-connections/{id}/eligible-services` (MFN getEligibleShipmentServices) and
-//!   `…/rates` (Shipping v2 getRates) pass the shopping step through and answer the payload;
-//!   `…/cancel-shipment` cancels a shipment (MFN or Shipping v2), e.g. a duplicate bought
-//!   while a job was in doubt.
+//! - `POST …/spapi-connections/{id}/eligible-services` (MFN getEligibleShipmentServices),
+//!   `…/additional-seller-inputs` (MFN getAdditionalSellerInputs), `…/rates` (Shipping v2
+//!   getRates) and `…/additional-inputs` (Shipping v2 getAdditionalInputs) pass the shopping
+//!   step through and answer the payload; `…/cancel-shipment` cancels a shipment (MFN or
+//!   Shipping v2), e.g. a duplicate bought while a job was in doubt.
 //! - `POST /v1/tenants/{t}/labels` with a `"source"` (hooked from `labels`): the fetch is
 //!   recorded and runs in the background; the answer is 202 with the job `queued`. The job
 //!   view (`GET …/labels/{id}`) shows the fetch while there is no job yet, and the shipment,
 //!   tracking id and failing SP-API call afterwards.
 //!
 //! Requests are checked before anything is bought: the target (printer or pool) as for raw
-//! uploads, ids, and the Shipping v2 `document_spec` (it must be copied from the rate, with a
-//! dpi). Nothing here logs request bodies: they hold seller and buyer addresses.
+//! uploads, ids, and the Shipping v2 `document_spec` / one-click `labelSpecifications` (it
+//! must be copied from the rate, with a dpi). Nothing here logs request bodies: they hold
+//! seller and buyer addresses.
 
 use hyper::{Method, StatusCode};
 use sealprint_protocol::{validate_id, PrinterVerdict};
@@ -27,7 +29,7 @@ use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
 use crate::crypto::random_id;
 use crate::spapi::auth::SecretString;
-use crate::spapi::{ConnectionSecrets, LabelSource, SpApiError};
+use crate::spapi::{ConnectionSecrets, LabelSource, ShoppingStep, SpApiError};
 use crate::store::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 
 /// Most connections a tenant may have.
@@ -188,7 +190,9 @@ fn list_connections(state: &ApiState, who: &Principal, tenant: &str) -> Result<R
 fn spapi_error(e: &SpApiError) -> ApiError {
     let (status, code) = match e {
         SpApiError::Connection("not found") => return ApiError::not_found("spapi connection"),
-        SpApiError::Api { status, .. } if (400..500).contains(status) => {
+        SpApiError::Api { status, .. } | SpApiError::LabelFormatRefused { status, .. }
+            if (400..500).contains(status) =>
+        {
             (StatusCode::UNPROCESSABLE_ENTITY, "spapi_rejected")
         }
         SpApiError::Throttled { .. } | SpApiError::Cancelled => {
@@ -209,6 +213,21 @@ fn spapi_error(e: &SpApiError) -> ApiError {
 struct EligibleRequest {
     shipment_request: Value,
     shipping_offering_filter: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SellerInputsRequest {
+    shipping_service_id: String,
+    ship_from_address: Value,
+    order_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdditionalInputsRequest {
+    request_token: SecretString,
+    rate_id: String,
 }
 
 #[derive(Deserialize)]
@@ -254,7 +273,14 @@ pub(super) async fn route(
         ([], &Method::GET) => list_connections(state, who, tenant),
         ([id, action], &Method::POST)
             if validate_id(id).is_ok()
-                && matches!(*action, "eligible-services" | "rates" | "cancel-shipment") =>
+                && matches!(
+                    *action,
+                    "eligible-services"
+                        | "additional-seller-inputs"
+                        | "rates"
+                        | "additional-inputs"
+                        | "cancel-shipment"
+                ) =>
         {
             tenant_scope(state, who, tenant, Action::SubmitLabel)?;
             let conn = state
@@ -275,22 +301,44 @@ pub(super) async fn route(
                             Value::Object(object(f, "shipping_offering_filter")?),
                         );
                     }
-                    state
-                        .spapi
-                        .eligible_services(&conn, to_body(&Value::Object(m)))
-                        .await
+                    let body = to_body(&Value::Object(m));
+                    let step = ShoppingStep::EligibleServices;
+                    state.spapi.shop(&conn, step, body).await
+                }
+                "additional-seller-inputs" => {
+                    let req: SellerInputsRequest = parse_json(body)?;
+                    if !id_like(&req.shipping_service_id) {
+                        return Err(bad_id("shipping_service_id"));
+                    }
+                    if !id_like(&req.order_id) {
+                        return Err(bad_id("order_id"));
+                    }
+                    let m = json!({
+                        "ShippingServiceId": req.shipping_service_id,
+                        "ShipFromAddress": object(req.ship_from_address, "ship_from_address")?,
+                        "OrderId": req.order_id,
+                    });
+                    let step = ShoppingStep::AdditionalSellerInputs;
+                    state.spapi.shop(&conn, step, to_body(&m)).await
                 }
                 "rates" => {
                     let req: Value = parse_json(body)?;
                     let m = object(req, "the body")?;
-                    state.spapi.rates(&conn, to_body(&Value::Object(m))).await
+                    let body = to_body(&Value::Object(m));
+                    state.spapi.shop(&conn, ShoppingStep::Rates, body).await
+                }
+                "additional-inputs" => {
+                    let req: AdditionalInputsRequest = parse_json(body)?;
+                    check_rate(&req.request_token, &req.rate_id)?;
+                    state
+                        .spapi
+                        .additional_inputs(&conn, &req.request_token.0, &req.rate_id)
+                        .await
                 }
                 _ => {
                     let req: CancelRequest = parse_json(body)?;
                     if !id_like(&req.shipment_id) {
-                        return Err(ApiError::unprocessable(
-                            "shipment_id must be 1 to 128 letters, digits, '.', '_' or '-'",
-                        ));
+                        return Err(bad_id("shipment_id"));
                     }
                     let r = state
                         .spapi
@@ -326,6 +374,7 @@ enum SourceRequest {
     MfnShipment(MfnShipmentRequest),
     ShippingV2(V2Request),
     ShippingV2Shipment(V2ShipmentRequest),
+    ShippingV2OneClick(OneClickRequest),
 }
 
 #[derive(Deserialize)]
@@ -371,6 +420,34 @@ struct V2ShipmentRequest {
     printer: Option<String>,
     pool: Option<String>,
 }
+
+/// `connection` and the target, beside the `OneClickShipmentRequest` fields (checked
+/// against [`ONE_CLICK_FIELDS`]: the model's names, camelCase).
+#[derive(Deserialize)]
+struct OneClickRequest {
+    connection: String,
+    printer: Option<String>,
+    pool: Option<String>,
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+/// The fields of a `OneClickShipmentRequest`; the first five are required.
+const ONE_CLICK_FIELDS: [&str; 13] = [
+    "shipFrom",
+    "packages",
+    "channelDetails",
+    "labelSpecifications",
+    "serviceSelection",
+    "shipTo",
+    "returnTo",
+    "shipDate",
+    "goodsOwner",
+    "valueAddedServicesDetails",
+    "taxDetails",
+    "shipperInstruction",
+    "destinationAccessPointDetails",
+];
 
 #[derive(Deserialize)]
 struct Peek {
@@ -431,6 +508,89 @@ const DOCUMENT_SPEC_FIELDS: [&str; 5] = [
     "requestedDocumentTypes",
 ];
 
+fn bad_id(what: &str) -> ApiError {
+    ApiError::unprocessable(format!(
+        "{what} must be 1 to 128 letters, digits, '.', '_' or '-'"
+    ))
+}
+
+/// A Shipping v2 rate: its request token and id.
+fn check_rate(request_token: &SecretString, rate_id: &str) -> Result<(), ApiError> {
+    if !id_like(rate_id) {
+        return Err(bad_id("rate_id"));
+    }
+    if !token_like(&request_token.0, 4096) {
+        return Err(ApiError::unprocessable(
+            "request_token must be 1 to 4096 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A requested document specification copied from a rate: an object with
+/// [`DOCUMENT_SPEC_FIELDS`].
+fn document_spec(v: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
+    let spec = object(v, what)?;
+    if let Some(missing) = DOCUMENT_SPEC_FIELDS
+        .iter()
+        .find(|f| !spec.contains_key(**f))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "{what} lacks {missing}: copy one of the rate's \
+             supportedDocumentSpecifications, with a dpi"
+        )));
+    }
+    Ok(spec)
+}
+
+/// The `OneClickShipmentRequest` of a one-click source: known fields only, the required
+/// ones present and not empty, `shipTo` unless the channel is `AMAZON`, a label
+/// specification as [`document_spec`] wants it and at least one service id.
+fn one_click_body(mut fields: Map<String, Value>) -> Result<Value, ApiError> {
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !ONE_CLICK_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!("unknown field `{unknown}`")));
+    }
+    let empty = |v: &Value| match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
+    };
+    let amazon = fields
+        .get("channelDetails")
+        .and_then(|c| c.get("channelType"))
+        .and_then(Value::as_str)
+        == Some("AMAZON");
+    let required = ONE_CLICK_FIELDS[..5]
+        .iter()
+        .chain(if amazon { None } else { Some(&"shipTo") });
+    if let Some(missing) = required
+        .into_iter()
+        .find(|f| fields.get(**f).is_none_or(empty))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "{missing} is required and must not be empty"
+        )));
+    }
+    let spec = fields.remove("labelSpecifications").unwrap_or_default();
+    let spec = document_spec(spec, "labelSpecifications")?;
+    fields.insert("labelSpecifications".into(), Value::Object(spec));
+    let services = fields
+        .get("serviceSelection")
+        .and_then(|s| s.get("serviceId"))
+        .and_then(Value::as_array);
+    if !services.is_some_and(|s| !s.is_empty() && s.iter().all(|v| v.as_str().is_some_and(id_like)))
+    {
+        return Err(ApiError::unprocessable(
+            "serviceSelection.serviceId must be a non-empty list of service ids",
+        ));
+    }
+    Ok(Value::Object(fields))
+}
+
 struct Parsed {
     connection: String,
     printer: Option<String>,
@@ -440,11 +600,6 @@ struct Parsed {
 }
 
 fn parse_source(req: SourceRequest, job_id: &str) -> Result<Parsed, ApiError> {
-    let bad_id = |what: &str| {
-        ApiError::unprocessable(format!(
-            "{what} must be 1 to 128 letters, digits, '.', '_' or '-'"
-        ))
-    };
     Ok(match req {
         SourceRequest::Mfn(r) => {
             if !id_like(&r.shipping_service_id) {
@@ -469,9 +624,7 @@ fn parse_source(req: SourceRequest, job_id: &str) -> Result<Parsed, ApiError> {
                 printer: r.printer,
                 pool: r.pool,
                 idempotency_key: None,
-                source: LabelSource::Mfn {
-                    body: to_body(&Value::Object(m)),
-                },
+                source: LabelSource::mfn(&Value::Object(m)),
             }
         }
         SourceRequest::MfnShipment(r) => {
@@ -489,24 +642,8 @@ fn parse_source(req: SourceRequest, job_id: &str) -> Result<Parsed, ApiError> {
             }
         }
         SourceRequest::ShippingV2(r) => {
-            if !id_like(&r.rate_id) {
-                return Err(bad_id("rate_id"));
-            }
-            if !token_like(&r.request_token.0, 4096) {
-                return Err(ApiError::unprocessable(
-                    "request_token must be 1 to 4096 printable characters",
-                ));
-            }
-            let spec = object(r.document_spec, "document_spec")?;
-            if let Some(missing) = DOCUMENT_SPEC_FIELDS
-                .iter()
-                .find(|f| !spec.contains_key(**f))
-            {
-                return Err(ApiError::unprocessable(format!(
-                    "document_spec lacks {missing}: copy one of the rate's \
-                     supportedDocumentSpecifications, with a dpi"
-                )));
-            }
+            check_rate(&r.request_token, &r.rate_id)?;
+            let spec = document_spec(r.document_spec, "document_spec")?;
             let key = r.idempotency_key.unwrap_or_else(|| job_id.to_owned());
             if !(1..=64).contains(&key.len()) || !id_like(&key) {
                 return Err(bad_id("idempotency_key"));
@@ -552,6 +689,15 @@ fn parse_source(req: SourceRequest, job_id: &str) -> Result<Parsed, ApiError> {
                 },
             }
         }
+        SourceRequest::ShippingV2OneClick(r) => Parsed {
+            connection: r.connection,
+            printer: r.printer,
+            pool: r.pool,
+            idempotency_key: None,
+            source: LabelSource::ShippingV2OneClick {
+                body: to_body(&one_click_body(r.fields)?),
+            },
+        },
     })
 }
 
@@ -605,6 +751,7 @@ pub(super) fn submit_label(
         error: None,
         checksum: None,
         redacted,
+        label_format_fallback: false,
         created_at_ms: now,
         updated_at_ms: now,
     };
@@ -643,6 +790,7 @@ fn fetch_view(r: &SpapiFetchRecord) -> Value {
         "error_code": r.error_code,
         "request_id": r.request_id,
         "checksum": r.checksum,
+        "label_format_fallback": r.label_format_fallback,
     })
 }
 
@@ -729,6 +877,59 @@ mod tests {
             br#"{"format":"zpl","content_base64":"x"}"#
         ));
         assert!(!is_spapi_source(b"not json"));
+    }
+
+    fn one_click(extra: Value) -> Result<Parsed, ApiError> {
+        let mut body = json!({
+            "source": "shipping_v2_one_click", "connection": "spc-1", "pool": "p",
+            "shipFrom": {"name": "Warehouse 1"},
+            "packages": [{"packageClientReferenceId": "pkg-1"}],
+            "channelDetails": {"channelType": "AMAZON", "amazonOrderDetails": {"orderId": "o"}},
+            "labelSpecifications": {"format": "ZPL", "size": {"width": 4, "length": 6,
+                "unit": "INCH"}, "dpi": 203, "needFileJoining": false,
+                "requestedDocumentTypes": ["LABEL"]},
+            "serviceSelection": {"serviceId": ["std"]},
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        body.as_object_mut()
+            .expect("object")
+            .retain(|_, v| !v.is_null());
+        let req: SourceRequest =
+            serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        parse_source(req, "job-1")
+    }
+
+    #[test]
+    fn one_click_requests_are_checked_before_buying() {
+        let p = one_click(json!({})).expect("accepted");
+        assert_eq!(p.source.name(), "shipping_v2_one_click");
+        assert_eq!(p.connection, "spc-1");
+        assert!(p.idempotency_key.is_none());
+        let refused = |extra: Value, what: &str| {
+            let e = one_click(extra).err().expect("refused");
+            assert!(e.message.contains(what), "{what}: {}", e.message);
+        };
+        refused(json!({"bogus": 1}), "bogus");
+        refused(json!({"packages": []}), "packages");
+        refused(json!({"serviceSelection": null}), "serviceSelection");
+        refused(json!({"serviceSelection": {"serviceId": []}}), "serviceId");
+        refused(
+            json!({"labelSpecifications": {"format": "ZPL", "size": {}, "needFileJoining": false,
+                "requestedDocumentTypes": ["LABEL"]}}),
+            "dpi",
+        );
+        // Off Amazon the buyer's address is needed.
+        refused(
+            json!({"channelDetails": {"channelType": "EXTERNAL"}}),
+            "shipTo",
+        );
+        assert!(
+            one_click(json!({"channelDetails": {"channelType": "EXTERNAL"},
+            "shipTo": {"name": "x"}}))
+            .is_ok()
+        );
     }
 
     #[test]

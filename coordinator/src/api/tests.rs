@@ -635,6 +635,7 @@ async fn agents_printers_and_revocation() {
     assert_eq!(v[0]["revoked"], json!(false));
     assert_eq!(v[0]["version"], json!("0.1.0"));
     assert!(v[0]["last_heartbeat_at"].as_u64().is_some());
+    assert!(v[0]["clock_offset_ms"].as_i64().is_some(), "{v}");
 
     let (s, v) = call(
         &f.state,
@@ -1474,11 +1475,27 @@ async fn every_route_checks_role_and_tenant() {
             &["owner"],
         ),
     ];
+    // The SP-API shopping step, on an unknown connection: 404 once authorised.
+    let mut routes = routes;
+    for action in [
+        "eligible-services",
+        "additional-seller-inputs",
+        "rates",
+        "additional-inputs",
+    ] {
+        routes.push((
+            "POST",
+            format!("/v1/tenants/{t}/spapi-connections/spc-none/{action}"),
+            json!({}),
+            &["operator"],
+        ));
+    }
     // Past the authorisation, a refusal of the request itself (not of the caller).
     let authorised = |method: &str, path: &str, s: StatusCode| {
         s.is_success()
             || (method == "DELETE" && s == StatusCode::NOT_FOUND)
             || (path.ends_with("/deletion") && s == StatusCode::UNPROCESSABLE_ENTITY)
+            || (path.contains("/spapi-connections/spc-none/") && s == StatusCode::NOT_FOUND)
     };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {
@@ -1515,7 +1532,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 39);
+    assert_eq!(routes.len(), 43);
 }
 
 #[tokio::test]

@@ -40,6 +40,20 @@ pub enum SpApiError {
         /// `x-amzn-RequestId`, or `-`.
         request_id: String,
     },
+    /// MFN createShipment refused the requested `LabelFormat` (or label customization): the
+    /// shipping service does not offer it. Nothing was bought, so the request may be sent
+    /// again without them.
+    #[error("{operation} refused the requested label format with status {status} ({code}, request id {request_id})")]
+    LabelFormatRefused {
+        /// The operation, as Amazon names it.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The error's `code` (sanitised).
+        code: String,
+        /// `x-amzn-RequestId`, or `-`.
+        request_id: String,
+    },
     /// Still throttled (429) after every retry.
     #[error("{operation} still throttled after {attempts} attempts")]
     Throttled {
@@ -95,6 +109,7 @@ impl SpApiError {
     pub fn operation(&self) -> Option<&'static str> {
         match self {
             SpApiError::Api { operation, .. }
+            | SpApiError::LabelFormatRefused { operation, .. }
             | SpApiError::Throttled { operation, .. }
             | SpApiError::Transport { operation, .. }
             | SpApiError::InDoubt { operation, .. }
@@ -108,7 +123,9 @@ impl SpApiError {
     /// The SP-API (or LWA) error code, if there is one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            SpApiError::Api { code, .. } | SpApiError::Lwa { code, .. } => Some(code),
+            SpApiError::Api { code, .. }
+            | SpApiError::LabelFormatRefused { code, .. }
+            | SpApiError::Lwa { code, .. } => Some(code),
             SpApiError::Throttled { .. } => Some("QuotaExceeded"),
             _ => None,
         }
@@ -117,7 +134,12 @@ impl SpApiError {
     /// The `x-amzn-RequestId` of the failing answer, if known.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            SpApiError::Api { request_id, .. } if request_id != "-" => Some(request_id),
+            SpApiError::Api { request_id, .. }
+            | SpApiError::LabelFormatRefused { request_id, .. }
+                if request_id != "-" =>
+            {
+                Some(request_id)
+            }
             _ => None,
         }
     }

@@ -8,12 +8,18 @@
 //! operation, its error code and request id. A fetch interrupted by a restart is settled by
 //! [`SpApi::settle_interrupted`] the same way: purchases in doubt, reads failed.
 //!
-//! Also here: the shopping calls the API passes through (eligible services, rates) and
-//! cancellations.
+//! MFN createShipment may refuse a `LabelFormat` the service lists as available
+//! (amzn/selling-partner-api-models#214). That refusal buys nothing, so the request is sent
+//! once more without the label format and label customization; the fetch record says so
+//! (`label_format_fallback`) before the second call leaves. Any other failure is final.
+//!
+//! Also here: the shopping calls the API passes through (eligible services, additional
+//! seller inputs, rates, additional inputs) and cancellations.
 //!
 //! [`Store::create_job`]: crate::store::Store::create_job
 //! [`Dispatch::job_submitted`]: crate::api::Dispatch::job_submitted
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn, Instrument};
 use zeroize::Zeroizing;
@@ -24,7 +30,13 @@ use super::{CallSpec, Connection, Operation, SpApi, SpApiError};
 use crate::store::{AuditEntry, FetchState, JobRecord, JobStatus, SpapiFetchRecord};
 
 /// The `source` names, in the order of [`LabelSource`].
-pub const FETCH_SOURCES: [&str; 4] = ["mfn", "mfn_shipment", "shipping_v2", "shipping_v2_shipment"];
+pub const FETCH_SOURCES: [&str; 5] = [
+    "mfn",
+    "mfn_shipment",
+    "shipping_v2",
+    "shipping_v2_shipment",
+    "shipping_v2_one_click",
+];
 
 /// Where a label comes from. Bodies are already-serialised JSON, wiped on drop.
 pub enum LabelSource {
@@ -32,6 +44,9 @@ pub enum LabelSource {
     Mfn {
         /// The body.
         body: Zeroizing<Vec<u8>>,
+        /// The body without the label format and label customization, when the request had
+        /// either: sent if createShipment refuses the format.
+        without_label_format: Option<Zeroizing<Vec<u8>>>,
     },
     /// MFN getShipment (reprint).
     MfnShipment {
@@ -56,6 +71,12 @@ pub enum LabelSource {
         /// `dpi` query parameter.
         dpi: Option<u32>,
     },
+    /// Shipping v2 oneClickShipment with this `OneClickShipmentRequest` body (the model gives
+    /// it no idempotency key).
+    ShippingV2OneClick {
+        /// The body.
+        body: Zeroizing<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for LabelSource {
@@ -65,6 +86,29 @@ impl std::fmt::Debug for LabelSource {
 }
 
 impl LabelSource {
+    /// MFN createShipment of `request` (a `CreateShipmentRequest`), with its fallback body
+    /// when it asks for a label format or label customization.
+    pub fn mfn(request: &Value) -> LabelSource {
+        let body = |v: &Value| {
+            Zeroizing::new(serde_json::to_vec(v).expect("a JSON value always serialises"))
+        };
+        let mut plain = request.clone();
+        let details = plain.get_mut("ShipmentRequestDetails");
+        let customization = details
+            .and_then(Value::as_object_mut)
+            .and_then(|d| d.remove("LabelCustomization"))
+            .is_some();
+        let format = plain
+            .pointer_mut("/ShipmentRequestDetails/ShippingServiceOptions")
+            .and_then(Value::as_object_mut)
+            .and_then(|o| o.remove("LabelFormat"))
+            .is_some();
+        LabelSource::Mfn {
+            body: body(request),
+            without_label_format: (customization || format).then(|| body(&plain)),
+        }
+    }
+
     /// The `source` name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -72,12 +116,24 @@ impl LabelSource {
             LabelSource::MfnShipment { .. } => FETCH_SOURCES[1],
             LabelSource::ShippingV2 { .. } => FETCH_SOURCES[2],
             LabelSource::ShippingV2Shipment { .. } => FETCH_SOURCES[3],
+            LabelSource::ShippingV2OneClick { .. } => FETCH_SOURCES[4],
+        }
+    }
+
+    /// The SP-API operation that fetches the label.
+    pub fn operation(&self) -> Operation {
+        match self {
+            LabelSource::Mfn { .. } => Operation::MfnCreateShipment,
+            LabelSource::MfnShipment { .. } => Operation::MfnGetShipment,
+            LabelSource::ShippingV2 { .. } => Operation::V2PurchaseShipment,
+            LabelSource::ShippingV2Shipment { .. } => Operation::V2GetShipmentDocuments,
+            LabelSource::ShippingV2OneClick { .. } => Operation::V2OneClickShipment,
         }
     }
 
     /// Whether it buys something (so an interrupted fetch is in doubt, not failed).
     pub fn purchases(name: &str) -> bool {
-        name == FETCH_SOURCES[0] || name == FETCH_SOURCES[2]
+        [FETCH_SOURCES[0], FETCH_SOURCES[2], FETCH_SOURCES[4]].contains(&name)
     }
 }
 
@@ -108,52 +164,73 @@ fn pass_through(operation: &'static str, body: &[u8]) -> Result<serde_json::Valu
         .ok_or_else(|| malformed(operation, "no payload"))
 }
 
+/// A shopping step the API passes through: a JSON request body in, the answer's `payload`
+/// out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShoppingStep {
+    /// MFN getEligibleShipmentServices (`GetEligibleShipmentServicesRequest`).
+    EligibleServices,
+    /// MFN getAdditionalSellerInputs (`GetAdditionalSellerInputsRequest`).
+    AdditionalSellerInputs,
+    /// Shipping v2 getRates (`GetRatesRequest`).
+    Rates,
+}
+
+impl ShoppingStep {
+    fn operation(self) -> Operation {
+        match self {
+            ShoppingStep::EligibleServices => Operation::MfnGetEligibleShipmentServices,
+            ShoppingStep::AdditionalSellerInputs => Operation::MfnGetAdditionalSellerInputs,
+            ShoppingStep::Rates => Operation::V2GetRates,
+        }
+    }
+}
+
 impl SpApi {
-    /// MFN getEligibleShipmentServices with a `GetEligibleShipmentServicesRequest` body;
-    /// returns its `payload`.
-    ///
-    /// # Errors
-    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
-    pub async fn eligible_services(
+    /// Calls a shopping operation and returns its `payload`.
+    async fn shopping(
         &self,
         conn: &Connection,
-        body: Zeroizing<Vec<u8>>,
-    ) -> Result<serde_json::Value, SpApiError> {
-        let op = Operation::MfnGetEligibleShipmentServices;
-        let a = self
-            .call(
-                conn,
-                op,
-                CallSpec {
-                    body: Some(body),
-                    ..CallSpec::default()
-                },
-            )
-            .await?;
+        op: Operation,
+        spec: CallSpec<'_>,
+    ) -> Result<Value, SpApiError> {
+        let a = self.call(conn, op, spec).await?;
         pass_through(op.info().name, &a.body)
     }
 
-    /// Shipping v2 getRates with a `GetRatesRequest` body; returns its `payload`.
+    /// Runs `step` with `body` (its request, serialised); returns the answer's `payload`.
     ///
     /// # Errors
     /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
-    pub async fn rates(
+    pub async fn shop(
         &self,
         conn: &Connection,
+        step: ShoppingStep,
         body: Zeroizing<Vec<u8>>,
-    ) -> Result<serde_json::Value, SpApiError> {
-        let op = Operation::V2GetRates;
-        let a = self
-            .call(
-                conn,
-                op,
-                CallSpec {
-                    body: Some(body),
-                    ..CallSpec::default()
-                },
-            )
-            .await?;
-        pass_through(op.info().name, &a.body)
+    ) -> Result<Value, SpApiError> {
+        self.shopping(conn, step.operation(), CallSpec::json(body))
+            .await
+    }
+
+    /// Shipping v2 getAdditionalInputs for a rate; returns its `payload` (a JSON schema).
+    ///
+    /// # Errors
+    /// Those of [`SpApi::call`], [`SpApiError::Malformed`].
+    pub async fn additional_inputs(
+        &self,
+        conn: &Connection,
+        request_token: &str,
+        rate_id: &str,
+    ) -> Result<Value, SpApiError> {
+        let spec = CallSpec {
+            query: vec![
+                ("requestToken", request_token.to_owned()),
+                ("rateId", rate_id.to_owned()),
+            ],
+            ..CallSpec::default()
+        };
+        self.shopping(conn, Operation::V2GetAdditionalInputs, spec)
+            .await
     }
 
     /// Cancels a shipment: MFN cancelShipment when `mfn`, else Shipping v2 cancelShipment.
@@ -167,10 +244,7 @@ impl SpApi {
         mfn: bool,
         shipment_id: &str,
     ) -> Result<String, SpApiError> {
-        let spec = CallSpec {
-            shipment_id: Some(shipment_id),
-            ..CallSpec::default()
-        };
+        let spec = CallSpec::shipment(shipment_id);
         if mfn {
             let a = self.call(conn, Operation::MfnCancelShipment, spec).await?;
             let r: MfnShipmentResponse = serde_json::from_slice(&a.body)
@@ -208,25 +282,59 @@ impl SpApi {
         })
     }
 
+    /// MFN createShipment; if the label format is refused and `without_label_format` is
+    /// given, once more with that body (the refusal bought nothing), recorded on `rec` first.
+    async fn mfn_purchase(
+        &self,
+        rec: &SpapiFetchRecord,
+        conn: &Connection,
+        body: Zeroizing<Vec<u8>>,
+        without_label_format: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<FetchedShipment, SpApiError> {
+        let op = Operation::MfnCreateShipment;
+        let first = self.mfn_shipment(conn, op, CallSpec::json(body)).await;
+        let (refusal, fallback) = match (first, without_label_format) {
+            (Err(e @ SpApiError::LabelFormatRefused { .. }), Some(b)) => (e, b),
+            (other, _) => return other,
+        };
+        let now = crate::now_ms();
+        if let Err(e) = self
+            .inner
+            .store
+            .update_spapi_fetch(&rec.tenant_id, &rec.job_id, |r| {
+                r.label_format_fallback = true;
+                r.updated_at_ms = now;
+            })
+        {
+            warn!(error = %e, "fetch record not updated");
+        }
+        let code = refusal.code().unwrap_or("-");
+        let request_id = refusal.request_id().unwrap_or("-");
+        self.audit(
+            rec,
+            "label.format_fallback",
+            &format!("ok call=createShipment code={code} request_id={request_id}"),
+            now,
+        );
+        info!(code, request_id, "label format refused; buying without it");
+        self.mfn_shipment(conn, op, CallSpec::json(fallback)).await
+    }
+
+    /// A Shipping v2 purchase (purchaseShipment with its idempotency key, or
+    /// oneClickShipment): the first package's label.
     async fn v2_purchase(
         &self,
         conn: &Connection,
+        op: Operation,
         body: Zeroizing<Vec<u8>>,
-        key: &str,
+        key: Option<&str>,
     ) -> Result<FetchedShipment, SpApiError> {
-        let op = Operation::V2PurchaseShipment;
         let name = op.info().name;
-        let a = self
-            .call(
-                conn,
-                op,
-                CallSpec {
-                    body: Some(body),
-                    idempotency_key: Some(key),
-                    ..CallSpec::default()
-                },
-            )
-            .await?;
+        let spec = CallSpec {
+            idempotency_key: key,
+            ..CallSpec::json(body)
+        };
+        let a = self.call(conn, op, spec).await?;
         let r: V2Response<V2Purchase> =
             serde_json::from_slice(&a.body).map_err(|_| malformed(name, "not a purchase"))?;
         let p = r.payload.ok_or_else(|| malformed(name, "no payload"))?;
@@ -260,17 +368,11 @@ impl SpApi {
         if let Some(d) = dpi {
             query.push(("dpi", d.to_string()));
         }
-        let a = self
-            .call(
-                conn,
-                op,
-                CallSpec {
-                    shipment_id: Some(shipment_id),
-                    query,
-                    ..CallSpec::default()
-                },
-            )
-            .await?;
+        let spec = CallSpec {
+            query,
+            ..CallSpec::shipment(shipment_id)
+        };
+        let a = self.call(conn, op, spec).await?;
         let r: V2Response<V2Documents> =
             serde_json::from_slice(&a.body).map_err(|_| malformed(name, "not documents"))?;
         let d = r.payload.ok_or_else(|| malformed(name, "no payload"))?;
@@ -292,27 +394,29 @@ impl SpApi {
         source: LabelSource,
     ) -> Result<FetchedShipment, SpApiError> {
         let conn = self.connection(&rec.tenant_id, &rec.connection_id)?;
+        let op = source.operation();
         match source {
-            LabelSource::Mfn { body } => {
-                let spec = CallSpec {
-                    body: Some(body),
-                    ..CallSpec::default()
-                };
-                self.mfn_shipment(&conn, Operation::MfnCreateShipment, spec)
+            LabelSource::Mfn {
+                body,
+                without_label_format,
+            } => {
+                self.mfn_purchase(rec, &conn, body, without_label_format)
                     .await
             }
             LabelSource::MfnShipment { shipment_id } => {
-                let spec = CallSpec {
-                    shipment_id: Some(&shipment_id),
-                    ..CallSpec::default()
-                };
-                self.mfn_shipment(&conn, Operation::MfnGetShipment, spec)
+                self.mfn_shipment(&conn, op, CallSpec::shipment(&shipment_id))
                     .await
             }
             LabelSource::ShippingV2 {
                 body,
                 idempotency_key,
-            } => self.v2_purchase(&conn, body, &idempotency_key).await,
+            } => {
+                self.v2_purchase(&conn, op, body, Some(&idempotency_key))
+                    .await
+            }
+            LabelSource::ShippingV2OneClick { body } => {
+                self.v2_purchase(&conn, op, body, None).await
+            }
             LabelSource::ShippingV2Shipment {
                 shipment_id,
                 package_client_reference_id,
@@ -338,12 +442,7 @@ impl SpApi {
         let span = info_span!("spapi_fetch", tenant = %rec.tenant_id, job = %rec.job_id, source = source.name());
         self.spawn(
             async move {
-                let first_call = match &source {
-                    LabelSource::Mfn { .. } => "createShipment",
-                    LabelSource::MfnShipment { .. } => "getShipment",
-                    LabelSource::ShippingV2 { .. } => "purchaseShipment",
-                    LabelSource::ShippingV2Shipment { .. } => "getShipmentDocuments",
-                };
+                let first_call = source.operation().info().name;
                 match api.fetch(&rec, source).await {
                     Ok(shipment) => api.fetched(&rec, shipment),
                     Err(e) => api.fail(&rec, first_call, None, None, &e),
@@ -572,9 +671,50 @@ mod tests {
             error: None,
             checksum: None,
             redacted: false,
+            label_format_fallback: false,
             created_at_ms: 1,
             updated_at_ms: 1,
         }
+    }
+
+    fn body_of(source: &LabelSource) -> (serde_json::Value, Option<serde_json::Value>) {
+        let LabelSource::Mfn {
+            body,
+            without_label_format,
+        } = source
+        else {
+            panic!("an mfn source");
+        };
+        let parse = |b: &[u8]| serde_json::from_slice(b).expect("json");
+        (
+            parse(body),
+            without_label_format.as_deref().map(|b| parse(b)),
+        )
+    }
+
+    #[test]
+    fn the_mfn_fallback_drops_only_the_label_format_and_customization() {
+        let request = serde_json::json!({
+            "ShipmentRequestDetails": {"AmazonOrderId": "903-5563053-5647845",
+                "ShippingServiceOptions": {"DeliveryExperience": "NoTracking",
+                    "CarrierWillPickUp": false, "LabelFormat": "ZPL203"},
+                "LabelCustomization": {"CustomTextForLabel": "BIN 7"}},
+            "ShippingServiceId": "UPS_PTP_2ND_DAY_AIR"
+        });
+        let (body, fallback) = body_of(&LabelSource::mfn(&request));
+        assert_eq!(body, request);
+        let mut expected = request.clone();
+        expected["ShipmentRequestDetails"]
+            .as_object_mut()
+            .expect("object")
+            .remove("LabelCustomization");
+        expected["ShipmentRequestDetails"]["ShippingServiceOptions"]
+            .as_object_mut()
+            .expect("object")
+            .remove("LabelFormat");
+        assert_eq!(fallback, Some(expected.clone()));
+        // Nothing to drop: no fallback (a refusal then is final).
+        assert_eq!(body_of(&LabelSource::mfn(&expected)).1, None);
     }
 
     #[tokio::test]
@@ -587,6 +727,7 @@ mod tests {
             ("job-b", "shipping_v2"),
             ("job-c", "mfn_shipment"),
             ("job-d", "shipping_v2_shipment"),
+            ("job-e", "shipping_v2_one_click"),
         ] {
             store
                 .create_spapi_fetch(&fetch(&t, job, source))
@@ -605,6 +746,7 @@ mod tests {
         assert_eq!(state("job-b"), FetchState::InDoubt);
         assert_eq!(state("job-c"), FetchState::Failed);
         assert_eq!(state("job-d"), FetchState::Failed);
+        assert_eq!(state("job-e"), FetchState::InDoubt);
         assert!(recorder.0.lock().expect("lock").is_empty());
     }
 

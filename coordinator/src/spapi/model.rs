@@ -4,9 +4,11 @@
 //! `ShipToAddress` in an MFN `Shipment` is never held in a typed value. Enumerations that
 //! Amazon leaves empty or extends (`FileType`, `LabelFormat`, `format`) are plain strings and
 //! are judged by the label decoder. Label contents are [`SecretString`]s (wiped on drop).
-//! Error messages are not even parsed: only `code`.
+//! Error messages are not kept: only `code`, and whether the message is MFN's refusal of the
+//! requested label format (decided while parsing; the text is wiped at once).
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use zeroize::Zeroizing;
 
 use super::auth::SecretString;
 
@@ -18,12 +20,30 @@ pub struct ErrorList {
     pub errors: Vec<ErrorItem>,
 }
 
-/// One error: its code only.
+/// One error: its code, and what its message says about the label format.
 #[derive(Deserialize)]
 pub struct ErrorItem {
     /// `InvalidInput`, `Unauthorized`, `QuotaExceeded`, …
     #[serde(default)]
     pub code: String,
+    /// Whether the message is [`LABEL_FORMAT_REFUSAL`] (the message itself is not kept).
+    #[serde(default, rename = "message", deserialize_with = "refuses_label_format")]
+    pub label_format_refused: bool,
+}
+
+/// What MFN createShipment says when the shipping service does not offer the requested
+/// `LabelFormat` ("The selected delivery method does not offer the requested label format.
+/// Please choose a different label format…", amzn/selling-partner-api-models#214). Its code
+/// is the generic `InvalidInput`, so only the message tells this refusal apart.
+pub const LABEL_FORMAT_REFUSAL: &str = "does not offer the requested label format";
+
+fn refuses_label_format<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let message = Zeroizing::new(Option::<String>::deserialize(d)?.unwrap_or_default());
+    let needle = LABEL_FORMAT_REFUSAL.as_bytes();
+    Ok(message
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle)))
 }
 
 /// MFN `{payload: Shipment}` (createShipment, getShipment, cancelShipment).
@@ -162,6 +182,20 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(r.errors[0].code, "InvalidInput");
+        assert!(!r.errors[0].label_format_refused);
+    }
+
+    #[test]
+    fn the_label_format_refusal_is_recognised_by_its_message() {
+        let r: ErrorList = serde_json::from_str(
+            r#"{"errors":[{"code":"InvalidInput","message":"The selected delivery method Does Not Offer the requested label format. Please choose a different label format.","details":""}]}"#,
+        )
+        .expect("parses");
+        assert!(r.errors[0].label_format_refused);
+        let r: ErrorList =
+            serde_json::from_str(r#"{"errors":[{"code":"InvalidInput","message":null}]}"#)
+                .expect("a null message parses");
+        assert!(!r.errors[0].label_format_refused);
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub enum Retry {
     Safe,
     /// A purchase with an idempotency key: retried with the same key.
     Idempotent,
-    /// A purchase without idempotency (MFN createShipment): an ambiguous failure is final
-    /// and the job is in doubt.
+    /// A purchase without idempotency (MFN createShipment, Shipping v2 oneClickShipment):
+    /// an ambiguous failure is final and the job is in doubt.
     Never,
 }
 
@@ -33,16 +33,20 @@ pub enum Operation {
     MfnGetShipment,
     /// MFN v0 `cancelShipment` (restricted).
     MfnCancelShipment,
+    /// MFN v0 `getAdditionalSellerInputs`.
+    MfnGetAdditionalSellerInputs,
     /// Shipping v2 `getRates`.
     V2GetRates,
     /// Shipping v2 `purchaseShipment`.
     V2PurchaseShipment,
-    /// Shipping v2 `oneClickShipment`.
+    /// Shipping v2 `oneClickShipment` (a purchase without an idempotency key).
     V2OneClickShipment,
     /// Shipping v2 `getShipmentDocuments`.
     V2GetShipmentDocuments,
     /// Shipping v2 `cancelShipment`.
     V2CancelShipment,
+    /// Shipping v2 `getAdditionalInputs`.
+    V2GetAdditionalInputs,
 }
 
 /// What the table says about an operation.
@@ -93,17 +97,19 @@ const MFN_SHIPMENT: &str = "/mfn/v0/shipments/{shipmentId}";
 
 impl Operation {
     /// Every operation, for tables and tests.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::CreateRestrictedDataToken,
         Operation::MfnGetEligibleShipmentServices,
         Operation::MfnCreateShipment,
         Operation::MfnGetShipment,
         Operation::MfnCancelShipment,
+        Operation::MfnGetAdditionalSellerInputs,
         Operation::V2GetRates,
         Operation::V2PurchaseShipment,
         Operation::V2OneClickShipment,
         Operation::V2GetShipmentDocuments,
         Operation::V2CancelShipment,
+        Operation::V2GetAdditionalInputs,
     ];
 
     /// The table row.
@@ -160,6 +166,16 @@ impl Operation {
                 Safe,
                 false,
             ),
+            Operation::MfnGetAdditionalSellerInputs => op(
+                "getAdditionalSellerInputs",
+                Method::POST,
+                "/mfn/v0/additionalSellerInputs",
+                1.0,
+                1,
+                false,
+                Safe,
+                false,
+            ),
             Operation::V2GetRates => op(
                 "getRates",
                 Method::POST,
@@ -187,7 +203,8 @@ impl Operation {
                 80.0,
                 100,
                 false,
-                Idempotent,
+                // The model gives it no idempotency key: a lost answer may be a purchase.
+                Never,
                 true,
             ),
             Operation::V2GetShipmentDocuments => op(
@@ -204,6 +221,16 @@ impl Operation {
                 "cancelShipment",
                 Method::PUT,
                 "/shipping/v2/shipments/{shipmentId}/cancel",
+                80.0,
+                100,
+                false,
+                Safe,
+                true,
+            ),
+            Operation::V2GetAdditionalInputs => op(
+                "getAdditionalInputs",
+                Method::GET,
+                "/shipping/v2/shipments/additionalInputs/schema",
                 80.0,
                 100,
                 false,
@@ -284,11 +311,15 @@ mod tests {
     }
 
     #[test]
-    fn only_mfn_create_is_never_retried() {
+    fn purchases_without_an_idempotency_key_are_never_retried() {
         for o in Operation::ALL {
             assert_eq!(
                 o.info().retry == Retry::Never,
-                o == Operation::MfnCreateShipment
+                matches!(
+                    o,
+                    Operation::MfnCreateShipment | Operation::V2OneClickShipment
+                ),
+                "{o:?}"
             );
         }
     }

@@ -92,7 +92,7 @@ pub struct SpapiFetchRecord {
     pub tenant_id: String,
     /// Connection used.
     pub connection_id: String,
-    /// `mfn`, `mfn_shipment`, `shipping_v2` or `shipping_v2_shipment`.
+    /// `mfn`, `mfn_shipment`, `shipping_v2`, `shipping_v2_shipment` or `shipping_v2_one_click`.
     pub source: String,
     /// State.
     pub state: FetchState,
@@ -121,6 +121,10 @@ pub struct SpapiFetchRecord {
     /// Whether the label is to be replaced by the redacted one (compliance gate at request).
     #[serde(default)]
     pub redacted: bool,
+    /// Whether MFN createShipment refused the requested label format and the label was asked
+    /// for again without it (so it comes in the service's default format).
+    #[serde(default)]
+    pub label_format_fallback: bool,
     /// Creation time, unix ms.
     pub created_at_ms: u64,
     /// Last change, unix ms.

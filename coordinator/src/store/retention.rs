@@ -352,6 +352,7 @@ mod tests {
             error: None,
             checksum: None,
             redacted: false,
+            label_format_fallback: false,
             created_at_ms: at,
             updated_at_ms: at,
         }

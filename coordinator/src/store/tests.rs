@@ -260,9 +260,18 @@ fn jobs_unfinished_and_updates() {
     let mut j2 = s.job(&t.id, "job-2").expect("read").expect("exists");
     j2.status = JobStatus::Printed;
     s.update_job(&j2).expect("update");
-    let unfinished = s.unfinished_jobs().expect("scan");
-    assert_eq!(unfinished.len(), 1);
-    assert_eq!(unfinished[0].id, "job-1");
+    s.create_job(&job(&t.id, "job-3"), b"^XA").expect("job");
+    let mut j3 = s.job(&t.id, "job-3").expect("read").expect("exists");
+    j3.status = JobStatus::InDoubt;
+    s.update_job(&j3).expect("update");
+    let mut unfinished: Vec<String> = s
+        .unfinished_jobs()
+        .expect("scan")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    unfinished.sort();
+    assert_eq!(unfinished, ["job-1", "job-3"], "printed jobs are finished");
     assert!(s.job("tnt-other", "job-1").expect("read").is_none());
 }
 
