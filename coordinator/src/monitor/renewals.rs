@@ -7,8 +7,9 @@
 //!    (`tier.changed`), an upgrade notifies (`tier_upgraded`, due at the new requirements'
 //!    deadline, 30 days later);
 //! 2. evaluates its requirements: one within 30 days of expiry gets a `renewal_due` notice;
-//!    one expired or overdue gets a `compliance_restricted` notice, audited once as
-//!    `compliance.restricted`.
+//!    a tier requirement still missing [`DEADLINE_REMINDER_MS`] before its deadline gets a
+//!    `requirement_due` reminder; one expired or overdue gets a `compliance_restricted`
+//!    notice, audited once as `compliance.restricted`.
 //!
 //! Each notice is created once per requirement and date (dedupe keys), so the sweep can run
 //! as often as it likes. The restriction itself is not stored: the label gate evaluates the
@@ -25,6 +26,8 @@ use crate::compliance::{tier_for, Tier};
 use crate::store::{NewNotification, NotificationKind, Store, StoreError};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
+/// A missing tier requirement is reminded of this long before its deadline: 7 days, ms.
+pub const DEADLINE_REMINDER_MS: u64 = 7 * DAY_MS;
 
 /// What a tenant's tier is measured from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +138,11 @@ fn tenant_pass(
     for r in evaluate(rec.attestation.as_ref(), &rec.tier, now) {
         let (kind, due) = match r.state {
             RequirementState::RenewalDue { due_at_ms } => (NotificationKind::RenewalDue, due_at_ms),
+            RequirementState::Open {
+                due_at_ms: Some(due),
+            } if now.saturating_add(DEADLINE_REMINDER_MS) >= due => {
+                (NotificationKind::RequirementDue, due)
+            }
             RequirementState::Overdue { due_at_ms }
             | RequirementState::Expired {
                 expired_at_ms: due_at_ms,
@@ -322,6 +330,17 @@ mod tests {
         assert_eq!(actions(&store, &t), ["tier.changed"]);
 
         let due = up + TIER_DEADLINE_MS;
+        sweep(&store, due - DEADLINE_REMINDER_MS - 1).expect("sweep");
+        assert_eq!(kinds(&store, &t).len(), 1, "no reminder yet");
+        sweep(&store, due - DEADLINE_REMINDER_MS).expect("sweep");
+        assert_eq!(
+            kinds(&store, &t)[1..],
+            [
+                ("requirement_due", Some("security_contact".to_owned())),
+                ("requirement_due", Some("annual_questionnaire".to_owned())),
+            ],
+            "a reminder a week before the deadline"
+        );
         assert_eq!(gate(&store, &t, due - 1), Ok(LabelMode::Full));
         sweep(&store, due).expect("sweep");
         assert!(matches!(
@@ -330,7 +349,7 @@ mod tests {
         ));
         assert_eq!(
             kinds(&store, &t).len(),
-            3,
+            5,
             "one restriction per requirement"
         );
         attest(&store, &t, due + 1, |q| {
@@ -345,6 +364,6 @@ mod tests {
         sweep(&store, due + 3).expect("sweep");
         let r = store.tenant(&t).expect("read").expect("tenant");
         assert_eq!(r.tier.tier, Tier::Standard);
-        assert_eq!(kinds(&store, &t).len(), 3);
+        assert_eq!(kinds(&store, &t).len(), 5);
     }
 }

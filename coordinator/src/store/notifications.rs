@@ -32,6 +32,8 @@ pub enum NotificationKind {
     TierUpgraded,
     /// A requirement expires at `due_at`: renew it.
     RenewalDue,
+    /// A tier requirement is still missing and due at `due_at`: a reminder.
+    RequirementDue,
     /// A requirement expired or is overdue: labels are refused until it is provided.
     ComplianceRestricted,
     /// An alert opened (`subject`: its id; see `GET …/alerts`).
@@ -50,6 +52,7 @@ impl NotificationKind {
         match self {
             NotificationKind::TierUpgraded => "tier_upgraded",
             NotificationKind::RenewalDue => "renewal_due",
+            NotificationKind::RequirementDue => "requirement_due",
             NotificationKind::ComplianceRestricted => "compliance_restricted",
             NotificationKind::AlertOpened => "alert_opened",
             NotificationKind::TenantSuspended => "tenant_suspended",
