@@ -13,6 +13,7 @@
 //! - `security`: the routes of retention, monitoring and integration access (alerts, canaries,
 //!   API keys, IP allowlist, audit checkpoints, tenant deletion), routed as one group, with
 //!   `alerts` and `access` (API keys, IP allowlist, [`PeerAddr`]);
+//! - `notifications`: a tenant's notifications and outgoing webhook, routed as one group;
 //! - `spapi`: SP-API connections, the shopping step, and labels from SP-API sources;
 //! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
 //!   self-signed certificate of `init`.
@@ -31,6 +32,7 @@ mod auth;
 mod compliance;
 mod error;
 mod labels;
+mod notifications;
 mod security;
 mod sessions;
 mod spapi;
@@ -201,6 +203,7 @@ enum Route<'a> {
     Audit(&'a str),
     Compliance(compliance::Route<'a>),
     Security(security::Route<'a>),
+    Notifications(notifications::Route<'a>),
     /// `…/spapi-connections…`: the tenant and the rest of the path (checked in `spapi`).
     Spapi(&'a str, &'a str),
 }
@@ -221,6 +224,7 @@ impl Route<'_> {
             Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
             Route::Compliance(r) => r.allows(m),
             Route::Security(r) => r.allows(m),
+            Route::Notifications(r) => r.allows(m),
             Route::Spapi(..) => m == Method::GET || m == Method::POST,
         }
     }
@@ -234,6 +238,9 @@ fn route(path: &str) -> Option<Route<'_>> {
     }
     if let Some(r) = security::route(&segs) {
         return Some(Route::Security(r));
+    }
+    if let Some(r) = notifications::route(&segs) {
+        return Some(Route::Notifications(r));
     }
     let r = match segs.as_slice() {
         ["healthz"] => Route::Healthz,
@@ -259,7 +266,8 @@ fn route(path: &str) -> Option<Route<'_>> {
         | Route::Sessions
         | Route::Tenants
         | Route::Compliance(_)
-        | Route::Security(_) => true,
+        | Route::Security(_)
+        | Route::Notifications(_) => true,
         Route::Sites(t)
         | Route::Agents(t)
         | Route::Printers(t)
@@ -350,20 +358,20 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let now = crate::now_ms();
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     match r {
         Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),
         Route::Sessions => {
             let body = read_body(body, content_length).await?;
-            return sessions::create(state, &body).await;
+            return sessions::create(state, &body, peer).await;
         }
         Route::Compliance(c) if c.is_public() => {
             let body = read_body(body, content_length).await?;
-            return compliance::handle_public(state, c, &parts.headers, &body).await;
+            return compliance::handle_public(state, c, &parts.headers, &body, peer).await;
         }
         _ => {}
     }
     let who = auth::authenticate(state, &parts.headers, now)?;
-    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     access::check_ip(state, &who, peer, now)?;
     let body = read_body(body, content_length).await?;
     let post = parts.method == Method::POST;
@@ -392,6 +400,7 @@ where
         Route::Audit(t) => admin::list_audit(state, &who, t),
         Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
         Route::Security(r) => security::handle(state, &who, r, &parts.method, &body, peer, now),
+        Route::Notifications(r) => notifications::handle(state, &who, r, &parts.method, &body, now),
         Route::Spapi(t, rest) => {
             spapi::route(state, &who, t, rest, &parts.method, &body, now).await
         }

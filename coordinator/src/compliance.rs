@@ -8,12 +8,16 @@
 //! - [`redacted_zpl`]: the label printed instead of the real one until the attestation is
 //!   complete: order id, carrier and tracking when given, and no PII.
 //! - [`Tier`] and [`tier_for`]: the tier from measured usage.
-//! - [`billing`]: the billing webhook's signature and events.
+//! - [`requirements`]: renewals and the tier's requirements with their deadlines, and the
+//!   restriction when one is missed.
+//! - [`billing`]: the billing webhook's signature (also used to sign outgoing notifications)
+//!   and events.
 //!
 //! What it does not do: store anything, answer HTTP, or run background tasks (automatic
-//! restriction by alert rules is [`crate::monitor`]; renewal notices are not built yet).
+//! restriction by alert rules, tier changes and renewal notices are [`crate::monitor`]'s).
 
 pub mod billing;
+pub mod requirements;
 
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +242,9 @@ pub enum GateRefusal {
     Suspended(String),
     /// The subscription is not active.
     SubscriptionInactive(SubscriptionState),
+    /// A requirement expired or is overdue (see [`requirements::restriction`]), with the
+    /// reason; labels only.
+    Restricted(String),
 }
 
 /// How a tenant's labels are printed.
@@ -245,21 +252,29 @@ pub enum GateRefusal {
 pub enum LabelMode {
     /// As submitted.
     Full,
-    /// Replaced by [`redacted_zpl`]: the attestation is missing, incomplete or expired.
+    /// Replaced by [`redacted_zpl`]: the attestation is missing or incomplete.
     Redacted,
 }
 
-/// Whether a tenant may print at `now_ms`, and how.
+/// Whether a tenant may print at `now_ms`, and how: refused when suspended, without an
+/// active subscription, or when a requirement expired or is overdue (`tier` holds the
+/// deadlines); redacted until the attestation is complete.
 ///
 /// # Errors
-/// [`GateRefusal`] when it is suspended or its subscription is not active.
+/// [`GateRefusal`].
 pub fn label_gate(
     suspension: Option<&Suspension>,
     subscription: SubscriptionState,
     attestation: Option<&Attestation>,
+    tier: &requirements::TierRecord,
     now_ms: u64,
 ) -> Result<LabelMode, GateRefusal> {
     provisioning_gate(suspension, subscription)?;
+    if let Some((_, reason)) =
+        requirements::restriction(&requirements::evaluate(attestation, tier, now_ms))
+    {
+        return Err(GateRefusal::Restricted(reason));
+    }
     match attestation_state(attestation, now_ms) {
         AttestationState::Complete { .. } => Ok(LabelMode::Full),
         _ => Ok(LabelMode::Redacted),
@@ -317,10 +332,11 @@ pub fn redacted_zpl(
 }
 
 /// The tenant tiers of the requirements (§3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Below every threshold.
+    #[default]
     Standard,
     /// Above 10,000 labels in 30 days or more than 5 Print Stations.
     Enhanced,
@@ -351,22 +367,28 @@ pub fn tier_for(labels_30d: u64, stations: u64, merchants: u64) -> Tier {
     }
 }
 
+/// A questionnaire whose base items all hold (for tests).
+#[cfg(test)]
+pub(crate) fn complete_answers() -> Questionnaire {
+    Questionnaire {
+        supported_os: true,
+        os_updates_applied: true,
+        endpoint_protection: true,
+        screen_lock_minutes: 15,
+        wifi_wpa2_or_wpa3: true,
+        no_print_to_file_drivers: true,
+        authorized_personnel_only: true,
+        credentials_confidential: true,
+        ..Questionnaire::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn complete() -> Questionnaire {
-        Questionnaire {
-            supported_os: true,
-            os_updates_applied: true,
-            endpoint_protection: true,
-            screen_lock_minutes: 15,
-            wifi_wpa2_or_wpa3: true,
-            no_print_to_file_drivers: true,
-            authorized_personnel_only: true,
-            credentials_confidential: true,
-            ..Questionnaire::default()
-        }
+        complete_answers()
     }
 
     #[test]
@@ -408,15 +430,24 @@ mod tests {
             attested_by: "usr-1".into(),
         };
         let active = SubscriptionState::Active;
-        assert_eq!(label_gate(None, active, Some(&a), 1), Ok(LabelMode::Full));
-        assert_eq!(label_gate(None, active, None, 1), Ok(LabelMode::Redacted));
+        let std = requirements::TierRecord::default();
         assert_eq!(
-            label_gate(None, active, Some(&a), ATTESTATION_VALIDITY_MS),
-            Ok(LabelMode::Redacted),
-            "a year later"
+            label_gate(None, active, Some(&a), &std, 1),
+            Ok(LabelMode::Full)
         );
         assert_eq!(
-            label_gate(None, SubscriptionState::PastDue, Some(&a), 1),
+            label_gate(None, active, None, &std, 1),
+            Ok(LabelMode::Redacted)
+        );
+        assert!(
+            matches!(
+                label_gate(None, active, Some(&a), &std, ATTESTATION_VALIDITY_MS),
+                Err(GateRefusal::Restricted(_))
+            ),
+            "a year later, labels are refused until it is renewed"
+        );
+        assert_eq!(
+            label_gate(None, SubscriptionState::PastDue, Some(&a), &std, 1),
             Err(GateRefusal::SubscriptionInactive(
                 SubscriptionState::PastDue
             ))
@@ -427,7 +458,7 @@ mod tests {
             by: "usr-0".into(),
         };
         assert_eq!(
-            label_gate(Some(&s), active, Some(&a), 1),
+            label_gate(Some(&s), active, Some(&a), &std, 1),
             Err(GateRefusal::Suspended("incident INC-7".into()))
         );
         assert_eq!(provisioning_gate(None, active), Ok(()));

@@ -216,6 +216,16 @@ pub fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
     k
 }
 
+/// A secret to show once: `prefix` and 256 random bits in base64url (43 characters).
+pub fn random_secret(prefix: &str) -> Zeroizing<String> {
+    use base64::Engine as _;
+    let raw = random_key();
+    Zeroizing::new(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_slice())
+    ))
+}
+
 /// A random id `<prefix>-<32 hex>` (128 bits).
 pub fn random_id(prefix: &str) -> String {
     let mut raw = [0u8; 16];

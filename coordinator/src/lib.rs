@@ -14,8 +14,9 @@
 //!   (subscription, attestation, suspension), tiers and the billing webhook's signatures.
 //! - [`api`]: the HTTPS admin API; [`mesh`] and [`dispatch`]: job delivery over libp2p.
 //! - [`spapi`]: labels from Amazon's Selling Partner API (MFN v0, Shipping v2).
-//! - [`retention`]: PII purge and audit retention and checkpoints; [`monitor`]: alert rules
-//!   (both also run as background tasks of [`start`]).
+//! - [`retention`]: PII purge and audit retention and checkpoints; [`monitor`]: alert rules,
+//!   tiers and renewals; [`notifications`]: webhook deliveries (all three also run as
+//!   background tasks of [`start`]).
 //! - [`error`]: the error of [`run`] / [`start`].
 //!
 //! [`run`] takes an already-bound API listener and a cancellation token, so tests bind port 0
@@ -34,6 +35,7 @@ pub mod error;
 pub mod init;
 pub mod mesh;
 pub mod monitor;
+pub mod notifications;
 pub mod retention;
 pub mod spapi;
 pub mod store;
@@ -171,6 +173,11 @@ pub async fn start(
         store.clone(),
         identity.clone(),
         config.retention,
+        shutdown.clone(),
+    ));
+    tracker.spawn(notifications::run(
+        store.clone(),
+        state.spapi.http(),
         shutdown.clone(),
     ));
     tracker.spawn(monitor::run(

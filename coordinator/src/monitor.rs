@@ -15,8 +15,13 @@
 //! every new alert. A restricting alert refuses the tenant's labels until an owner or a
 //! platform admin clears it (`api::alerts`). Alerts hold ids, rule names and counts: no PII.
 //!
-//! What it does not do: send notifications anywhere but the API and the audit log, or watch
+//! [`renewals`] is the compliance side of the same sweep: tiers of record, renewal notices,
+//! and restrictions of tenants that missed a requirement.
+//!
+//! What it does not do: deliver notifications ([`crate::notifications`] does), or watch
 //! heartbeats as they arrive (the mesh does not report them; the sweep reads the store).
+
+pub mod renewals;
 
 use std::time::Duration;
 
@@ -24,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::store::{
-    AgentRecord, AlertRecord, AlertRule, AlertState, AuditEntry, Store, StoreError,
+    AgentRecord, AlertRecord, AlertRule, AlertState, AuditEntry, NotificationKind, Store,
+    StoreError,
 };
 
 /// Heartbeats an agent may miss before it is reported offline.
@@ -133,7 +139,7 @@ fn audit(store: &Store, tenant: &str, action: &str, object: &str, outcome: Strin
 }
 
 /// Raises an alert (see [`Store::raise_alert`]); a new one is audited (`alert.opened`, and
-/// says whether it restricts the tenant) and logged.
+/// says whether it restricts the tenant), logged and notified (`alert_opened`).
 ///
 /// # Errors
 /// [`StoreError`].
@@ -155,6 +161,13 @@ pub fn raise(
         );
         audit(store, tenant, "alert.opened", &alert.id, outcome, now);
         warn!(tenant = %tenant, alert = %alert.id, rule = rule.as_str(), subject = subject.unwrap_or("-"), restricts = alert.restricts, "alert opened");
+        crate::notifications::notify_event(
+            store,
+            tenant,
+            NotificationKind::AlertOpened,
+            Some(&alert.id),
+            now,
+        );
     }
     Ok(alert)
 }
@@ -299,7 +312,7 @@ pub fn login_failed(store: &Store, tenant: &str, now: u64) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Runs [`sweep`] every `every` until `shutdown` (the first pass after one period, so agents
+/// Runs [`sweep`] and [`renewals::sweep`] every `every` until `shutdown` (the first pass after one period, so agents
 /// have reconnected after a restart). Cancel-safe: it returns when `shutdown` fires; a pass
 /// already running on the blocking pool finishes first.
 pub async fn run(
@@ -316,10 +329,19 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let s = store.clone();
-        let pass =
-            tokio::task::spawn_blocking(move || sweep(&s, heartbeat_interval, crate::now_ms()));
+        let pass = tokio::task::spawn_blocking(move || {
+            let now = crate::now_ms();
+            let open = sweep(&s, heartbeat_interval, now)?;
+            Ok::<_, StoreError>((open, renewals::sweep(&s, now)?))
+        });
         match pass.await {
-            Ok(Ok(open)) => info!(open_alerts = open, "monitor pass done"),
+            Ok(Ok((open, r))) => info!(
+                open_alerts = open,
+                tier_changes = r.tier_changes,
+                notifications = r.notifications,
+                restricted_tenants = r.restricted,
+                "monitor pass done"
+            ),
             Ok(Err(e)) => warn!(error = %e, "monitor pass failed"),
             Err(e) => warn!(error = %e, "monitor pass panicked"),
         }
@@ -446,7 +468,12 @@ mod tests {
         for i in 0..FAILED_LOGIN_BURST as u64 {
             login_failed(&store, &t, 40 * min + i).expect("failed");
         }
-        assert_eq!(open(&store, &t, AlertRule::FailedLogins).len(), 1);
+        let alerts = open(&store, &t, AlertRule::FailedLogins);
+        assert_eq!(alerts.len(), 1);
+        let notes = store.notifications(&t).expect("notifications");
+        assert_eq!(notes.len(), 1, "notified once");
+        assert_eq!(notes[0].kind, NotificationKind::AlertOpened);
+        assert_eq!(notes[0].subject.as_deref(), Some(alerts[0].id.as_str()));
     }
 
     /// A tenant printing 20 labels an hour from 09:00 to 16:59 UTC, for `days` days.

@@ -325,6 +325,12 @@ impl SpApi {
         .expect("the default tls configuration is valid")
     }
 
+    /// The process's outgoing HTTPS client (system roots plus the extra CA), shared with the
+    /// notification deliveries.
+    pub fn http(&self) -> Http {
+        self.inner.http.clone()
+    }
+
     /// The store this client records fetches in.
     pub fn store(&self) -> &Store {
         &self.inner.store

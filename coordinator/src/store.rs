@@ -18,6 +18,7 @@ mod acceptance;
 mod access;
 mod alerts;
 mod connections;
+mod notifications;
 mod records;
 mod retention;
 
@@ -35,6 +36,9 @@ use zeroize::Zeroizing;
 pub use access::ApiKeyRecord;
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
+pub use notifications::{
+    Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
+};
 pub use records::{
     AgentRecord, AuditEntry, EnrollmentTokenRecord, JobRecord, JobStatus, PrinterRecord,
     SessionRecord, SiteRecord, TenantRecord, TokenGrant, UserRecord,
@@ -331,6 +335,7 @@ impl Store {
             subscription: Default::default(),
             attestation: None,
             suspension: None,
+            tier: Default::default(),
         };
         let wrapped = DataKey::generate().wrap(&self.inner.master, &rec.id);
         let value = encode(&rec);
@@ -459,6 +464,8 @@ impl Store {
             password_changed_at_ms: Some(now_ms),
             failed_logins: Vec::new(),
             locked_until_ms: None,
+            disabled: false,
+            sessions_revoked_at_ms: None,
         };
         let value = encode(&rec);
         (&self.inner.users, &self.inner.user_emails)
@@ -598,6 +605,9 @@ impl Store {
                     return Err(StoreError::ProvisioningRefused(
                         "the tenant's subscription is not active",
                     ))
+                }
+                Err(GateRefusal::Restricted(_)) => {
+                    return Err(StoreError::ProvisioningRefused("the tenant is restricted"))
                 }
             }
         }

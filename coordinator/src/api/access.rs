@@ -5,25 +5,27 @@
 //!   sha256. `GET` lists keys without secrets; `DELETE …/api-keys/{id}` revokes one (200).
 //!   `Authorization: Bearer spk_…` then acts like a session of a user with those roles; the
 //!   key's id is the actor in the audit log. Keys follow the users' granting rules (an admin
-//!   cannot mint `pii_reader` keys) and never hold `owner`.
+//!   cannot mint `pii_reader` keys) and never hold `owner`. A key acts for its creator: it
+//!   stops when the creator is disabled and keeps only the roles the creator may still grant.
+//!   `"expires_in_days"` (1 to
+//!   [`MAX_KEY_DAYS`]) makes a key stop by itself; the list shows each key's expiry and its
+//!   last use (to the minute, so a busy integration does not write on every request).
 //! - `PUT /v1/tenants/{t}/ip-allowlist` `{"cidrs":[…]}` (owner) sets the networks the tenant's
 //!   users and keys may call the API from; `GET` shows it. An empty list allows every
 //!   address. It is checked on every authenticated request of a tenant principal against the
 //!   TCP peer address ([`PeerAddr`]; forwarded-for headers are not trusted), so it cannot be
 //!   bypassed route by route; platform admins are not tenant principals and are exempt, so
 //!   they can repair a list that locks a tenant out. A list that would lock out the caller's
-//!   own address is refused (422).
+//!   own address is refused (422). Logins and password changes of the tenant's users are
+//!   checked too ([`check_ip_of`], before the password is verified: a caller outside the list
+//!   learns nothing about the password).
 
 use std::net::{IpAddr, SocketAddr};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use hyper::StatusCode;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
-use zeroize::Zeroizing;
 
 use super::auth::{token_hash, Action, Principal};
 use super::error::ApiError;
@@ -36,6 +38,11 @@ use crate::store::ApiKeyRecord;
 pub const API_KEY_PREFIX: &str = "spk_";
 /// Most API keys per tenant.
 const MAX_KEYS: usize = 100;
+/// Longest API key lifetime that can be asked for, days.
+pub const MAX_KEY_DAYS: u32 = 730;
+/// Last use is recorded at most this often per key, ms.
+const LAST_USE_GRANULARITY_MS: u64 = 60_000;
+const DAY_MS: u64 = 24 * 3600 * 1000;
 /// Most allowlist entries per tenant.
 const MAX_CIDRS: usize = 256;
 
@@ -113,20 +120,56 @@ pub fn allowed(list: &[String], ip: Option<IpAddr>) -> bool {
 }
 
 /// The principal of an API key, or 401.
-pub(super) fn authenticate_key(state: &ApiState, token: &str) -> Result<Principal, ApiError> {
+pub(super) fn authenticate_key(
+    state: &ApiState,
+    token: &str,
+    now: u64,
+) -> Result<Principal, ApiError> {
     let unknown = || ApiError::unauthenticated("the token is unknown or expired");
-    let key = state
-        .store
-        .api_key_by_hash(&token_hash(token))?
-        .ok_or_else(unknown)?;
+    let hash = token_hash(token);
+    let key = state.store.api_key_by_hash(&hash)?.ok_or_else(unknown)?;
+    if let Some(at) = key.expires_at_ms.filter(|&at| now >= at) {
+        return Err(ApiError::unauthenticated(format!(
+            "the API key expired on {}: create a new one",
+            crate::compliance::requirements::date(at)
+        )));
+    }
     if state.store.tenant(&key.tenant_id)?.is_none() {
         return Err(unknown());
+    }
+    // A key acts for its creator: it stops when the creator is disabled, and keeps only the
+    // roles its creator may still grant (a demoted admin's keys lose what it lost).
+    let mut roles = key.roles;
+    if let Some(creator) = state.store.user(&key.created_by)? {
+        if creator.disabled {
+            return Err(ApiError::unauthenticated(
+                "the API key's creator is disabled",
+            ));
+        }
+        let creator = Principal {
+            user_id: creator.id,
+            platform_admin: creator.platform_admin,
+            tenant_id: creator.tenant_id,
+            roles: creator.roles,
+        };
+        roles.retain(|r| super::users::may_grant(&creator, *r));
+        if roles.is_empty() {
+            return Err(ApiError::unauthenticated(
+                "the API key's creator may no longer grant its roles",
+            ));
+        }
+    }
+    if key
+        .last_used_at_ms
+        .is_none_or(|t| now.saturating_sub(t) >= LAST_USE_GRANULARITY_MS)
+    {
+        state.store.touch_api_key(&hash, now)?;
     }
     Ok(Principal {
         user_id: key.id,
         platform_admin: false,
         tenant_id: Some(key.tenant_id),
-        roles: key.roles,
+        roles,
     })
 }
 
@@ -138,7 +181,21 @@ pub(super) fn check_ip(
     peer: Option<IpAddr>,
     now: u64,
 ) -> Result<(), ApiError> {
-    let Some(tenant) = who.tenant_id.as_deref().filter(|_| !who.platform_admin) else {
+    let tenant = who.tenant_id.as_deref().filter(|_| !who.platform_admin);
+    check_ip_of(state, tenant, &who.user_id, "access.refused", peer, now)
+}
+
+/// Refuses `actor` of `tenant` (none: a platform admin, exempt) calling from outside the
+/// tenant's allowlist (403 `ip_not_allowed`, audited under `action`).
+pub(super) fn check_ip_of(
+    state: &ApiState,
+    tenant: Option<&str>,
+    actor: &str,
+    action: &str,
+    peer: Option<IpAddr>,
+    now: u64,
+) -> Result<(), ApiError> {
+    let Some(tenant) = tenant else {
         return Ok(());
     };
     let list = state.store.ip_allowlist(tenant)?;
@@ -147,13 +204,13 @@ pub(super) fn check_ip(
     }
     state.audit(
         Some(tenant),
-        &who.user_id,
-        "access.refused",
+        actor,
+        action,
         None,
-        "ip not allowed",
+        "refused: ip not allowed",
         now,
     );
-    warn!(tenant = %tenant, actor = %who.user_id, peer = ?peer, "request from outside the ip allowlist refused");
+    warn!(tenant = %tenant, actor = %actor, peer = ?peer, "request from outside the ip allowlist refused");
     Err(ApiError::refused(
         "ip_not_allowed",
         "this address is not in the tenant's IP allowlist",
@@ -165,15 +222,20 @@ pub(super) fn check_ip(
 struct NewKey {
     name: String,
     roles: Vec<Role>,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
-fn key_json(k: &ApiKeyRecord) -> Value {
+fn key_json(k: &ApiKeyRecord, now: u64) -> Value {
     json!({
         "id": k.id,
         "name": k.name,
         "roles": k.roles,
         "created_at": k.created_at_ms,
         "created_by": k.created_by,
+        "expires_at": k.expires_at_ms,
+        "expired": k.expires_at_ms.is_some_and(|at| now >= at),
+        "last_used_at": k.last_used_at_ms,
     })
 }
 
@@ -212,6 +274,14 @@ pub(super) fn create_key(
             format!("you may not grant the {} role", r.as_str()),
         ));
     }
+    if req
+        .expires_in_days
+        .is_some_and(|d| !(1..=MAX_KEY_DAYS).contains(&d))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "expires_in_days must be 1 to {MAX_KEY_DAYS}"
+        )));
+    }
     if state.store.api_keys(tenant)?.len() >= MAX_KEYS {
         return Err(ApiError::conflict(format!(
             "the tenant has {MAX_KEYS} API keys: revoke one first"
@@ -220,12 +290,7 @@ pub(super) fn create_key(
     let mut roles = req.roles.clone();
     roles.sort();
     roles.dedup();
-    let mut raw = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(raw.as_mut_slice());
-    let secret = Zeroizing::new(format!(
-        "{API_KEY_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(raw.as_slice())
-    ));
+    let secret = crate::crypto::random_secret(API_KEY_PREFIX);
     let rec = ApiKeyRecord {
         id: random_id("key"),
         tenant_id: tenant.to_owned(),
@@ -233,6 +298,10 @@ pub(super) fn create_key(
         roles,
         created_at_ms: now,
         created_by: who.user_id.clone(),
+        expires_at_ms: req
+            .expires_in_days
+            .map(|d| now.saturating_add(u64::from(d) * DAY_MS)),
+        last_used_at_ms: None,
     };
     state.store.create_api_key(&token_hash(&secret), &rec)?;
     let granted: Vec<&str> = rec.roles.iter().map(|r| r.as_str()).collect();
@@ -241,11 +310,16 @@ pub(super) fn create_key(
         &who.user_id,
         "api_key.created",
         Some(&rec.id),
-        &format!("ok roles={}", granted.join(",")),
+        &format!(
+            "ok roles={} expires_at={}",
+            granted.join(","),
+            rec.expires_at_ms
+                .map_or("never".to_owned(), |t| t.to_string())
+        ),
         now,
     );
     info!(tenant = %tenant, key = %rec.id, "api key created");
-    let mut v = key_json(&rec);
+    let mut v = key_json(&rec, now);
     v["key"] = json!(secret.as_str());
     Ok(Reply::json(StatusCode::CREATED, v))
 }
@@ -254,9 +328,15 @@ pub(super) fn list_keys(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
+    now: u64,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ManageApiKeys)?;
-    let list: Vec<Value> = state.store.api_keys(tenant)?.iter().map(key_json).collect();
+    let list: Vec<Value> = state
+        .store
+        .api_keys(tenant)?
+        .iter()
+        .map(|k| key_json(k, now))
+        .collect();
     Ok(Reply::ok(Value::Array(list)))
 }
 

@@ -1,7 +1,9 @@
 //! Who is calling and what they may do.
 //!
 //! [`authenticate`] turns an `Authorization: Bearer` token into a [`Principal`] (sessions are
-//! stored under the token's sha256, never the token). [`authorize`] is the one place that
+//! stored under the token's sha256, never the token); the user is read at every request, so a
+//! role change applies at once, and a revoked session (password changed, user disabled) or an
+//! API key of a disabled user stops working at once. [`authorize`] is the one place that
 //! decides whether a principal may perform an [`Action`] on a tenant:
 //!
 //! - a user of another tenant gets 404 for everything of this one (it learns nothing);
@@ -89,11 +91,15 @@ pub enum Action {
     ManageNetwork,
     /// Crypto-shred the tenant.
     DeleteTenant,
+    /// Read the notifications and the webhook (without its secret).
+    ReadNotifications,
+    /// Set or remove the outgoing webhook.
+    ManageWebhook,
 }
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 28] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -120,6 +126,8 @@ impl Action {
         Action::ManageApiKeys,
         Action::ManageNetwork,
         Action::DeleteTenant,
+        Action::ReadNotifications,
+        Action::ManageWebhook,
     ];
 
     /// The tenant roles that allow this action; empty for platform-admin-only actions.
@@ -135,11 +143,14 @@ impl Action {
             | Action::RevokeAgent
             | Action::AcceptPrinter
             | Action::ManageUsers
-            | Action::ManageApiKeys => &[Owner, Admin],
+            | Action::ManageApiKeys
+            | Action::ManageWebhook => &[Owner, Admin],
             Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
                 &[Owner, Admin, Operator, Auditor]
             }
-            Action::ReadUsers | Action::ReadAlerts => &[Owner, Admin, Auditor],
+            Action::ReadUsers | Action::ReadAlerts | Action::ReadNotifications => {
+                &[Owner, Admin, Auditor]
+            }
             Action::SubmitLabel => &[Operator],
             Action::ReadLabel => &[Operator, PiiReader],
             Action::ReadAudit | Action::ReadCompliance => &[Owner, Auditor],
@@ -180,7 +191,7 @@ pub fn authenticate(
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
     if token.starts_with(super::access::API_KEY_PREFIX) {
-        return super::access::authenticate_key(state, token);
+        return super::access::authenticate_key(state, token, now_ms);
     }
     let session = state
         .store
@@ -190,6 +201,11 @@ pub fn authenticate(
         .store
         .user(&session.user_id)?
         .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
+    if session.revoked_for(&user) {
+        return Err(ApiError::unauthenticated(
+            "the session was revoked (password changed or account disabled): log in again",
+        ));
+    }
     Ok(Principal {
         user_id: user.id,
         platform_admin: user.platform_admin,
@@ -266,7 +282,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 26] = [
+        let table: [(Action, &[Role]); 28] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),
@@ -299,6 +315,8 @@ mod tests {
             (A::ManageApiKeys, &[R::Owner, R::Admin]),
             (A::ManageNetwork, &[R::Owner]),
             (A::DeleteTenant, &[R::Owner]),
+            (A::ReadNotifications, &[R::Owner, R::Admin, R::Auditor]),
+            (A::ManageWebhook, &[R::Owner, R::Admin]),
         ];
         assert_eq!(table.map(|(a, _)| a), Action::ALL);
         let status = |p: &Principal, t: Option<&str>, a| authorize(p, t, a).map_err(|e| e.status);

@@ -6,6 +6,7 @@
 //! | `POST /v1/sessions/password` | anyone with the current password | change a password |
 //! | `POST /v1/billing/webhook` | the billing provider (HMAC signature) | subscription events |
 //! | `GET/POST /v1/tenants/{t}/users` | see `users` | list / create users |
+//! | `PATCH /v1/tenants/{t}/users/{id}` | see `users` | change roles, disable or enable |
 //! | `PUT /v1/tenants/{t}/subscription` | platform admin | set the subscription state |
 //! | `GET/PUT /v1/tenants/{t}/attestation` | auditor, owner / owner | the security attestation |
 //! | `PUT /v1/tenants/{t}/terms` | owner | accept the terms of service |
@@ -28,14 +29,14 @@ use super::error::ApiError;
 use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
 use crate::compliance::billing::{self, BillingEvent};
 use crate::compliance::{
-    self, attestation_state, AttestationState, GateRefusal, Plan, Questionnaire, SubscriptionState,
-    Suspension, TermsAcceptance, Tier,
+    self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
+    SubscriptionState, Suspension, TermsAcceptance,
 };
-use crate::store::{StoreError, TenantRecord};
+use crate::notifications::notify_event;
+use crate::store::{NotificationKind, StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// A route of this group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub(super) enum Route<'a> {
     SessionPassword,
     BillingWebhook,
     Users(&'a str),
+    User(&'a str, &'a str),
     Subscription(&'a str),
     Attestation(&'a str),
     Terms(&'a str),
@@ -65,6 +67,7 @@ impl Route<'_> {
             | Route::Suspend(_)
             | Route::Resume(_) => m == Method::POST,
             Route::Users(_) => m == Method::GET || m == Method::POST,
+            Route::User(..) => m == Method::PATCH,
             Route::Subscription(_) | Route::Terms(_) => m == Method::PUT,
             Route::Attestation(_) => m == Method::GET || m == Method::PUT,
             Route::AuditVerify(_) | Route::Compliance(_) => m == Method::GET,
@@ -75,6 +78,7 @@ impl Route<'_> {
         match *self {
             Route::SessionPassword | Route::BillingWebhook => None,
             Route::Users(t)
+            | Route::User(t, _)
             | Route::Subscription(t)
             | Route::Attestation(t)
             | Route::Terms(t)
@@ -93,6 +97,9 @@ pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
         ["v1", "sessions", "password"] => Route::SessionPassword,
         ["v1", "billing", "webhook"] => Route::BillingWebhook,
         ["v1", "tenants", t, "users"] => Route::Users(t),
+        ["v1", "tenants", t, "users", u] if sealprint_protocol::validate_id(u).is_ok() => {
+            Route::User(t, u)
+        }
         ["v1", "tenants", t, "subscription"] => Route::Subscription(t),
         ["v1", "tenants", t, "attestation"] => Route::Attestation(t),
         ["v1", "tenants", t, "terms"] => Route::Terms(t),
@@ -114,9 +121,10 @@ pub(super) async fn handle_public(
     r: Route<'_>,
     headers: &HeaderMap,
     body: &[u8],
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Reply, ApiError> {
     match r {
-        Route::SessionPassword => sessions::change_password(state, body).await,
+        Route::SessionPassword => sessions::change_password(state, body, peer).await,
         Route::BillingWebhook => billing_webhook(
             state,
             headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),
@@ -140,6 +148,7 @@ pub(super) async fn handle(
     match r {
         Route::Users(t) if get => users::list(state, who, t, now),
         Route::Users(t) => users::create(state, who, t, body, now).await,
+        Route::User(t, u) => users::update(state, who, t, u, body, now),
         Route::Subscription(t) => put_subscription(state, who, t, body, now),
         Route::Attestation(t) if get => get_attestation(state, who, t, now),
         Route::Attestation(t) => put_attestation(state, who, t, body, now),
@@ -163,6 +172,9 @@ pub(super) fn gate_error(refusal: &GateRefusal, what: &str) -> ApiError {
             "the tenant's subscription is {}: {what} needs an active subscription",
             s.as_str()
         )),
+        GateRefusal::Restricted(reason) => {
+            ApiError::refused("compliance_restricted", format!("{what} refused: {reason}"))
+        }
     }
 }
 
@@ -441,6 +453,13 @@ fn suspend(
         now,
     );
     warn!(tenant = %tenant, "tenant suspended");
+    notify_event(
+        &state.store,
+        tenant,
+        NotificationKind::TenantSuspended,
+        None,
+        now,
+    );
     Ok(Reply::ok(
         json!({"suspended": true, "reason": reason, "since": now}),
     ))
@@ -463,6 +482,13 @@ fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<R
         now,
     );
     info!(tenant = %tenant, "tenant resumed");
+    notify_event(
+        &state.store,
+        tenant,
+        NotificationKind::TenantResumed,
+        None,
+        now,
+    );
     Ok(Reply::ok(
         json!({"suspended": false, "restrictions_cleared": cleared}),
     ))
@@ -499,21 +525,8 @@ fn get_compliance(
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadCompliance)?;
     let t = tenant_record(state, tenant)?;
-    let labels_30d = state
-        .store
-        .jobs_created_since(tenant, now.saturating_sub(30 * DAY_MS))?;
-    let stations = state
-        .store
-        .agents(tenant)?
-        .iter()
-        .filter(|a| !a.revoked)
-        .count() as u64;
-    // Seller connections (SP-API) are not modelled yet: every tenant counts as one merchant.
-    let merchants = 1;
-    let tier = compliance::tier_for(labels_30d, stations, merchants);
-    let att = attestation_state(t.attestation.as_ref(), now);
-    let answers = t.attestation.as_ref().map(|a| &a.answers);
-
+    let usage = crate::monitor::renewals::usage(&state.store, tenant, now)?;
+    let evaluated = requirements::evaluate(t.attestation.as_ref(), &t.tier, now);
     let mut reqs = vec![
         requirement(
             "terms_of_service",
@@ -531,49 +544,22 @@ fn get_compliance(
             t.subscription.state.as_str(),
             None,
         ),
-        requirement(
-            "security_attestation",
-            matches!(att, AttestationState::Complete { .. }),
-            att.as_str(),
-            match att {
-                AttestationState::Complete { expires_at_ms } => Some(expires_at_ms),
-                AttestationState::Expired { expired_at_ms } => Some(expired_at_ms),
-                _ => None,
-            },
-        ),
     ];
-    if tier >= Tier::Enhanced {
-        let contact = answers.is_some_and(|a| a.security_contact.is_some());
-        let annual = answers.is_some_and(|a| a.annual_questionnaire);
-        let state_of = |met: bool| if met { "met" } else { "open" };
-        reqs.push(requirement(
-            "security_contact",
-            contact,
-            state_of(contact),
-            None,
-        ));
-        reqs.push(requirement(
-            "annual_questionnaire",
-            annual,
-            state_of(annual),
-            None,
-        ));
-        if tier == Tier::Enterprise {
-            let cert = answers.is_some_and(|a| a.certification.is_some());
-            reqs.push(requirement(
-                "soc2_iso27001_or_detailed_questionnaire",
-                cert,
-                state_of(cert),
-                None,
-            ));
-        }
-    }
+    reqs.extend(evaluated.iter().map(|r| {
+        requirement(
+            r.id.as_str(),
+            r.state.met(),
+            r.state.as_str(),
+            r.state.due_at_ms(),
+        )
+    }));
 
     let mut restrictions = Vec::new();
     let mut labels = match compliance::label_gate(
         t.suspension.as_ref(),
         t.subscription.state,
         t.attestation.as_ref(),
+        &t.tier,
         now,
     ) {
         Ok(compliance::LabelMode::Full) => "full",
@@ -602,7 +588,18 @@ fn get_compliance(
             }));
             "refused"
         }
+        Err(GateRefusal::Restricted(_)) => "refused",
     };
+    // Listed even while a suspension hides it from the gate: resuming would not lift it.
+    if let Some((r, reason)) = requirements::restriction(&evaluated) {
+        restrictions.push(json!({
+            "kind": "requirement",
+            "requirement": r.id.as_str(),
+            "reason": reason,
+            "since": r.state.due_at_ms(),
+        }));
+        labels = "refused";
+    }
     if let Some(a) = state.store.restriction(tenant)? {
         restrictions.push(json!({
             "kind": "alert",
@@ -614,11 +611,13 @@ fn get_compliance(
     Ok(Reply::ok(json!({
         "tenant": tenant,
         "plan": t.plan,
-        "tier": tier.as_str(),
+        "tier": t.tier.tier.as_str(),
+        "tier_since": (t.tier.since_ms > 0).then_some(t.tier.since_ms),
+        "measured_tier": usage.tier().as_str(),
         "usage": {
-            "labels_30d": labels_30d,
-            "print_stations": stations,
-            "merchants": merchants,
+            "labels_30d": usage.labels_30d,
+            "print_stations": usage.stations,
+            "merchants": usage.merchants,
         },
         "subscription": {
             "state": t.subscription.state.as_str(),

@@ -125,6 +125,7 @@ pub(super) fn submit(
         t.suspension.as_ref(),
         t.subscription.state,
         t.attestation.as_ref(),
+        &t.tier,
         now,
     ) {
         Ok(mode) => mode,

@@ -91,7 +91,7 @@ pub(super) fn handle(
         Route::ClearAlert(t, a) => alerts::clear(state, who, t, a, now),
         Route::Canaries(t) if get => alerts::get_canaries(state, who, t),
         Route::Canaries(t) => alerts::put_canaries(state, who, t, body, now),
-        Route::ApiKeys(t) if get => access::list_keys(state, who, t),
+        Route::ApiKeys(t) if get => access::list_keys(state, who, t, now),
         Route::ApiKeys(t) => access::create_key(state, who, t, body, now),
         Route::ApiKey(t, k) => access::revoke_key(state, who, t, k, now),
         Route::IpAllowlist(t) if get => access::get_allowlist(state, who, t),

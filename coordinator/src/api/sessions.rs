@@ -12,15 +12,15 @@
 //! refused with 403 `password_expired`, and the answer says how to change it. Every outcome
 //! is audited by user id (or `unknown`), never by email or password.
 //!
-//! Not here: revoking a user's other sessions when its password changes (sessions are not
-//! indexed by user yet).
+//! A disabled user is refused (403 `account_disabled`, only once its password checked, so
+//! the answer tells nothing to whoever does not know it). Changing a password revokes every
+//! session of the user made before (each session records when it was made; the user records
+//! when its sessions were revoked), so a stolen token dies with the old password.
 
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use hyper::StatusCode;
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
@@ -87,6 +87,7 @@ async fn check_credentials(
     email: &str,
     password: &str,
     action: &str,
+    peer: Option<IpAddr>,
     now: u64,
 ) -> Result<UserRecord, ApiError> {
     if email.len() > 254 || password.len() > 1024 {
@@ -94,6 +95,8 @@ async fn check_credentials(
     }
     let user = state.store.user_by_email(email)?;
     if let Some(u) = &user {
+        let tenant = u.tenant_id.as_deref().filter(|_| !u.platform_admin);
+        super::access::check_ip_of(state, tenant, &u.id, action, peer, now)?;
         if let Some(until) = accounts::locked_until(u.locked_until_ms, now) {
             state.audit(
                 u.tenant_id.as_deref(),
@@ -162,11 +165,23 @@ async fn check_credentials(
     }
 }
 
-pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+pub(super) async fn create(
+    state: &ApiState,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     let login: Login = parse_json(body)?;
     let now = crate::now_ms();
-    let user =
-        check_credentials(state, &login.email, &login.password, "session.failed", now).await?;
+    let user = check_credentials(
+        state,
+        &login.email,
+        &login.password,
+        "session.failed",
+        peer,
+        now,
+    )
+    .await?;
+    refuse_disabled(state, &user, "session.failed", now)?;
     if accounts::password_expired(user.password_set_at_ms(), now) {
         state.audit(
             user.tenant_id.as_deref(),
@@ -181,15 +196,14 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
             "the password has expired (90 days): change it with POST /v1/sessions/password",
         ));
     }
-    let mut raw = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(raw.as_mut_slice());
-    let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_slice()));
+    let token = crypto::random_secret("");
     let expires_at_ms = now + SESSION_TTL_MS;
     state.store.create_session(
         &token_hash(&token),
         &SessionRecord {
             user_id: user.id.clone(),
             expires_at_ms,
+            created_at_ms: now,
         },
     )?;
     state.audit(
@@ -204,6 +218,31 @@ pub(super) async fn create(state: &ApiState, body: &[u8]) -> Result<Reply, ApiEr
     Ok(Reply::json(
         StatusCode::CREATED,
         json!({"token": token.as_str(), "expires_at": expires_at_ms}),
+    ))
+}
+
+/// Refuses a disabled user (audited under `action`).
+fn refuse_disabled(
+    state: &ApiState,
+    user: &UserRecord,
+    action: &str,
+    now: u64,
+) -> Result<(), ApiError> {
+    if !user.disabled {
+        return Ok(());
+    }
+    state.audit(
+        user.tenant_id.as_deref(),
+        &user.id,
+        action,
+        Some(&user.id),
+        "refused: account disabled",
+        now,
+    );
+    info!(user = %user.id, "refused: account disabled");
+    Err(ApiError::refused(
+        "account_disabled",
+        "the account is disabled: ask an owner or admin of the tenant",
     ))
 }
 
@@ -249,7 +288,11 @@ pub(super) async fn hash(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(&e))
 }
 
-pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Reply, ApiError> {
+pub(super) async fn change_password(
+    state: &ApiState,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Reply, ApiError> {
     let req: ChangePassword = parse_json(body)?;
     let now = crate::now_ms();
     let user = check_credentials(
@@ -257,9 +300,11 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
         &req.email,
         &req.password,
         "password.change_failed",
+        peer,
         now,
     )
     .await?;
+    refuse_disabled(state, &user, "password.change_failed", now)?;
     check_new_password(
         state,
         &req.new_password,
@@ -284,6 +329,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
             u.password_changed_at_ms = Some(now);
             u.failed_logins.clear();
             u.locked_until_ms = None;
+            u.sessions_revoked_at_ms = Some(now);
         })?
         .ok_or_else(bad_credentials)?;
     state.audit(
@@ -291,7 +337,7 @@ pub(super) async fn change_password(state: &ApiState, body: &[u8]) -> Result<Rep
         &user.id,
         "password.changed",
         Some(&user.id),
-        "ok",
+        "ok sessions_revoked",
         now,
     );
     info!(user = %user.id, "password changed");

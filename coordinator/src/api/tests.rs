@@ -867,6 +867,189 @@ async fn users_follow_the_password_and_grant_rules() {
     assert!(audit.iter().any(|(a, _)| a == "user.create_refused"));
 }
 
+/// Logs `email` in; the token.
+async fn login_as(state: &ApiState, email: &str, password: &str) -> (StatusCode, Value) {
+    call(
+        state,
+        "POST",
+        "/v1/sessions",
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
+fn user_id(state: &ApiState, email: &str) -> String {
+    state
+        .store
+        .user_by_email(email)
+        .expect("read")
+        .expect("user")
+        .id
+}
+
+#[tokio::test]
+async fn users_are_changed_and_disabled_with_least_privilege() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let owner = user(&f.state, &admin, &t, "boss@acme.example", json!(["owner"])).await;
+    let adm = user(&f.state, &admin, &t, "it@acme.example", json!(["admin"])).await;
+    let op = user(
+        &f.state,
+        &admin,
+        &t,
+        "ops@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let (boss, it, ops) = (
+        user_id(&f.state, "boss@acme.example"),
+        user_id(&f.state, "it@acme.example"),
+        user_id(&f.state, "ops@acme.example"),
+    );
+    let patch = |who: &str, id: &str, body: Value| {
+        let (who, path) = (who.to_owned(), format!("/v1/tenants/{t}/users/{id}"));
+        let state = &f.state;
+        async move { call(state, "PATCH", &path, Some(&who), body).await }
+    };
+    let users = format!("/v1/tenants/{t}/users");
+
+    // An admin changes an operator's roles; it applies to the operator's session at once.
+    let (s, v) = patch(&adm, &ops, json!({"roles": ["auditor"]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["roles"], json!(["auditor"]));
+    let (s, _) = call(&f.state, "GET", &users, Some(&op), Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "an auditor reads users");
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, o)| a == "user.updated" && o == "ok roles=auditor disabled=false"));
+
+    // Least privilege: an admin grants no owner, and cannot touch an owner.
+    let (s, v) = patch(&adm, &ops, json!({"roles": ["owner"]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = patch(&adm, &boss, json!({"disabled": true})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _) = patch(&op, &ops, json!({"roles": ["admin"]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "an auditor changes nobody");
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, _)| a == "user.update_refused"));
+
+    // Nobody removes or disables the last owner, not even itself or a platform admin.
+    for body in [json!({"roles": ["admin"]}), json!({"disabled": true})] {
+        for who in [&owner, &admin] {
+            let (s, v) = patch(who, &boss, body.clone()).await;
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        }
+    }
+    let (s, v) = patch(&owner, &it, json!({"roles": ["owner", "admin"]})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = patch(&owner, &boss, json!({"roles": ["admin"]})).await;
+    assert_eq!(s, StatusCode::OK, "another owner exists now: {v}");
+    let (s, v) = patch(&adm, &boss, json!({"roles": ["owner"]})).await;
+    assert_eq!(s, StatusCode::OK, "an owner grants owner: {v}");
+
+    // Disabling: sessions and API keys stop at once, login is refused.
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/api-keys"),
+        Some(&adm),
+        json!({"name": "erp", "roles": ["operator"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().expect("key").to_owned();
+    let agents = format!("/v1/tenants/{t}/agents");
+    let (s, _) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = patch(&owner, &it, json!({"disabled": true})).await;
+    assert_eq!((s, &v["disabled"]), (StatusCode::OK, &json!(true)), "{v}");
+    for token in [&adm, &key] {
+        let (s, v) = call(&f.state, "GET", &agents, Some(token), Value::Null).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (s, v) = login_as(&f.state, "it@acme.example", PASSWORD).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "account_disabled"));
+    // Enabled again: a new login works, the old session stays revoked.
+    let (s, _) = patch(&owner, &it, json!({"disabled": false})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = login_as(&f.state, "it@acme.example", PASSWORD).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = call(&f.state, "GET", &agents, Some(&adm), Value::Null).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A demoted admin's keys lose what it may no longer grant.
+    let (s, _) = patch(&owner, &it, json!({"roles": ["auditor"]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(&f.state, "GET", &agents, Some(&key), Value::Null).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+
+    // Another tenant's user is not found.
+    let other = tenant(&f.state, &admin).await;
+    let stranger = user(
+        &f.state,
+        &admin,
+        &other,
+        "x@other.example",
+        json!(["owner"]),
+    )
+    .await;
+    let (s, _) = patch(&stranger, &ops, json!({"disabled": true})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &f.state,
+        "PATCH",
+        &format!("/v1/tenants/{other}/users/{ops}"),
+        Some(&stranger),
+        json!({"disabled": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not a user of that tenant");
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_the_users_sessions() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let first = user(
+        &f.state,
+        &admin,
+        &t,
+        "ops@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let (_, v) = login_as(&f.state, "ops@acme.example", PASSWORD).await;
+    let second = v["token"].as_str().expect("token").to_owned();
+    let agents = format!("/v1/tenants/{t}/agents");
+    let new_password = "Stapler-Orbit-Lantern-4";
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions/password",
+        None,
+        json!({"email": "ops@acme.example", "password": PASSWORD, "new_password": new_password}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for token in [&first, &second] {
+        let (s, v) = call(&f.state, "GET", &agents, Some(token), Value::Null).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    let (_, v) = login_as(&f.state, "ops@acme.example", new_password).await;
+    let fresh = v["token"].as_str().expect("token").to_owned();
+    let (s, _) = call(&f.state, "GET", &agents, Some(&fresh), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    // The admin's own session is untouched.
+    let (s, _) = call(&f.state, "GET", &agents, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn five_failed_logins_lock_the_account() {
     let f = fixture();
@@ -1039,6 +1222,21 @@ async fn every_route_checks_role_and_tenant() {
     )
     .await;
 
+    user(
+        &f.state,
+        &admin,
+        &t,
+        "target@acme.example",
+        json!(["operator"]),
+    )
+    .await;
+    let target = f
+        .state
+        .store
+        .user_by_email("target@acme.example")
+        .expect("read")
+        .expect("target")
+        .id;
     let label = json!({"pool": "default", "format": "zpl", "content_base64": b64});
     crate::ca::Identity::create(&f.state.store).expect("identity");
     let (alert, _) = f
@@ -1132,6 +1330,12 @@ async fn every_route_checks_role_and_tenant() {
             "POST",
             format!("/v1/tenants/{t}/users"),
             json!({"email": "new{n}@acme.example", "password": PASSWORD, "roles": ["operator"]}),
+            &["owner", "admin"],
+        ),
+        (
+            "PATCH",
+            format!("/v1/tenants/{t}/users/{target}"),
+            json!({"roles": ["operator", "auditor"]}),
             &["owner", "admin"],
         ),
         (
@@ -1232,6 +1436,37 @@ async fn every_route_checks_role_and_tenant() {
             Value::Null,
             &["owner", "auditor"],
         ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/notifications"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/webhook"),
+            json!({"url": "https://hooks.acme.example/sealprint"}),
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
+            format!("/v1/tenants/{t}/webhook"),
+            Value::Null,
+            &["owner", "admin", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/webhook/test"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        // The first allowed caller deletes it; the others get 404 once authorised.
+        (
+            "DELETE",
+            format!("/v1/tenants/{t}/webhook"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
         // A wrong confirmation: 422 once authorised (the real deletion has its own test).
         (
             "POST",
@@ -1297,7 +1532,7 @@ async fn every_route_checks_role_and_tenant() {
         );
     }
     // Each route of the router is in the table (keep this in step with `route`).
-    assert_eq!(routes.len(), 37);
+    assert_eq!(routes.len(), 43);
 }
 
 #[tokio::test]
@@ -1523,6 +1758,28 @@ async fn suspended_tenants_are_refused_with_the_reason() {
         !format!("{audit:?}").contains("key leak"),
         "free text stays out of the audit log"
     );
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/notifications"),
+        Some(&owner),
+        Value::Null,
+    )
+    .await;
+    let kinds: Vec<&Value> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|n| &n["type"])
+        .collect();
+    assert_eq!(
+        kinds,
+        [&json!("tenant_resumed"), &json!("tenant_suspended")]
+    );
+    assert!(
+        !v.to_string().contains("key leak"),
+        "free text stays out of notifications"
+    );
 }
 
 #[tokio::test]
@@ -1684,7 +1941,16 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
         printer_agent(&f.state, &t);
     }
     let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
+    assert_eq!(v["measured_tier"], json!("enhanced"));
+    assert_eq!(v["tier"], json!("standard"), "until the monitor sees it");
+    let now = crate::now_ms();
+    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
     assert_eq!(v["tier"], json!("enhanced"));
+    assert_eq!(
+        req(&v, "security_contact").expect("contact")["due_at"],
+        json!(now + crate::compliance::requirements::TIER_DEADLINE_MS)
+    );
     assert_eq!(v["usage"]["print_stations"], json!(6));
     assert_eq!(v["labels"], json!("redacted"));
     assert_eq!(
@@ -1716,6 +1982,140 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
     assert!(req(&v, "security_attestation").expect("att")["due_at"]
         .as_u64()
         .is_some());
+}
+
+/// Renewal on a controlled clock: the attestation's date is moved back, and the monitor's
+/// pass runs at an explicit `now`.
+#[tokio::test]
+async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    printer_agent(&f.state, &t);
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        json!({"url": "https://hooks.acme.example/sealprint"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["secret"].as_str().expect("secret").starts_with("whsec_"));
+    let (s, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.get("secret").is_none(), "shown once: {v}");
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&admin),
+        json!({"url": "http://hooks.acme.example/sealprint"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "https only: {v}");
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &format!("/v1/tenants/{t}/webhook/test"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(
+        (&v["type"], &v["delivery"]["state"]),
+        (&json!("webhook_test"), &json!("pending"))
+    );
+    assert_eq!(f.state.store.owed_notifications().expect("owed").len(), 1);
+
+    let year = crate::compliance::ATTESTATION_VALIDITY_MS;
+    let day = 24 * 3600 * 1000;
+    let attested_at = |at: u64| {
+        f.state
+            .store
+            .update_tenant(&t, |r| {
+                if let Some(a) = r.attestation.as_mut() {
+                    a.attested_at_ms = at;
+                }
+            })
+            .expect("update");
+    };
+    let labels = format!("/v1/tenants/{t}/labels");
+    let label = json!({"pool": "default", "format": "zpl",
+        "content_base64": STANDARD.encode(b"^XA^FDx^FS^XZ")});
+    let notes = format!("/v1/tenants/{t}/notifications");
+
+    // 29 days before expiry: the renewal notice, labels still printed.
+    let now = crate::now_ms();
+    attested_at(now + 29 * day - year);
+    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    let (s, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["type"], json!("renewal_due"));
+    assert_eq!(v[0]["subject"], json!("security_attestation"));
+    assert_eq!(v[0]["due_at"], json!(now + 29 * day));
+    assert_eq!(v[0]["delivery"]["state"], json!("pending"));
+    assert_eq!(v[0]["delivery"]["attempts"], json!(0));
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+
+    // Expired: labels refused with the reason, shown in the compliance state.
+    attested_at(now - year - 1);
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(code(&v), "compliance_restricted");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(msg.contains("security attestation expired on"), "{msg}");
+    let (_, v) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/compliance"),
+        Some(&admin),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(v["labels"], json!("refused"));
+    assert_eq!(v["restrictions"][0]["kind"], json!("requirement"));
+    assert_eq!(
+        v["restrictions"][0]["requirement"],
+        json!("security_attestation")
+    );
+    let att = v["requirements"]
+        .as_array()
+        .expect("requirements")
+        .iter()
+        .find(|r| r["id"] == json!("security_attestation"))
+        .expect("attestation requirement");
+    assert_eq!(att["state"], json!("expired"));
+    assert_eq!(att["due_at"], json!(now - 1));
+    crate::monitor::renewals::sweep(&f.state.store, crate::now_ms()).expect("sweep");
+    let (_, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
+    assert_eq!(v[0]["type"], json!("compliance_restricted"));
+    let restricted = actions(&f.state)
+        .into_iter()
+        .any(|(a, o)| a == "compliance.restricted" && o.contains("security_attestation"));
+    assert!(restricted, "audited");
+
+    // Renewed: labels flow again at once.
+    let (s, v) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/attestation"),
+        Some(&admin),
+        attestation(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(&f.state, "POST", &labels, Some(&admin), label).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
 }
 
 // ---- retention, monitoring and access (issue 4) ---------------------------------------------
@@ -2024,6 +2424,66 @@ async fn api_keys_act_with_their_roles_and_are_revocable() {
 }
 
 #[tokio::test]
+async fn api_keys_expire_and_record_their_last_use() {
+    let f = fixture();
+    let admin = login(&f.state).await;
+    let t = tenant(&f.state, &admin).await;
+    let keys = format!("/v1/tenants/{t}/api-keys");
+    for days in [0, 731] {
+        let (s, v) = call(
+            &f.state,
+            "POST",
+            &keys,
+            Some(&admin),
+            json!({"name": "erp", "roles": ["operator"], "expires_in_days": days}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{days}: {v}");
+    }
+    let before = crate::now_ms();
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        &keys,
+        Some(&admin),
+        json!({"name": "erp", "roles": ["operator"], "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().expect("key").to_owned();
+    let expires = v["expires_at"].as_u64().expect("expires_at");
+    let day = 24 * 3600 * 1000;
+    assert!((before + day..=crate::now_ms() + day).contains(&expires));
+    assert_eq!(v["last_used_at"], Value::Null);
+
+    let (s, _) = call(
+        &f.state,
+        "GET",
+        &format!("/v1/tenants/{t}/agents"),
+        Some(&key),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call(&f.state, "GET", &keys, Some(&admin), Value::Null).await;
+    let used = v[0]["last_used_at"].as_u64().expect("last use recorded");
+    assert!(used >= before);
+    assert_eq!(v[0]["expired"], json!(false));
+
+    // On a controlled clock: usable until its expiry, refused from then on.
+    assert!(access::authenticate_key(&f.state, &key, expires - 1).is_ok());
+    let e = access::authenticate_key(&f.state, &key, expires).expect_err("expired");
+    assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+    assert!(e.message.contains("expired on"), "{}", e.message);
+    let (_, v) = call(&f.state, "GET", &keys, Some(&admin), Value::Null).await;
+    assert_eq!(
+        v[0]["last_used_at"].as_u64(),
+        Some(expires - 1),
+        "the last use moves forward"
+    );
+}
+
+#[tokio::test]
 async fn the_ip_allowlist_is_enforced_from_the_peer_address() {
     let f = fixture();
     let admin = login(&f.state).await;
@@ -2086,6 +2546,58 @@ async fn the_ip_allowlist_is_enforced_from_the_peer_address() {
     // No known peer: refused while a list is set.
     let (s, _) = call(&f.state, "GET", &sites, Some(&owner), Value::Null).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Logins and password changes too, before the password is even checked.
+    let login_from = |email: &'static str, password: &'static str, peer: &'static str| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/v1/sessions")
+            .body(Full::new(Bytes::from(
+                json!({"email": email, "password": password}).to_string(),
+            )))
+            .expect("request");
+        req.extensions_mut()
+            .insert(PeerAddr(peer.parse().expect("peer")));
+        let state = &f.state;
+        async move {
+            let resp = handle(state, req).await;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).expect("json");
+            (status, v)
+        }
+    };
+    for password in [PASSWORD, "Wrong-Password-1"] {
+        let (s, v) = login_from("owner@acme.example", password, "192.0.2.1:1").await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::FORBIDDEN, "ip_not_allowed"),
+            "{v}"
+        );
+    }
+    let failures = |email| {
+        f.state
+            .store
+            .user_by_email(email)
+            .expect("read")
+            .expect("user")
+            .failed_logins
+            .len()
+    };
+    assert_eq!(failures("owner@acme.example"), 0, "no guess was checked");
+    let (s, v) = login_from("owner@acme.example", PASSWORD, "10.0.0.7:1").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = login_from("admin@example.com", PASSWORD, "192.0.2.1:1").await;
+    assert_eq!(s, StatusCode::CREATED, "platform admins are exempt: {v}");
+    let (s, v) = call(
+        &f.state,
+        "POST",
+        "/v1/sessions/password",
+        None,
+        json!({"email": "owner@acme.example", "password": PASSWORD,
+            "new_password": "Stapler-Orbit-Lantern-4"}),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "ip_not_allowed"));
     // Platform admins are not tenant principals (they can repair a list).
     let (s, _) = call_from(
         &f.state,
@@ -2101,7 +2613,10 @@ async fn the_ip_allowlist_is_enforced_from_the_peer_address() {
     assert_eq!(s, StatusCode::OK, "an empty list allows all");
     assert!(actions(&f.state)
         .iter()
-        .any(|(a, o)| a == "access.refused" && o == "ip not allowed"));
+        .any(|(a, o)| a == "access.refused" && o == "refused: ip not allowed"));
+    assert!(actions(&f.state)
+        .iter()
+        .any(|(a, o)| a == "session.failed" && o == "refused: ip not allowed"));
 }
 
 #[tokio::test]
@@ -2123,6 +2638,22 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
     .await;
     let job = v["id"].as_str().expect("job").to_owned();
     assert!(f.state.store.label(&t, &job).is_ok());
+    let (s, _) = call(
+        &f.state,
+        "PUT",
+        &format!("/v1/tenants/{t}/webhook"),
+        Some(&owner),
+        json!({"url": "https://hooks.acme.example/x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    crate::notifications::notify_event(
+        &f.state.store,
+        &t,
+        crate::store::NotificationKind::TenantSuspended,
+        None,
+        1,
+    );
     let path = format!("/v1/tenants/{t}/deletion");
     let (s, _) = call(
         &f.state,
@@ -2142,6 +2673,10 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
     assert!(f.state.store.label(&t, &job).is_err(), "label unreadable");
     assert!(f.state.store.job(&t, &job).expect("read").is_none());
     assert!(f.state.store.agents(&t).expect("read").is_empty());
+    assert!(f.state.store.webhook(&t).expect("read").is_none());
+    assert!(f.state.store.webhook_secret(&t).is_err(), "secret shredded");
+    assert!(f.state.store.notifications(&t).expect("read").is_empty());
+    assert!(f.state.store.owed_notifications().expect("read").is_empty());
     assert!(f
         .recorder
         .calls

@@ -1,4 +1,5 @@
-//! `POST /v1/tenants/{t}/users` and `GET /v1/tenants/{t}/users`: a tenant's users and roles.
+//! `POST /v1/tenants/{t}/users`, `GET /v1/tenants/{t}/users` and
+//! `PATCH /v1/tenants/{t}/users/{id}` `{"roles"?, "disabled"?}`: a tenant's users and roles.
 //!
 //! A user belongs to exactly one tenant (platform admins, made by `init`, to none), has a
 //! unique id and a unique email, and at least one role. Passwords follow
@@ -10,8 +11,16 @@
 //! cannot give itself (or a friend) access to PII or the tenant itself. Every creation is
 //! audited with the roles granted (a permission change), never the email.
 //!
-//! Not here yet: changing a user's roles, disabling or deleting users. API keys are in
-//! `access` (they follow [`may_grant`] too).
+//! Changing a user (owners and admins): the new roles follow the same granting rules, and an
+//! admin may only change a user all of whose current roles it could grant (so never an owner
+//! or a `pii_reader`). Nobody can remove or disable the tenant's last enabled owner (409).
+//! Disabling revokes the user's sessions and API keys at once (see `auth`); re-enabling does
+//! not bring the old sessions back. Every change and refusal is audited (`user.updated`,
+//! `user.update_refused`) with roles and the disabled flag, never the email.
+//!
+//! Not here: deleting users. API keys are in `access` (they follow [`may_grant`] too).
+
+use std::sync::Mutex;
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -130,6 +139,138 @@ pub(super) async fn create(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    roles: Option<Vec<Role>>,
+    disabled: Option<bool>,
+}
+
+/// Serialises user changes: the last-owner check and the change it allows are one step.
+static CHANGES: Mutex<()> = Mutex::new(());
+
+fn refuse(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    user: &str,
+    e: ApiError,
+    now: u64,
+) -> ApiError {
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "user.update_refused",
+        Some(user),
+        &e.message,
+        now,
+    );
+    e
+}
+
+pub(super) fn update(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    id: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageUsers)?;
+    let req: UserPatch = parse_json(body)?;
+    if req.roles.is_none() && req.disabled.is_none() {
+        return Err(ApiError::unprocessable("give roles, disabled or both"));
+    }
+    let _guard = CHANGES.lock().unwrap_or_else(|p| p.into_inner());
+    let target = state
+        .store
+        .user(id)?
+        .filter(|u| u.tenant_id.as_deref() == Some(tenant))
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let forbid = |msg: String| {
+        refuse(
+            state,
+            who,
+            tenant,
+            id,
+            ApiError::refused("forbidden", msg),
+            now,
+        )
+    };
+    if let Some(r) = target.roles.iter().find(|r| !may_grant(who, **r)) {
+        let r = r.as_str();
+        return Err(forbid(format!(
+            "only an owner may change a user with the {r} role"
+        )));
+    }
+    let roles = match req.roles {
+        Some(mut roles) => {
+            roles.sort();
+            roles.dedup();
+            if roles.is_empty() {
+                return Err(ApiError::unprocessable("give at least one role"));
+            }
+            if let Some(r) = roles.iter().find(|r| !may_grant(who, **r)) {
+                let r = r.as_str();
+                return Err(forbid(format!("only an owner may grant the {r} role")));
+            }
+            roles
+        }
+        None => target.roles.clone(),
+    };
+    let disabled = req.disabled.unwrap_or(target.disabled);
+    let active_owner = |roles: &[Role], disabled: bool| !disabled && roles.contains(&Role::Owner);
+    if active_owner(&target.roles, target.disabled) && !active_owner(&roles, disabled) {
+        let others = state
+            .store
+            .users(tenant)?
+            .iter()
+            .filter(|u| u.id != target.id && active_owner(&u.roles, u.disabled))
+            .count();
+        if others == 0 {
+            let e = ApiError::conflict(
+                "the tenant's last owner cannot lose the owner role or be disabled: make \
+                 another owner first",
+            );
+            return Err(refuse(state, who, tenant, id, e, now));
+        }
+    }
+    let user = state
+        .store
+        .update_user(id, |u| {
+            u.roles.clone_from(&roles);
+            if disabled && !u.disabled {
+                u.sessions_revoked_at_ms = Some(now);
+            }
+            u.disabled = disabled;
+        })?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "user.updated",
+        Some(id),
+        &format!("ok roles={} disabled={disabled}", roles_str(&roles)),
+        now,
+    );
+    info!(tenant = %tenant, user = %id, disabled, "user updated");
+    Ok(Reply::ok(user_json(&user, now)))
+}
+
+fn user_json(u: &crate::store::UserRecord, now: u64) -> Value {
+    let set = u.password_set_at_ms();
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "roles": u.roles,
+        "disabled": u.disabled,
+        "created_at": u.created_at_ms,
+        "password_expires_at": set + accounts::PASSWORD_MAX_AGE_MS,
+        "password_expired": accounts::password_expired(set, now),
+        "locked_until": accounts::locked_until(u.locked_until_ms, now),
+    })
+}
+
 pub(super) fn list(
     state: &ApiState,
     who: &Principal,
@@ -140,19 +281,8 @@ pub(super) fn list(
     let list: Vec<Value> = state
         .store
         .users(tenant)?
-        .into_iter()
-        .map(|u| {
-            let set = u.password_set_at_ms();
-            json!({
-                "id": u.id,
-                "email": u.email,
-                "roles": u.roles,
-                "created_at": u.created_at_ms,
-                "password_expires_at": set + accounts::PASSWORD_MAX_AGE_MS,
-                "password_expired": accounts::password_expired(set, now),
-                "locked_until": accounts::locked_until(u.locked_until_ms, now),
-            })
-        })
+        .iter()
+        .map(|u| user_json(u, now))
         .collect();
     Ok(Reply::ok(Value::Array(list)))
 }

@@ -32,6 +32,12 @@ pub struct ApiKeyRecord {
     pub created_at_ms: u64,
     /// Who created it (user id).
     pub created_by: String,
+    /// When it stops working, unix ms (`None`: when revoked).
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+    /// When it was last used, unix ms (to the minute; see [`Store::touch_api_key`]).
+    #[serde(default)]
+    pub last_used_at_ms: Option<u64>,
 }
 
 impl Store {
@@ -66,6 +72,22 @@ impl Store {
     /// [`StoreError::Db`], [`StoreError::Corrupt`].
     pub fn api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
         get(&self.access_tree(KEYS)?, hash, "api key")
+    }
+
+    /// Records that the key of `hash` was used at `now_ms` (a revoked key stays revoked).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn touch_api_key(&self, hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError> {
+        super::update(
+            &self.access_tree(KEYS)?,
+            hash,
+            "api key",
+            |k: &mut ApiKeyRecord| {
+                k.last_used_at_ms = Some(k.last_used_at_ms.unwrap_or(0).max(now_ms));
+            },
+        )?;
+        Ok(())
     }
 
     /// The API keys of a tenant.

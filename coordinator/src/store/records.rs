@@ -7,6 +7,7 @@ use sealprint_protocol::{LabelFormat, PrinterStatus, PrinterVerdict};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Role;
+use crate::compliance::requirements::TierRecord;
 use crate::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
 
 /// A tenant (a seller account).
@@ -33,6 +34,9 @@ pub struct TenantRecord {
     /// Incident suspension, when suspended.
     #[serde(default)]
     pub suspension: Option<Suspension>,
+    /// The tier of record and the deadlines its upgrades opened (set by the monitor).
+    #[serde(default)]
+    pub tier: TierRecord,
 }
 
 /// A site (warehouse) of a tenant.
@@ -75,6 +79,13 @@ pub struct UserRecord {
     /// Locked until, unix ms.
     #[serde(default)]
     pub locked_until_ms: Option<u64>,
+    /// A disabled user cannot log in, and its sessions and API keys stop working.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Sessions created at or before this time, unix ms, are revoked (password change,
+    /// disabling).
+    #[serde(default)]
+    pub sessions_revoked_at_ms: Option<u64>,
 }
 
 impl UserRecord {
@@ -91,6 +102,7 @@ impl std::fmt::Debug for UserRecord {
             .field("platform_admin", &self.platform_admin)
             .field("tenant_id", &self.tenant_id)
             .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +114,20 @@ pub struct SessionRecord {
     pub user_id: String,
     /// Expiry, unix ms.
     pub expires_at_ms: u64,
+    /// Creation, unix ms (0 in records older than this field: revoked by any revocation).
+    #[serde(default)]
+    pub created_at_ms: u64,
+}
+
+impl SessionRecord {
+    /// Whether `user` revoked this session (changed its password or was disabled after it
+    /// was created).
+    pub fn revoked_for(&self, user: &UserRecord) -> bool {
+        user.disabled
+            || user
+                .sessions_revoked_at_ms
+                .is_some_and(|at| self.created_at_ms <= at)
+    }
 }
 
 /// A stored enrollment token (only its secret's hash is the key).

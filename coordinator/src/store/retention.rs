@@ -424,6 +424,7 @@ mod tests {
                 &crate::store::SessionRecord {
                     user_id: u.id.clone(),
                     expires_at_ms: u64::MAX,
+                    created_at_ms: 1,
                 },
             )
             .expect("session");

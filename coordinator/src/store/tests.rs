@@ -335,6 +335,7 @@ fn sessions_expire() {
     let rec = SessionRecord {
         user_id: "usr-1".into(),
         expires_at_ms: 100,
+        created_at_ms: 1,
     };
     s.create_session(&[4; 32], &rec).expect("session");
     assert_eq!(s.session(&[4; 32], 99).expect("read"), Some(rec));

@@ -1,0 +1,211 @@
+//! The routes of a tenant's notifications and outgoing webhook, routed as one group:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/tenants/{t}/notifications` | owner, admin, auditor | notifications, newest first, with their delivery |
+//! | `GET /v1/tenants/{t}/webhook` | owner, admin, auditor | the webhook (never its secret) |
+//! | `PUT /v1/tenants/{t}/webhook` `{"url"}` | owner, admin | set it; answers a new signing secret, shown once |
+//! | `DELETE /v1/tenants/{t}/webhook` | owner, admin | remove it (owed deliveries then fail) |
+//! | `POST /v1/tenants/{t}/webhook/test` | owner, admin | a `webhook_test` notification, delivered like the others (202) |
+//!
+//! Platform admins may do all of it. Each `PUT` makes a new secret (that is how it is
+//! rotated); it is stored encrypted under the tenant's key. Changes are audited
+//! (`webhook.set`, `webhook.deleted`) without the URL. How deliveries are signed and retried
+//! is [`crate::notifications`].
+
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::info;
+
+use super::auth::{Action, Principal};
+use super::error::ApiError;
+use super::{parse_json, tenant_scope, ApiState, Reply};
+use crate::notifications::{self, SIGNATURE_HEADER};
+use crate::store::{NewNotification, NotificationKind, NotificationRecord, WebhookRecord};
+
+/// A route of this group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route<'a> {
+    Notifications(&'a str),
+    Webhook(&'a str),
+    WebhookTest(&'a str),
+}
+
+impl Route<'_> {
+    pub(super) fn allows(&self, m: &Method) -> bool {
+        match self {
+            Route::Notifications(_) => m == Method::GET,
+            Route::Webhook(_) => m == Method::GET || m == Method::PUT || m == Method::DELETE,
+            Route::WebhookTest(_) => m == Method::POST,
+        }
+    }
+}
+
+/// The route of `segs` (the path split on `/`, without the leading empty one), if it is one
+/// of this group's; the tenant id is checked with `validate_id`.
+pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
+    let r = match segs {
+        ["v1", "tenants", t, "notifications"] => Route::Notifications(t),
+        ["v1", "tenants", t, "webhook"] => Route::Webhook(t),
+        ["v1", "tenants", t, "webhook", "test"] => Route::WebhookTest(t),
+        _ => return None,
+    };
+    let (Route::Notifications(t) | Route::Webhook(t) | Route::WebhookTest(t)) = r;
+    sealprint_protocol::validate_id(t).is_ok().then_some(r)
+}
+
+/// Answers a route of this group.
+pub(super) fn handle(
+    state: &ApiState,
+    who: &Principal,
+    r: Route<'_>,
+    method: &Method,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    match r {
+        Route::Notifications(t) => list(state, who, t),
+        Route::Webhook(t) if method == Method::GET => get_webhook(state, who, t),
+        Route::Webhook(t) if method == Method::PUT => put_webhook(state, who, t, body, now),
+        Route::Webhook(t) => delete_webhook(state, who, t, now),
+        Route::WebhookTest(t) => test_webhook(state, who, t, now),
+    }
+}
+
+fn notification_json(n: &NotificationRecord) -> Value {
+    let d = &n.delivery;
+    json!({
+        "id": n.id,
+        "type": n.kind.as_str(),
+        "subject": n.subject,
+        "due_at": n.due_at_ms,
+        "created_at": n.created_at_ms,
+        "delivery": {
+            "state": d.state.as_str(),
+            "delivered": d.state == crate::store::DeliveryState::Delivered,
+            "attempts": d.attempts,
+            "last_attempt_at": d.last_attempt_at_ms,
+            "last_error": d.last_error,
+            "next_attempt_at": d.next_attempt_at_ms,
+            "delivered_at": d.delivered_at_ms,
+        },
+    })
+}
+
+fn list(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadNotifications)?;
+    let list: Vec<Value> = state
+        .store
+        .notifications(tenant)?
+        .iter()
+        .map(notification_json)
+        .collect();
+    Ok(Reply::ok(Value::Array(list)))
+}
+
+fn webhook_json(w: &WebhookRecord) -> Value {
+    json!({
+        "url": w.url,
+        "created_at": w.created_at_ms,
+        "created_by": w.created_by,
+        "signature_header": SIGNATURE_HEADER,
+    })
+}
+
+fn get_webhook(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ReadNotifications)?;
+    let hook = state
+        .store
+        .webhook(tenant)?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Reply::ok(webhook_json(&hook)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+}
+
+fn put_webhook(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageWebhook)?;
+    let req: WebhookBody = parse_json(body)?;
+    let url = req.url.trim();
+    notifications::validate_url(url).map_err(ApiError::unprocessable)?;
+    let secret = crate::crypto::random_secret("whsec_");
+    let rec = WebhookRecord {
+        tenant_id: tenant.to_owned(),
+        url: url.to_owned(),
+        created_at_ms: now,
+        created_by: who.user_id.clone(),
+    };
+    state.store.set_webhook(&rec, secret.as_bytes())?;
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "webhook.set",
+        Some(tenant),
+        "ok",
+        now,
+    );
+    info!(tenant = %tenant, "webhook set");
+    let mut answer = webhook_json(&rec);
+    answer["secret"] = json!(secret.as_str());
+    Ok(Reply::ok(answer))
+}
+
+fn test_webhook(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageWebhook)?;
+    if state.store.webhook(tenant)?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let key = crate::crypto::random_id("test");
+    let new = NewNotification {
+        kind: NotificationKind::WebhookTest,
+        subject: None,
+        due_at_ms: None,
+        dedupe_key: &key,
+    };
+    let n = state
+        .store
+        .create_notification(tenant, new, now)?
+        .ok_or_else(|| ApiError::conflict("a test is already owed"))?;
+    Ok(Reply::json(
+        hyper::StatusCode::ACCEPTED,
+        notification_json(&n),
+    ))
+}
+
+fn delete_webhook(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
+    tenant_scope(state, who, tenant, Action::ManageWebhook)?;
+    if !state.store.delete_webhook(tenant)? {
+        return Err(ApiError::not_found("webhook"));
+    }
+    state.audit(
+        Some(tenant),
+        &who.user_id,
+        "webhook.deleted",
+        Some(tenant),
+        "ok",
+        now,
+    );
+    info!(tenant = %tenant, "webhook deleted");
+    Ok(Reply::ok(json!({"deleted": true})))
+}
