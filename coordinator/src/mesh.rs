@@ -946,6 +946,7 @@ impl EventLoop {
     fn dispatch(&mut self) {
         let now = now_ms();
         let mut still_waiting = VecDeque::new();
+        let mut holds: HashMap<String, Option<String>> = HashMap::new();
         let mut sent = 0usize;
         while let Some((tenant_id, job_id)) = self.queue.pop_front() {
             let job = match self.store.job(&tenant_id, &job_id) {
@@ -957,6 +958,19 @@ impl EventLoop {
                     continue;
                 }
             };
+            let hold = holds
+                .entry(job.tenant_id.clone())
+                .or_insert_with(|| hold_reason(&self.store, &job.tenant_id, now))
+                .clone();
+            if let Some(reason) = hold {
+                if now > job.expires_at_ms {
+                    let reason = format!("not printed before it expired: {reason}");
+                    self.fail(job, &reason);
+                } else {
+                    still_waiting.push_back((tenant_id, job_id));
+                }
+                continue;
+            }
             if now > job.expires_at_ms {
                 self.fail(
                     job,
@@ -1216,6 +1230,43 @@ impl EventLoop {
             Some(&job.id),
             reason,
         );
+    }
+}
+
+/// Why the queued jobs of `tenant_id` must not be printed now (the tenant is suspended, its
+/// subscription lapsed, a compliance requirement or an alert restricts it), or `None`. Jobs
+/// accepted before that stay queued until it is lifted or they expire. Read afresh on every
+/// dispatch pass, so a suspension holds the very next job. A store error holds nothing: the
+/// gates at submission still ran.
+fn hold_reason(store: &Store, tenant_id: &str, now: u64) -> Option<String> {
+    let tenant = match store.tenant(tenant_id) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Some("the tenant no longer exists".into()),
+        Err(e) => {
+            warn!(tenant = %tenant_id, error = %e, "tenant not readable; not holding its jobs");
+            return None;
+        }
+    };
+    let gate = crate::compliance::label_gate(
+        tenant.suspension.as_ref(),
+        tenant.subscription.state,
+        tenant.attestation.as_ref(),
+        &tenant.tier,
+        now,
+    );
+    match gate {
+        Err(crate::compliance::GateRefusal::Suspended(_)) => {
+            return Some("the tenant is suspended".into())
+        }
+        Err(crate::compliance::GateRefusal::SubscriptionInactive(_)) => {
+            return Some("the subscription is not active".into())
+        }
+        Err(crate::compliance::GateRefusal::Restricted(reason)) => return Some(reason),
+        Ok(_) => {}
+    }
+    match store.restriction(tenant_id) {
+        Ok(Some(_)) => Some("the tenant is restricted by an alert".into()),
+        _ => None,
     }
 }
 

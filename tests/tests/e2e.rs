@@ -255,6 +255,49 @@ async fn job_is_relayed_through_a_peer_when_the_destination_has_no_uplink() -> a
     Ok(())
 }
 
+/// Labels accepted before a tenant is suspended are not printed while it is: they wait in
+/// the queue and print once it is resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_labels_of_a_suspended_tenant_wait_until_it_resumes() -> anyhow::Result<()> {
+    let tmp = scratch();
+    let site = Site::new(tmp.path()).await?;
+    let mut st = site.station(0, 1, "outbound", &[]).await?;
+    site.wait_printers(1).await?;
+    st.agent.stop().await?;
+    let mark = marker();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            site.submit(json!({"pool": "outbound"}), &zpl_label(&mark, i))
+                .await?,
+        );
+    }
+    let tenant = format!("/v1/tenants/{}", site.tenant);
+    site.admin
+        .post(
+            &format!("{tenant}/suspend"),
+            json!({"reason": "incident 42"}),
+            StatusCode::OK,
+        )
+        .await?;
+    st.agent.restart().await?;
+    site.wait_printers(1).await?;
+    // The station is back and ready; the suspended tenant's labels still wait.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in &ids {
+        assert_eq!(site.job(id).await?["status"], "queued");
+    }
+    assert_eq!(st.printers[0].1.job_count(), 0);
+    site.admin
+        .post(&format!("{tenant}/resume"), json!({}), StatusCode::OK)
+        .await?;
+    for id in &ids {
+        assert_eq!(site.wait_final(id, FINAL).await?["status"], "printed");
+    }
+    assert_eq!(st.printers[0].1.job_count(), 3);
+    st.agent.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_restart_keeps_tenants_agents_and_pending_jobs() -> anyhow::Result<()> {
     let tmp = scratch();
