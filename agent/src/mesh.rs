@@ -110,6 +110,9 @@ struct EventLoop {
     uplink_heard: Instant,
     peers: HashMap<PeerId, Peer>,
     static_peers: HashMap<Multiaddr, Option<PeerId>>,
+    /// Site peers found by mDNS and not expired, with their addresses: redialled while not
+    /// connected (a first dial can fail, e.g. when both peers dial each other at once).
+    discovered: HashMap<PeerId, Vec<Multiaddr>>,
     revoked: HashSet<u64>,
     receipts: Receipts,
     pending: HashMap<OutboundRequestId, Pending>,
@@ -186,6 +189,7 @@ pub async fn start(
         uplink_heard: Instant::now(),
         peers: HashMap::new(),
         static_peers,
+        discovered: HashMap::new(),
         revoked: HashSet::new(),
         receipts: Receipts::default(),
         pending: HashMap::new(),
@@ -285,6 +289,18 @@ impl EventLoop {
                 debug!(%addr, error = %e, "peer dial not started");
             }
         }
+        let unconnected: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .discovered
+            .iter()
+            .filter(|(p, _)| !self.swarm.is_connected(p))
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        for (peer, addrs) in unconnected {
+            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!(%peer, error = %e, "discovered peer dial not started");
+            }
+        }
     }
 
     fn own_hello(&self) -> Hello {
@@ -352,12 +368,32 @@ impl EventLoop {
                         Protocol::Ip6(ip) => ip.is_loopback(),
                         _ => false,
                     });
-                    if peer == me || loopback || self.swarm.is_connected(&peer) {
+                    if peer == me || loopback {
+                        continue;
+                    }
+                    let addrs = self.discovered.entry(peer).or_default();
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr.clone());
+                    }
+                    // Two peers that find each other at once must not dial each other at
+                    // once (both handshakes can fail): the smaller PeerId dials now, the
+                    // other on its next redial tick if still unconnected.
+                    if self.swarm.is_connected(&peer) || me.to_bytes() > peer.to_bytes() {
                         continue;
                     }
                     debug!(%peer, %addr, "mdns discovered a peer");
                     let opts = DialOpts::peer_id(peer).addresses(vec![addr]).build();
                     let _ = self.swarm.dial(opts);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, addr) in gone {
+                    if let Some(addrs) = self.discovered.get_mut(&peer) {
+                        addrs.retain(|a| a != &addr);
+                        if addrs.is_empty() {
+                            self.discovered.remove(&peer);
+                        }
+                    }
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),

@@ -105,19 +105,9 @@ impl Lan {
     /// Runs `iptables ARGS` inside host `h`'s namespace.
     fn iptables(&self, h: usize, args: &[&str]) -> anyhow::Result<()> {
         let ns = self.hosts.get(h).context("no such host")?;
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "iptables"])
-            .args(args)
-            .output()
-            .context("running iptables in a namespace")?;
-        if !out.status.success() {
-            bail!(
-                "iptables {} in {ns}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        let mut full = vec!["netns", "exec", ns.as_str(), "iptables"];
+        full.extend_from_slice(args);
+        ip(&full)
     }
 
     /// Cuts (or heals) host `h`'s traffic with the TCP service at `ip:port` in both
