@@ -10,7 +10,7 @@
 //! module does the I/O around them. Handles from the API reach the loop over a bounded
 //! channel ([`MeshHandle`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +137,32 @@ struct Attempt {
     counted: bool,
 }
 
+/// A queued job as dispatch needs it, kept in memory: a dispatch pass reads the store only for
+/// a job it is about to send (or fail), not for every job still waiting for a printer.
+struct Waiting {
+    tenant_id: String,
+    job_id: String,
+    pool: Option<String>,
+    printer: Option<String>,
+    excluded: Vec<String>,
+    updated_at_ms: u64,
+    expires_at_ms: u64,
+}
+
+impl Waiting {
+    fn of(job: &JobRecord) -> Waiting {
+        Waiting {
+            tenant_id: job.tenant_id.clone(),
+            job_id: job.id.clone(),
+            pool: job.pool.clone(),
+            printer: job.requested_printer.clone(),
+            excluded: job.excluded_printers.clone(),
+            updated_at_ms: job.updated_at_ms,
+            expires_at_ms: job.expires_at_ms,
+        }
+    }
+}
+
 /// A job in doubt that its agent's receipts may still settle.
 struct Doubt {
     tenant_id: String,
@@ -158,7 +184,7 @@ struct EventLoop {
     cfg: DispatchConfig,
     peers: HashMap<PeerId, Verified>,
     fleet: Fleet,
-    queue: VecDeque<(String, String)>,
+    queue: VecDeque<Waiting>,
     attempts: HashMap<String, Attempt>,
     requests: HashMap<OutboundRequestId, String>,
     in_doubt: HashMap<String, Doubt>,
@@ -251,7 +277,7 @@ impl EventLoop {
             match job.status {
                 JobStatus::Queued => {
                     queued += 1;
-                    self.queue.push_back((job.tenant_id, job.id));
+                    self.queue.push_back(Waiting::of(&job));
                 }
                 JobStatus::Dispatched => {
                     out += 1;
@@ -299,12 +325,12 @@ impl EventLoop {
     /// submission overflowed the command channel).
     fn rescan(&mut self) {
         let known: std::collections::HashSet<String> =
-            self.queue.iter().map(|(_, j)| j.clone()).collect();
+            self.queue.iter().map(|w| w.job_id.clone()).collect();
         match self.store.unfinished_jobs() {
             Ok(jobs) => {
                 for job in jobs {
                     if job.status == JobStatus::Queued && !known.contains(&job.id) {
-                        self.queue.push_back((job.tenant_id, job.id));
+                        self.queue.push_back(Waiting::of(&job));
                     }
                 }
             }
@@ -342,7 +368,16 @@ impl EventLoop {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Submitted { tenant_id, job_id } => self.queue.push_back((tenant_id, job_id)),
+            Command::Submitted { tenant_id, job_id } => match self.store.job(&tenant_id, &job_id) {
+                Ok(Some(job)) if job.status == JobStatus::Queued => {
+                    self.queue.push_back(Waiting::of(&job));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(job = %job_id, error = %e, "submitted job not readable; rescanning later");
+                    self.backlog.overflowed.store(true, Ordering::Relaxed);
+                }
+            },
             Command::Revoked { device_id } => {
                 self.revoked.clear();
                 self.fleet.remove(&device_id);
@@ -903,7 +938,7 @@ impl EventLoop {
                 job.error = Some(reason);
                 job.updated_at_ms = now_ms();
                 if self.store.update_job(&job).is_ok() {
-                    self.queue.push_back((job.tenant_id, job.id));
+                    self.queue.push_back(Waiting::of(&job));
                 }
             }
             JobOutcome::InDoubt { .. } => {}
@@ -948,49 +983,68 @@ impl EventLoop {
         let mut still_waiting = VecDeque::new();
         let mut holds: HashMap<String, Option<String>> = HashMap::new();
         let mut sent = 0usize;
-        while let Some((tenant_id, job_id)) = self.queue.pop_front() {
-            let job = match self.store.job(&tenant_id, &job_id) {
-                Ok(Some(j)) if j.status == JobStatus::Queued => j,
-                Ok(_) => continue,
-                Err(e) => {
-                    warn!(job = %job_id, error = %e, "job not readable; retrying later");
-                    still_waiting.push_back((tenant_id, job_id));
-                    continue;
-                }
-            };
+        // Wants (tenant, pool, printer) no printer could take in this pass: the same want
+        // without exclusions finds nothing either, so it is not asked again.
+        let mut nothing_for: HashSet<(String, Option<String>, Option<String>)> = HashSet::new();
+        while let Some(w) = self.queue.pop_front() {
             let hold = holds
-                .entry(job.tenant_id.clone())
-                .or_insert_with(|| hold_reason(&self.store, &job.tenant_id, now))
+                .entry(w.tenant_id.clone())
+                .or_insert_with(|| hold_reason(&self.store, &w.tenant_id, now))
                 .clone();
-            if let Some(reason) = hold {
-                if now > job.expires_at_ms {
-                    let reason = format!("not printed before it expired: {reason}");
-                    self.fail(job, &reason);
-                } else {
-                    still_waiting.push_back((tenant_id, job_id));
+            let expired = now > w.expires_at_ms;
+            if hold.is_some() && !expired {
+                still_waiting.push_back(w);
+                continue;
+            }
+            if expired {
+                match self.store.job(&w.tenant_id, &w.job_id) {
+                    Ok(Some(job)) if job.status == JobStatus::Queued => {
+                        let reason = match hold {
+                            Some(r) => format!("not printed before it expired: {r}"),
+                            None => {
+                                "no verified printer of the pool took the job before it expired"
+                                    .to_owned()
+                            }
+                        };
+                        self.fail(job, &reason);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(job = %w.job_id, error = %e, "job not readable; retrying later");
+                        still_waiting.push_back(w);
+                    }
                 }
                 continue;
             }
-            if now > job.expires_at_ms {
-                self.fail(
-                    job,
-                    "no verified printer of the pool took the job before it expired",
-                );
+            let key = (w.tenant_id.clone(), w.pool.clone(), w.printer.clone());
+            if w.excluded.is_empty() && nothing_for.contains(&key) {
+                still_waiting.push_back(w);
                 continue;
             }
             let want = Want {
-                tenant_id: &job.tenant_id,
-                pool: job.pool.as_deref(),
-                printer: job.requested_printer.as_deref(),
-                excluded: &job.excluded_printers,
-                backoff_over: now.saturating_sub(job.updated_at_ms) >= self.cfg.retry_backoff_ms,
+                tenant_id: &w.tenant_id,
+                pool: w.pool.as_deref(),
+                printer: w.printer.as_deref(),
+                excluded: &w.excluded,
+                backoff_over: now.saturating_sub(w.updated_at_ms) >= self.cfg.retry_backoff_ms,
             };
-            match self.fleet.choose(&want, &self.cfg, now) {
-                Some(choice) => {
+            let Some(choice) = self.fleet.choose(&want, &self.cfg, now) else {
+                if w.excluded.is_empty() {
+                    nothing_for.insert(key);
+                }
+                still_waiting.push_back(w);
+                continue;
+            };
+            match self.store.job(&w.tenant_id, &w.job_id) {
+                Ok(Some(job)) if job.status == JobStatus::Queued => {
                     self.send(job, choice, now);
                     sent += 1;
                 }
-                None => still_waiting.push_back((tenant_id, job_id)),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(job = %w.job_id, error = %e, "job not readable; retrying later");
+                    still_waiting.push_back(w);
+                }
             }
         }
         self.queue = still_waiting;
@@ -1009,7 +1063,7 @@ impl EventLoop {
     fn send(&mut self, mut job: JobRecord, choice: Choice, now: u64) {
         let _span = info_span!("job", job = %job.id).entered();
         let Some(agent) = self.fleet.agent(&choice.device_id).cloned() else {
-            return self.queue.push_back((job.tenant_id, job.id));
+            return self.queue.push_back(Waiting::of(&job));
         };
         let label = match self.store.label(&job.tenant_id, &job.id) {
             Ok(l) => l,
@@ -1161,7 +1215,7 @@ impl EventLoop {
                 if let Err(e) = self.store.update_job(&job) {
                     warn!(error = %e, "job state not stored");
                 }
-                self.queue.push_front((job.tenant_id, job.id));
+                self.queue.push_front(Waiting::of(&job));
             }
             JobOutcome::InDoubt { reason, .. } => {
                 warn!(job = %job_id, %reason, "job in doubt; an operator decides");
