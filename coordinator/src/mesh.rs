@@ -324,8 +324,7 @@ impl EventLoop {
     /// Puts back in the queue every queued job of the store that is not in it (after a
     /// submission overflowed the command channel).
     fn rescan(&mut self) {
-        let known: std::collections::HashSet<String> =
-            self.queue.iter().map(|w| w.job_id.clone()).collect();
+        let known: HashSet<String> = self.queue.iter().map(|w| w.job_id.clone()).collect();
         match self.store.unfinished_jobs() {
             Ok(jobs) => {
                 for job in jobs {
@@ -1335,6 +1334,6 @@ fn live_of(record: &AgentRecord, peer: Option<PeerId>) -> AgentLive {
         printers: Vec::new(),
         last_heartbeat_ms: None,
         boot_ms: 0,
-        clock_skew_ms: std::collections::VecDeque::new(),
+        clock_skew_ms: VecDeque::new(),
     }
 }

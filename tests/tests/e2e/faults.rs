@@ -268,22 +268,15 @@ impl LanSite {
             format!("/ip4/{gw}/tcp/{mesh_port}"),
         ]);
         let proxy = match delay {
-            Some(d) => {
-                let p = DelayProxy::start(format!("{gw}:0").parse()?, mesh, d).await?;
-                flags.extend([
-                    "--mesh-advertise".to_owned(),
-                    format!("/ip4/{gw}/tcp/{}", p.addr().port()),
-                ]);
-                Some(p)
-            }
-            None => {
-                flags.extend([
-                    "--mesh-advertise".to_owned(),
-                    format!("/ip4/{gw}/tcp/{mesh_port}"),
-                ]);
-                None
-            }
+            Some(d) => Some(DelayProxy::start(format!("{gw}:0").parse()?, mesh, d).await?),
+            None => None,
         };
+        // Agents dial what enrollment tokens advertise: the proxy when there is one.
+        let dialled = proxy.as_ref().map_or(mesh_port, |p| p.addr().port());
+        flags.extend([
+            "--mesh-advertise".to_owned(),
+            format!("/ip4/{gw}/tcp/{dialled}"),
+        ]);
         let site = Site::new_with(root, &flags).await?;
         let mut agents = Vec::new();
         let mut sims = Vec::new();
