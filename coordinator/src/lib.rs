@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! Each folder is a layer; a layer imports only the layers below it (`tests/layers.rs`
-//! enforces this), top to bottom:
+//! enforces this; `store` and `outbound` sit side by side), top to bottom:
 //! - [`app`]: the process: configuration, `init`, [`start`] / [`run`], `audit verify`.
 //! - [`api`]: the HTTPS admin API: server, routing, authentication, handlers.
 //! - [`services`]: the CA, the mesh (job delivery), SP-API, notifications, retention, monitor.
