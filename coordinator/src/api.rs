@@ -33,24 +33,24 @@ mod compliance;
 mod error;
 mod labels;
 mod notifications;
+mod openapi;
+mod routes;
 mod security;
 mod sessions;
 mod spapi;
 mod tls;
 mod users;
 
-use std::convert::Infallible;
-use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::Response;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sealprint_protocol::validate_id;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -150,14 +150,49 @@ impl Reply {
     }
 }
 
-fn respond(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+/// The header that carries a request's id (set when the client sent none, echoed back).
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// Longest a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(axum::body::Body::from(bytes));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The answer for a handler's result; an error carries `request_id`.
+pub(crate) fn respond(result: Result<Reply, ApiError>, request_id: Option<&str>) -> Response {
+    match result {
+        Ok(Reply {
+            status,
+            raw: Some((content_type, bytes)),
+            ..
+        }) => {
+            let mut resp = json_response(status, &serde_json::Value::Null);
+            *resp.body_mut() = axum::body::Body::from(bytes);
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
+        Ok(r) => json_response(r.status, &r.body),
+        Err(e) => {
+            let mut body = e.body();
+            if let (Some(id), Some(err)) = (request_id, body.get_mut("error")) {
+                err["request_id"] = serde_json::Value::from(id);
+            }
+            let mut resp = json_response(e.status, &body);
+            if e.status == StatusCode::TOO_MANY_REQUESTS {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(error::BUSY_RETRY_AFTER_SECS));
+            }
+            resp
+        }
+    }
 }
 
 /// Parses a JSON body into `T` (which should `deny_unknown_fields`); an empty body counts as
@@ -171,118 +206,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| error::json_error(&e))
 }
 
-/// The routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route<'a> {
-    Healthz,
-    Sessions,
-    Tenants,
-    Sites(&'a str),
-    EnrollmentTokens(&'a str, &'a str),
-    Agents(&'a str),
-    Revoke(&'a str, &'a str),
-    Printers(&'a str),
-    AcceptPrinter(&'a str, &'a str),
-    Labels(&'a str),
-    Label(&'a str, &'a str),
-    Audit(&'a str),
-    Compliance(compliance::Route<'a>),
-    Security(security::Route<'a>),
-    Notifications(notifications::Route<'a>),
-    /// `…/spapi-connections…`: the tenant and the rest of the path (checked in `spapi`).
-    Spapi(&'a str, &'a str),
-}
-
-impl Route<'_> {
-    fn allows(&self, m: &Method) -> bool {
-        match self {
-            Route::Healthz
-            | Route::Agents(_)
-            | Route::Printers(_)
-            | Route::Label(..)
-            | Route::Audit(_) => m == Method::GET,
-            Route::Sessions
-            | Route::EnrollmentTokens(..)
-            | Route::Revoke(..)
-            | Route::AcceptPrinter(..)
-            | Route::Labels(_) => m == Method::POST,
-            Route::Tenants | Route::Sites(_) => m == Method::GET || m == Method::POST,
-            Route::Compliance(r) => r.allows(m),
-            Route::Security(r) => r.allows(m),
-            Route::Notifications(r) => r.allows(m),
-            Route::Spapi(..) => m == Method::GET || m == Method::POST,
-        }
-    }
-}
-
-fn route(path: &str) -> Option<Route<'_>> {
-    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    let ids_ok = |ids: &[&str]| ids.iter().all(|s| validate_id(s).is_ok());
-    if let Some(r) = compliance::route(&segs) {
-        return Some(Route::Compliance(r));
-    }
-    if let Some(r) = security::route(&segs) {
-        return Some(Route::Security(r));
-    }
-    if let Some(r) = notifications::route(&segs) {
-        return Some(Route::Notifications(r));
-    }
-    let r = match segs.as_slice() {
-        ["healthz"] => Route::Healthz,
-        ["v1", "sessions"] => Route::Sessions,
-        ["v1", "tenants"] => Route::Tenants,
-        ["v1", "tenants", t, "sites"] => Route::Sites(t),
-        ["v1", "tenants", t, "sites", s, "enrollment-tokens"] => Route::EnrollmentTokens(t, s),
-        ["v1", "tenants", t, "agents"] => Route::Agents(t),
-        ["v1", "tenants", t, "agents", a, "revoke"] => Route::Revoke(t, a),
-        ["v1", "tenants", t, "printers"] => Route::Printers(t),
-        ["v1", "tenants", t, "printers", p, "accept"] => Route::AcceptPrinter(t, p),
-        ["v1", "tenants", t, "labels"] => Route::Labels(t),
-        ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
-        ["v1", "tenants", t, "audit"] => Route::Audit(t),
-        ["v1", "tenants", t, "spapi-connections", ..] => Route::Spapi(
-            t,
-            path.split_once("/spapi-connections").map_or("", |(_, r)| r),
-        ),
-        _ => return None,
-    };
-    let ok = match r {
-        Route::Healthz
-        | Route::Sessions
-        | Route::Tenants
-        | Route::Compliance(_)
-        | Route::Security(_)
-        | Route::Notifications(_) => true,
-        Route::Sites(t)
-        | Route::Agents(t)
-        | Route::Printers(t)
-        | Route::Labels(t)
-        | Route::Audit(t)
-        | Route::Spapi(t, _) => ids_ok(&[t]),
-        Route::EnrollmentTokens(t, x)
-        | Route::Revoke(t, x)
-        | Route::AcceptPrinter(t, x)
-        | Route::Label(t, x) => ids_ok(&[t, x]),
-    };
-    ok.then_some(r)
-}
-
-async fn read_body<B>(
-    body: B,
-    content_length: Option<usize>,
-) -> Result<Zeroizing<Vec<u8>>, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Display,
-{
-    if content_length.is_some_and(|n| n > BODY_LIMIT) {
+/// Reads a whole body of at most [`BODY_LIMIT`] bytes (413 past it, whether announced by
+/// Content-Length or not).
+async fn read_body(body: axum::body::Body) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if declared > BODY_LIMIT {
         return Err(ApiError::too_large(BODY_LIMIT));
     }
     // Reserve up front so the buffer (which may hold PII) is not reallocated and left behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(content_length.unwrap_or(0)));
+    let mut buf = Zeroizing::new(Vec::with_capacity(declared));
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
+            let limited = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limited {
+                return ApiError::too_large(BODY_LIMIT);
+            }
             debug!(error = %e, "request body not read");
             ApiError::bad_request("request body could not be read")
         })?;
@@ -296,100 +236,79 @@ where
     Ok(buf)
 }
 
-/// Answers one request. Never panics on bad input; every failure is a JSON error answer.
-pub async fn handle<B>(state: &ApiState, req: Request<B>) -> Response<Full<Bytes>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Display,
-{
-    match handle_inner(state, req).await {
-        Ok(Reply {
-            status,
-            raw: Some((content_type, bytes)),
-            ..
-        }) => {
-            let mut resp = respond(status, &serde_json::Value::Null);
-            *resp.body_mut() = Full::new(Bytes::from(bytes));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            resp
-        }
-        Ok(r) => respond(r.status, &r.body),
-        Err(e) => {
-            let mut resp = respond(e.status, &e.body());
-            if e.status == StatusCode::TOO_MANY_REQUESTS {
-                resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(error::BUSY_RETRY_AFTER_SECS));
-            }
-            resp
+/// Gives a JSON error body (with the request id) to the answers that the middleware makes
+/// itself: 408 on timeout, 413 past the body limit.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = resp.status();
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let e = match status {
+        StatusCode::REQUEST_TIMEOUT => ApiError::timeout(),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(BODY_LIMIT),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(),
+        StatusCode::NOT_FOUND => ApiError::not_found("route"),
+        _ => ApiError::bad_request("request refused"),
+    };
+    let mut out = respond(Err(ApiError { status, ..e }), id.as_deref());
+    for (name, value) in resp.headers() {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
         }
     }
+    out
 }
 
-async fn handle_inner<B>(state: &ApiState, req: Request<B>) -> Result<Reply, ApiError>
+/// The API as one tower service: the route table behind request ids (`x-request-id`,
+/// made when absent and echoed), tracing, a [`REQUEST_TIMEOUT`] and the [`BODY_LIMIT`].
+pub fn app(state: Arc<ApiState>) -> axum::Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let header = hyper::header::HeaderName::from_static(REQUEST_ID);
+    // The last layer added runs first.
+    routes::router(state)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &Request<axum::body::Body>| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    info_span!("api_request", method = %req.method(), request_id = %id)
+                },
+            ),
+        )
+        .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
+}
+
+/// Answers one request through [`app`] (no socket: what the unit tests drive). Never panics
+/// on bad input; every failure is a JSON error answer.
+pub async fn handle<B>(state: &Arc<ApiState>, req: Request<B>) -> Response
 where
-    B: Body<Data = Bytes>,
-    B::Error: Display,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
-    let r = route(path).ok_or_else(|| ApiError::not_found("route"))?;
-    if !r.allows(&parts.method) {
-        return Err(ApiError::method_not_allowed());
-    }
-    let content_length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let now = crate::core::clock::now_ms();
-    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-    match r {
-        Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),
-        Route::Sessions => {
-            let body = read_body(body, content_length).await?;
-            return sessions::create(state, &body, peer).await;
-        }
-        Route::Compliance(c) if c.is_public() => {
-            let body = read_body(body, content_length).await?;
-            return compliance::handle_public(state, c, &parts.headers, &body, peer).await;
-        }
-        _ => {}
-    }
-    let who = auth::authenticate(state, &parts.headers, now)?;
-    access::check_ip(state, &who, peer, now)?;
-    let body = read_body(body, content_length).await?;
-    let post = parts.method == Method::POST;
-    match r {
-        Route::Tenants if post => admin::create_tenant(state, &who, &body, now),
-        Route::Tenants => admin::list_tenants(state, &who),
-        Route::Sites(t) if post => admin::create_site(state, &who, t, &body, now),
-        Route::Sites(t) => admin::list_sites(state, &who, t),
-        Route::EnrollmentTokens(t, s) => {
-            admin::create_enrollment_token(state, &who, t, s, &body, now)
-        }
-        Route::Agents(t) => admin::list_agents(state, &who, t, now),
-        Route::Revoke(t, a) => admin::revoke_agent(state, &who, t, a, now),
-        Route::Printers(t) => admin::list_printers(state, &who, t),
-        Route::AcceptPrinter(t, p) => admin::accept_printer(state, &who, t, p, now),
-        Route::Labels(t) => labels::submit(state, &who, t, &body, now),
-        Route::Label(t, j) => labels::get(state, &who, t, j),
-        Route::Audit(t)
-            if parts
-                .uri
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "format=jsonl")) =>
-        {
-            security::export_audit(state, &who, t)
-        }
-        Route::Audit(t) => admin::list_audit(state, &who, t),
-        Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
-        Route::Security(r) => security::handle(state, &who, r, &parts.method, &body, peer, now),
-        Route::Notifications(r) => notifications::handle(state, &who, r, &parts.method, &body, now),
-        Route::Spapi(t, rest) => {
-            spapi::route(state, &who, t, rest, &parts.method, &body, now).await
-        }
-        Route::Healthz | Route::Sessions => Err(ApiError::not_found("route")),
+    let req = req.map(axum::body::Body::new);
+    match tower::ServiceExt::oneshot(app(state.clone()), req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
     }
 }
 
@@ -421,6 +340,7 @@ pub async fn serve(
     tracker: TaskTracker,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let app = app(state);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -443,7 +363,7 @@ pub async fn serve(
             },
         };
         let acceptor = acceptor.clone();
-        let state = state.clone();
+        let app = app.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
@@ -462,10 +382,9 @@ pub async fn serve(
                     };
                 let svc =
                     hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                        let state = state.clone();
                         // The IP allowlist is checked against the TCP peer (never a header).
                         req.extensions_mut().insert(PeerAddr(peer));
-                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                        tower::ServiceExt::oneshot(app.clone(), req)
                     });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection(TokioIo::new(tls), svc);

@@ -18,15 +18,13 @@
 //! ([`crate::core::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
 //! for the other handlers.
 
-use hyper::header::HeaderValue;
-use hyper::{HeaderMap, Method};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::auth::{Action, Principal};
+use super::auth::Principal;
 use super::error::ApiError;
-use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
+use super::{parse_json, ApiState, Reply};
 use crate::core::compliance::billing::{self, BillingEvent};
 use crate::core::compliance::{
     self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
@@ -37,129 +35,6 @@ use crate::store::{NotificationKind, StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
-
-/// A route of this group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Route<'a> {
-    SessionPassword,
-    BillingWebhook,
-    Users(&'a str),
-    User(&'a str, &'a str),
-    Subscription(&'a str),
-    Attestation(&'a str),
-    Terms(&'a str),
-    Suspend(&'a str),
-    Resume(&'a str),
-    AuditVerify(&'a str),
-    Compliance(&'a str),
-}
-
-impl Route<'_> {
-    /// Answered without a session (they authenticate otherwise).
-    pub(super) fn is_public(&self) -> bool {
-        matches!(self, Route::SessionPassword | Route::BillingWebhook)
-    }
-
-    pub(super) fn allows(&self, m: &Method) -> bool {
-        match self {
-            Route::SessionPassword
-            | Route::BillingWebhook
-            | Route::Suspend(_)
-            | Route::Resume(_) => m == Method::POST,
-            Route::Users(_) => m == Method::GET || m == Method::POST,
-            Route::User(..) => m == Method::PATCH,
-            Route::Subscription(_) | Route::Terms(_) => m == Method::PUT,
-            Route::Attestation(_) => m == Method::GET || m == Method::PUT,
-            Route::AuditVerify(_) | Route::Compliance(_) => m == Method::GET,
-        }
-    }
-
-    fn tenant(&self) -> Option<&str> {
-        match *self {
-            Route::SessionPassword | Route::BillingWebhook => None,
-            Route::Users(t)
-            | Route::User(t, _)
-            | Route::Subscription(t)
-            | Route::Attestation(t)
-            | Route::Terms(t)
-            | Route::Suspend(t)
-            | Route::Resume(t)
-            | Route::AuditVerify(t)
-            | Route::Compliance(t) => Some(t),
-        }
-    }
-}
-
-/// The route of `segs` (the path split on `/`, without the leading empty one), if it is one
-/// of this group's; tenant ids are checked with `validate_id`.
-pub(super) fn route<'a>(segs: &[&'a str]) -> Option<Route<'a>> {
-    let r = match segs {
-        ["v1", "sessions", "password"] => Route::SessionPassword,
-        ["v1", "billing", "webhook"] => Route::BillingWebhook,
-        ["v1", "tenants", t, "users"] => Route::Users(t),
-        ["v1", "tenants", t, "users", u] if sealprint_protocol::validate_id(u).is_ok() => {
-            Route::User(t, u)
-        }
-        ["v1", "tenants", t, "subscription"] => Route::Subscription(t),
-        ["v1", "tenants", t, "attestation"] => Route::Attestation(t),
-        ["v1", "tenants", t, "terms"] => Route::Terms(t),
-        ["v1", "tenants", t, "suspend"] => Route::Suspend(t),
-        ["v1", "tenants", t, "resume"] => Route::Resume(t),
-        ["v1", "tenants", t, "audit", "verify"] => Route::AuditVerify(t),
-        ["v1", "tenants", t, "compliance"] => Route::Compliance(t),
-        _ => return None,
-    };
-    match r.tenant() {
-        Some(t) if sealprint_protocol::validate_id(t).is_err() => None,
-        _ => Some(r),
-    }
-}
-
-/// Answers a public route (no session).
-pub(super) async fn handle_public(
-    state: &ApiState,
-    r: Route<'_>,
-    headers: &HeaderMap,
-    body: &[u8],
-    peer: Option<std::net::IpAddr>,
-) -> Result<Reply, ApiError> {
-    match r {
-        Route::SessionPassword => sessions::change_password(state, body, peer).await,
-        Route::BillingWebhook => billing_webhook(
-            state,
-            headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),
-            body,
-            crate::core::clock::now_ms(),
-        ),
-        _ => Err(ApiError::not_found("route")),
-    }
-}
-
-/// Answers an authenticated route.
-pub(super) async fn handle(
-    state: &ApiState,
-    who: &Principal,
-    r: Route<'_>,
-    method: &Method,
-    body: &[u8],
-    now: u64,
-) -> Result<Reply, ApiError> {
-    let get = method == Method::GET;
-    match r {
-        Route::Users(t) if get => users::list(state, who, t, now),
-        Route::Users(t) => users::create(state, who, t, body, now).await,
-        Route::User(t, u) => users::update(state, who, t, u, body, now),
-        Route::Subscription(t) => put_subscription(state, who, t, body, now),
-        Route::Attestation(t) if get => get_attestation(state, who, t, now),
-        Route::Attestation(t) => put_attestation(state, who, t, body, now),
-        Route::Terms(t) => put_terms(state, who, t, body, now),
-        Route::Suspend(t) => suspend(state, who, t, body, now),
-        Route::Resume(t) => resume(state, who, t, now),
-        Route::AuditVerify(t) => verify_audit(state, who, t),
-        Route::Compliance(t) => get_compliance(state, who, t, now),
-        Route::SessionPassword | Route::BillingWebhook => Err(ApiError::not_found("route")),
-    }
-}
 
 /// The answer for a gate's refusal: 403 `tenant_suspended` with the reason, or 402.
 pub(super) fn gate_error(refusal: &GateRefusal, what: &str) -> ApiError {
@@ -203,14 +78,13 @@ struct SubscriptionBody {
     plan: Option<Plan>,
 }
 
-fn put_subscription(
+pub(super) fn put_subscription(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::UpdateSubscription)?;
     let req: SubscriptionBody = parse_json(body)?;
     let t = updated(state.store.update_tenant(tenant, |t| {
         t.subscription.state = req.state;
@@ -237,7 +111,7 @@ fn put_subscription(
     })))
 }
 
-fn billing_webhook(
+pub(super) fn billing_webhook(
     state: &ApiState,
     header: Option<Result<&str, hyper::header::ToStrError>>,
     body: &[u8],
@@ -321,27 +195,20 @@ fn attestation_json(t: &TenantRecord, now: u64) -> Value {
     })
 }
 
-fn get_attestation(
-    state: &ApiState,
-    who: &Principal,
-    tenant: &str,
-    now: u64,
-) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::ReadCompliance)?;
+pub(super) fn get_attestation(state: &ApiState, tenant: &str, now: u64) -> Result<Reply, ApiError> {
     Ok(Reply::ok(attestation_json(
         &tenant_record(state, tenant)?,
         now,
     )))
 }
 
-fn put_attestation(
+pub(super) fn put_attestation(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::Attest)?;
     let answers: Questionnaire = parse_json(body)?;
     if let Some(c) = &answers.security_contact {
         if c.len() > 254 || !c.contains('@') || c.chars().any(|c| c.is_whitespace()) {
@@ -381,14 +248,13 @@ struct TermsBody {
     version: String,
 }
 
-fn put_terms(
+pub(super) fn put_terms(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::Attest)?;
     let req: TermsBody = parse_json(body)?;
     if !compliance::valid_label_field(&req.version) {
         return Err(ApiError::unprocessable(
@@ -421,14 +287,13 @@ struct SuspendBody {
     reason: String,
 }
 
-fn suspend(
+pub(super) fn suspend(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::SuspendTenant)?;
     let req: SuspendBody = parse_json(body)?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
@@ -465,8 +330,12 @@ fn suspend(
     ))
 }
 
-fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::SuspendTenant)?;
+pub(super) fn resume(
+    state: &ApiState,
+    who: &Principal,
+    tenant: &str,
+    now: u64,
+) -> Result<Reply, ApiError> {
     let mut was = false;
     updated(state.store.update_tenant(tenant, |t| {
         was = t.suspension.take().is_some();
@@ -494,8 +363,7 @@ fn resume(state: &ApiState, who: &Principal, tenant: &str, now: u64) -> Result<R
     ))
 }
 
-fn verify_audit(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::ReadAudit)?;
+pub(super) fn verify_audit(state: &ApiState, tenant: &str) -> Result<Reply, ApiError> {
     let own = state.store.audit_entries(Some(tenant))?.len();
     match state.store.verify_audit_chain() {
         Ok(n) => Ok(Reply::ok(json!({
@@ -517,13 +385,7 @@ fn requirement(id: &str, met: bool, state: &str, due_at: Option<u64>) -> Value {
     json!({"id": id, "met": met, "state": state, "due_at": due_at})
 }
 
-fn get_compliance(
-    state: &ApiState,
-    who: &Principal,
-    tenant: &str,
-    now: u64,
-) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::ReadCompliance)?;
+pub(super) fn get_compliance(state: &ApiState, tenant: &str, now: u64) -> Result<Reply, ApiError> {
     let t = tenant_record(state, tenant)?;
     let usage = crate::services::monitor::renewals::usage(&state.store, tenant, now)?;
     let evaluated = requirements::evaluate(t.attestation.as_ref(), &t.tier, now);
@@ -629,23 +491,4 @@ fn get_compliance(
         "labels": labels,
         "restrictions": restrictions,
     })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        let segs = |p: &'static str| p.split('/').skip(1).collect::<Vec<_>>();
-        assert_eq!(
-            route(&segs("/v1/tenants/tnt-a/audit/verify")),
-            Some(Route::AuditVerify("tnt-a"))
-        );
-        assert_eq!(route(&segs("/v1/tenants/bad id/compliance")), None);
-        assert_eq!(route(&segs("/v1/tenants/tnt-a/nope")), None);
-        assert!(Route::BillingWebhook.is_public() && !Route::Users("t").is_public());
-        assert!(Route::Subscription("t").allows(&Method::PUT));
-        assert!(!Route::Subscription("t").allows(&Method::POST));
-    }
 }

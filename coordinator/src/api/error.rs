@@ -97,6 +97,15 @@ impl ApiError {
         )
     }
 
+    /// 408: the request took longer than the server waits.
+    pub fn timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+    }
+
     /// 422: well-formed but semantically invalid.
     pub fn unprocessable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", message)

@@ -36,9 +36,9 @@ use crate::store::{SessionRecord, UserRecord};
 /// Session lifetime, ms.
 pub const SESSION_TTL_MS: u64 = 12 * 3600 * 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(super) struct Login {
     email: String,
     password: String,
 }
@@ -49,9 +49,9 @@ impl Drop for Login {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangePassword {
+pub(super) struct ChangePassword {
     email: String,
     password: String,
     new_password: String,

@@ -17,16 +17,16 @@
 //! must be copied from the rate, with a dpi). Nothing here logs request bodies: they hold
 //! seller and buyer addresses.
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use sealprint_protocol::{validate_id, PrinterVerdict};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tracing::info;
 use zeroize::Zeroizing;
 
-use super::auth::{Action, Principal};
+use super::auth::Principal;
 use super::error::ApiError;
-use super::{parse_json, tenant_scope, ApiState, Reply};
+use super::{parse_json, ApiState, Reply};
 use crate::core::crypto::random_id;
 use crate::services::spapi::auth::SecretString;
 use crate::services::spapi::{ConnectionSecrets, LabelSource, ShoppingStep, SpApiError};
@@ -96,14 +96,13 @@ fn connection_view(c: &SpapiConnectionRecord) -> Value {
     })
 }
 
-fn create_connection(
+pub(super) fn create_connection(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::CreateSite)?;
     let req: NewConnection = parse_json(body)?;
     let mut problems = Vec::new();
     if !(1..=32).contains(&req.marketplace_id.len())
@@ -174,8 +173,7 @@ fn create_connection(
     Ok(Reply::json(StatusCode::CREATED, json!({"id": rec.id})))
 }
 
-fn list_connections(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::ReadSites)?;
+pub(super) fn list_connections(state: &ApiState, tenant: &str) -> Result<Reply, ApiError> {
     let list: Vec<Value> = state
         .store
         .spapi_connections(tenant)?
@@ -257,112 +255,94 @@ fn to_body(v: &Value) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(v).expect("a JSON value always serialises"))
 }
 
-/// `…/spapi-connections[/{id}/{action}]`: `rest` is what follows `spapi-connections`.
-pub(super) async fn route(
+/// `POST …/spapi-connections/{id}/{action}`: one step of the shipping shopping flow on
+/// connection `id`; the route table names the five actions.
+pub(super) async fn shop(
     state: &ApiState,
     who: &Principal,
     tenant: &str,
-    rest: &str,
-    method: &Method,
+    id: &str,
+    action: &str,
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    match (segs.as_slice(), method) {
-        ([], &Method::POST) => create_connection(state, who, tenant, body, now),
-        ([], &Method::GET) => list_connections(state, who, tenant),
-        ([id, action], &Method::POST)
-            if validate_id(id).is_ok()
-                && matches!(
-                    *action,
-                    "eligible-services"
-                        | "additional-seller-inputs"
-                        | "rates"
-                        | "additional-inputs"
-                        | "cancel-shipment"
-                ) =>
-        {
-            tenant_scope(state, who, tenant, Action::SubmitLabel)?;
-            let conn = state
-                .spapi
-                .connection(tenant, id)
-                .map_err(|e| spapi_error(&e))?;
-            let answer = match *action {
-                "eligible-services" => {
-                    let req: EligibleRequest = parse_json(body)?;
-                    let mut m = Map::new();
-                    m.insert(
-                        "ShipmentRequestDetails".into(),
-                        Value::Object(object(req.shipment_request, "shipment_request")?),
-                    );
-                    if let Some(f) = req.shipping_offering_filter {
-                        m.insert(
-                            "ShippingOfferingFilter".into(),
-                            Value::Object(object(f, "shipping_offering_filter")?),
-                        );
-                    }
-                    let body = to_body(&Value::Object(m));
-                    let step = ShoppingStep::EligibleServices;
-                    state.spapi.shop(&conn, step, body).await
-                }
-                "additional-seller-inputs" => {
-                    let req: SellerInputsRequest = parse_json(body)?;
-                    if !id_like(&req.shipping_service_id) {
-                        return Err(bad_id("shipping_service_id"));
-                    }
-                    if !id_like(&req.order_id) {
-                        return Err(bad_id("order_id"));
-                    }
-                    let m = json!({
-                        "ShippingServiceId": req.shipping_service_id,
-                        "ShipFromAddress": object(req.ship_from_address, "ship_from_address")?,
-                        "OrderId": req.order_id,
-                    });
-                    let step = ShoppingStep::AdditionalSellerInputs;
-                    state.spapi.shop(&conn, step, to_body(&m)).await
-                }
-                "rates" => {
-                    let req: Value = parse_json(body)?;
-                    let m = object(req, "the body")?;
-                    let body = to_body(&Value::Object(m));
-                    state.spapi.shop(&conn, ShoppingStep::Rates, body).await
-                }
-                "additional-inputs" => {
-                    let req: AdditionalInputsRequest = parse_json(body)?;
-                    check_rate(&req.request_token, &req.rate_id)?;
-                    state
-                        .spapi
-                        .additional_inputs(&conn, &req.request_token.0, &req.rate_id)
-                        .await
-                }
-                _ => {
-                    let req: CancelRequest = parse_json(body)?;
-                    if !id_like(&req.shipment_id) {
-                        return Err(bad_id("shipment_id"));
-                    }
-                    let r = state
-                        .spapi
-                        .cancel_shipment(&conn, req.api == CancelApi::Mfn, &req.shipment_id)
-                        .await
-                        .map(|status| json!({"shipment_id": req.shipment_id, "status": status}));
-                    if r.is_ok() {
-                        state.audit(
-                            Some(tenant),
-                            &who.user_id,
-                            "spapi.shipment_cancelled",
-                            Some(&req.shipment_id),
-                            "ok",
-                            now,
-                        );
-                    }
-                    r
-                }
-            };
-            answer.map(Reply::ok).map_err(|e| spapi_error(&e))
+    let conn = state
+        .spapi
+        .connection(tenant, id)
+        .map_err(|e| spapi_error(&e))?;
+    let answer = match action {
+        "eligible-services" => {
+            let req: EligibleRequest = parse_json(body)?;
+            let mut m = Map::new();
+            m.insert(
+                "ShipmentRequestDetails".into(),
+                Value::Object(object(req.shipment_request, "shipment_request")?),
+            );
+            if let Some(f) = req.shipping_offering_filter {
+                m.insert(
+                    "ShippingOfferingFilter".into(),
+                    Value::Object(object(f, "shipping_offering_filter")?),
+                );
+            }
+            let body = to_body(&Value::Object(m));
+            let step = ShoppingStep::EligibleServices;
+            state.spapi.shop(&conn, step, body).await
         }
-        ([], _) | ([_, _], _) => Err(ApiError::method_not_allowed()),
-        _ => Err(ApiError::not_found("route")),
-    }
+        "additional-seller-inputs" => {
+            let req: SellerInputsRequest = parse_json(body)?;
+            if !id_like(&req.shipping_service_id) {
+                return Err(bad_id("shipping_service_id"));
+            }
+            if !id_like(&req.order_id) {
+                return Err(bad_id("order_id"));
+            }
+            let m = json!({
+                "ShippingServiceId": req.shipping_service_id,
+                "ShipFromAddress": object(req.ship_from_address, "ship_from_address")?,
+                "OrderId": req.order_id,
+            });
+            let step = ShoppingStep::AdditionalSellerInputs;
+            state.spapi.shop(&conn, step, to_body(&m)).await
+        }
+        "rates" => {
+            let req: Value = parse_json(body)?;
+            let m = object(req, "the body")?;
+            let body = to_body(&Value::Object(m));
+            state.spapi.shop(&conn, ShoppingStep::Rates, body).await
+        }
+        "additional-inputs" => {
+            let req: AdditionalInputsRequest = parse_json(body)?;
+            check_rate(&req.request_token, &req.rate_id)?;
+            state
+                .spapi
+                .additional_inputs(&conn, &req.request_token.0, &req.rate_id)
+                .await
+        }
+        "cancel-shipment" => {
+            let req: CancelRequest = parse_json(body)?;
+            if !id_like(&req.shipment_id) {
+                return Err(bad_id("shipment_id"));
+            }
+            let r = state
+                .spapi
+                .cancel_shipment(&conn, req.api == CancelApi::Mfn, &req.shipment_id)
+                .await
+                .map(|status| json!({"shipment_id": req.shipment_id, "status": status}));
+            if r.is_ok() {
+                state.audit(
+                    Some(tenant),
+                    &who.user_id,
+                    "spapi.shipment_cancelled",
+                    Some(&req.shipment_id),
+                    "ok",
+                    now,
+                );
+            }
+            r
+        }
+        _ => return Err(ApiError::not_found("route")),
+    };
+    answer.map(Reply::ok).map_err(|e| spapi_error(&e))
 }
 
 // ---- labels from SP-API ----------------------------------------------------------------
@@ -711,7 +691,6 @@ pub(super) fn submit_label(
     redacted: bool,
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::SubmitLabel)?;
     let req: SourceRequest = parse_json(body).map_err(|e| {
         if e.message.contains("unknown variant") || e.message.contains("field has the wrong") {
             ApiError::bad_request(format!(

@@ -1,0 +1,212 @@
+//! The API's OpenAPI 3.1 document, built from the route table ([`super::routes::ROUTES`])
+//! and the request types (utoipa's `ToSchema`), served at `GET /v1/openapi.json`.
+//!
+//! Every operation documents its path ids (the `validate_id` alphabet), its bearer token
+//! (all but the public routes), its JSON body, a `2XX` JSON answer and the `4XX` error
+//! shape `{"error":{"code","message","request_id"}}`.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema as OaSchema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr,
+    Required, ResponseBuilder,
+};
+use utoipa::ToSchema;
+
+use super::routes::{Access, ROUTES};
+
+/// A request body's schema, with the named schemas it refers to.
+pub(crate) struct Schema {
+    name: Option<String>,
+    schema: RefOr<OaSchema>,
+    deps: Vec<(String, RefOr<OaSchema>)>,
+}
+
+/// The schema of `T`, registered under its name.
+pub(crate) fn schema<T: ToSchema>() -> Schema {
+    let mut deps = Vec::new();
+    T::schemas(&mut deps);
+    Schema {
+        name: Some(T::name().into_owned()),
+        schema: T::schema(),
+        deps,
+    }
+}
+
+/// Any JSON object (the handler checks its fields and answers 400/422 with what is wrong).
+pub(crate) fn any_object() -> Schema {
+    Schema {
+        name: None,
+        schema: ObjectBuilder::new().schema_type(Type::Object).into(),
+        deps: Vec::new(),
+    }
+}
+
+const BEARER: &str = "bearer";
+const ERROR: &str = "Error";
+
+fn error_schema() -> RefOr<OaSchema> {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let inner = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("code", string())
+        .property("message", string())
+        .property("request_id", string())
+        .required("code")
+        .required("message");
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("error", inner)
+        .required("error")
+        .into()
+}
+
+fn method(m: &axum::http::Method) -> HttpMethod {
+    match *m {
+        axum::http::Method::POST => HttpMethod::Post,
+        axum::http::Method::PUT => HttpMethod::Put,
+        axum::http::Method::PATCH => HttpMethod::Patch,
+        axum::http::Method::DELETE => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The names of `path`'s `{parameters}`, in order.
+pub(crate) fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+fn operation_id(m: &axum::http::Method, path: &str) -> String {
+    let mut id = m.as_str().to_ascii_lowercase();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        id.extend(
+            seg.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .map(|c| if c == '-' { '_' } else { c }),
+        );
+    }
+    id
+}
+
+fn build() -> OpenApi {
+    let mut paths = Paths::new();
+    let mut components = ComponentsBuilder::new()
+        .schema(ERROR, error_schema())
+        .security_scheme(
+            BEARER,
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    let json_any = || {
+        ContentBuilder::new()
+            .schema(Some(ObjectBuilder::new()))
+            .build()
+    };
+    let error = || {
+        ContentBuilder::new()
+            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                ERROR,
+            ))))
+            .build()
+    };
+    for route in ROUTES {
+        let mut ok = ResponseBuilder::new()
+            .description("Done")
+            .content("application/json", json_any());
+        if route.path.ends_with("/audit") {
+            ok = ok.content(
+                "application/x-ndjson",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            );
+        }
+        let mut op = OperationBuilder::new()
+            .summary(Some(route.summary))
+            .operation_id(Some(operation_id(&route.method, route.path)))
+            .response("2XX", ok.build())
+            .response(
+                "4XX",
+                ResponseBuilder::new()
+                    .description("Refused: the error says why")
+                    .content("application/json", error())
+                    .build(),
+            );
+        if route.path == "/v1/billing/webhook" {
+            op = op.response(
+                "503",
+                ResponseBuilder::new()
+                    .description("The billing webhook is not configured")
+                    .content("application/json", error())
+                    .build(),
+            );
+        }
+        for name in path_params(route.path) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[A-Za-z0-9._-]{1,64}$"))
+                            .min_length(Some(1))
+                            .max_length(Some(64)),
+                    )),
+            );
+        }
+        if route.access != Access::Public {
+            op = op.security(SecurityRequirement::new(BEARER, Vec::<String>::new()));
+        }
+        if let Some(body) = route.body {
+            let body = body();
+            let schema = match body.name {
+                Some(name) => {
+                    components = components.schema(name.clone(), body.schema);
+                    RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name))
+                }
+                None => body.schema,
+            };
+            for (name, s) in body.deps {
+                components = components.schema(name, s);
+            }
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    )
+                    .build(),
+            ));
+        }
+        paths.add_path_operation(route.path, vec![method(&route.method)], op.build());
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("sealprint coordinator admin API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Times are unix milliseconds. Unknown JSON fields are refused. Every error \
+                     is {\"error\":{\"code\",\"message\",\"request_id\"}}.",
+                ))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components.build()))
+        .build()
+}
+
+/// The document, as served.
+pub(crate) fn document_json() -> serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::to_value(build()).unwrap_or_default())
+        .clone()
+}
