@@ -271,3 +271,6 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
     }
     router.fallback(not_found).with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

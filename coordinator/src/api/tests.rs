@@ -38,13 +38,13 @@ impl Dispatch for Recorder {
 const PASSWORD: &str = "Correct-Horse-Battery-9";
 const WEBHOOK_SECRET: &[u8] = b"whsec_test_0123456789";
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    state: Arc<ApiState>,
+    pub(super) state: Arc<ApiState>,
     recorder: Arc<Recorder>,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
     let hash = crypto::hash_password(PASSWORD).expect("hash");
