@@ -26,6 +26,7 @@ pub const TOKEN_TTL_MAX_S: u64 = 86_400;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NameBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 

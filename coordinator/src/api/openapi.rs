@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Schema as OaSchema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema as OaSchema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr,
@@ -105,7 +105,7 @@ fn build() -> OpenApi {
         );
     let json_any = || {
         ContentBuilder::new()
-            .schema(Some(ObjectBuilder::new()))
+            .schema(Some(ObjectBuilder::new().schema_type(SchemaType::AnyValue)))
             .build()
     };
     let error = || {
