@@ -1,22 +1,23 @@
-//! The HTTPS admin API: JSON over hyper 1 and rustls (TLS 1.2 and 1.3).
+//! The HTTPS admin API: JSON over hyper 1 and rustls (TLS 1.2 and 1.3), routed by axum.
 //!
 //! # Layout
-//! - this file: [`ApiState`], the [`Dispatch`] boundary to the mesh, routing, body limits,
-//!   [`handle`] (one request to one response, no socket: what the unit tests drive) and
-//!   [`serve`] (the accept loop with TLS and graceful shutdown);
-//! - `auth`: bearer tokens to principals, and the one `authorize` decision;
-//! - `sessions`: login and password change; `admin`: tenants, sites, enrollment tokens,
-//!   agents, printers, audit; `labels`: label submission and job state;
-//! - `compliance`: the routes of accounts and compliance (users, subscription and billing
-//!   webhook, attestation, terms, suspension, audit verification, compliance state), routed as
-//!   one group; `users`: tenant users and roles;
-//! - `security`: the routes of retention, monitoring and integration access (alerts, canaries,
-//!   API keys, IP allowlist, audit checkpoints, tenant deletion), routed as one group, with
-//!   `alerts` and `access` (API keys, IP allowlist, [`PeerAddr`]);
-//! - `notifications`: a tenant's notifications and outgoing webhook, routed as one group;
-//! - `spapi`: SP-API connections, the shopping step, and labels from SP-API sources;
-//! - `error`: the `{"error":{"code","message"}}` answers; `tls`: rustls configuration and the
-//!   self-signed certificate of `init`.
+//! - this file: [`ApiState`], replies and error answers, body limits, [`app`] (the route
+//!   table behind tower-http's request ids, tracing, timeout and body limit), [`handle`] (one
+//!   request to one response, no socket: what the unit tests drive) and [`serve`] (the accept
+//!   loop with TLS and graceful shutdown);
+//! - `routes`: every route declared once with the access it needs, and the one place where
+//!   authentication, the IP allowlist and tenant scoping run; `openapi`: the OpenAPI 3.1
+//!   document built from that table (`GET /v1/openapi.json`);
+//! - `auth`: principals, actions and the one `authorize` decision; `access`: bearer tokens
+//!   (sessions and API keys) to principals, API keys, the IP allowlist, [`PeerAddr`];
+//! - one file per resource: `sessions` (login, password change), `admin` (tenants, sites,
+//!   enrollment tokens, agents, printers, audit), `labels`, `users`, `compliance`
+//!   (subscription, billing webhook, attestation, terms, suspension, audit verification),
+//!   `alerts` (alerts, canaries), `security` (audit export and checkpoints, tenant deletion),
+//!   `notifications` (notifications, the outgoing webhook), `spapi` (SP-API connections, the
+//!   shopping step, labels from SP-API sources);
+//! - `error`: the `{"error":{"code","message","request_id"}}` answers; `tls`: rustls
+//!   configuration and the self-signed certificate of `init`.
 //!
 //! Times in answers are unix milliseconds (integers) everywhere. Unknown JSON fields are
 //! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,

@@ -22,7 +22,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use hyper::StatusCode;
+use hyper::header::AUTHORIZATION;
+use hyper::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -119,6 +120,46 @@ pub fn allowed(list: &[String], ip: Option<IpAddr>) -> bool {
         })
 }
 
+/// Finds the principal behind the request's bearer token.
+///
+/// # Errors
+/// 401 when the header is missing or malformed, or the token unknown or expired.
+pub fn authenticate(
+    state: &ApiState,
+    headers: &HeaderMap,
+    now_ms: u64,
+) -> Result<Principal, ApiError> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_key(state, token, now_ms);
+    }
+    let session = state
+        .store
+        .session(&token_hash(token), now_ms)?
+        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
+    let user = state
+        .store
+        .user(&session.user_id)?
+        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
+    if session.revoked_for(&user) {
+        return Err(ApiError::unauthenticated(
+            "the session was revoked (password changed or account disabled): log in again",
+        ));
+    }
+    Ok(Principal {
+        user_id: user.id,
+        platform_admin: user.platform_admin,
+        tenant_id: user.tenant_id,
+        roles: user.roles,
+    })
+}
+
 /// The principal of an API key, or 401.
 pub(super) fn authenticate_key(
     state: &ApiState,
@@ -152,7 +193,7 @@ pub(super) fn authenticate_key(
             tenant_id: creator.tenant_id,
             roles: creator.roles,
         };
-        roles.retain(|r| super::users::may_grant(&creator, *r));
+        roles.retain(|r| super::auth::may_grant(&creator, *r));
         if roles.is_empty() {
             return Err(ApiError::unauthenticated(
                 "the API key's creator may no longer grant its roles",
@@ -263,11 +304,7 @@ pub(super) fn create_key(
             "an API key cannot hold the owner role",
         ));
     }
-    if let Some(r) = req
-        .roles
-        .iter()
-        .find(|r| !super::users::may_grant(who, **r))
-    {
+    if let Some(r) = req.roles.iter().find(|r| !super::auth::may_grant(who, **r)) {
         return Err(ApiError::refused(
             "forbidden",
             format!("you may not grant the {} role", r.as_str()),

@@ -15,12 +15,9 @@
 //!
 //! It does not implement login or lockout (see `sessions`).
 
-use hyper::header::AUTHORIZATION;
-use hyper::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::ApiState;
 use crate::core::accounts::Role;
 
 /// An authenticated caller.
@@ -174,44 +171,12 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Finds the principal behind the request's bearer token.
-///
-/// # Errors
-/// 401 when the header is missing or malformed, or the token unknown or expired.
-pub fn authenticate(
-    state: &ApiState,
-    headers: &HeaderMap,
-    now_ms: u64,
-) -> Result<Principal, ApiError> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
-    if token.starts_with(super::access::API_KEY_PREFIX) {
-        return super::access::authenticate_key(state, token, now_ms);
-    }
-    let session = state
-        .store
-        .session(&token_hash(token), now_ms)?
-        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
-    let user = state
-        .store
-        .user(&session.user_id)?
-        .ok_or_else(|| ApiError::unauthenticated("the token is unknown or expired"))?;
-    if session.revoked_for(&user) {
-        return Err(ApiError::unauthenticated(
-            "the session was revoked (password changed or account disabled): log in again",
-        ));
-    }
-    Ok(Principal {
-        user_id: user.id,
-        platform_admin: user.platform_admin,
-        tenant_id: user.tenant_id,
-        roles: user.roles,
-    })
+/// Whether `who` may grant `role` in its tenant.
+pub(super) fn may_grant(who: &Principal, role: Role) -> bool {
+    who.platform_admin
+        || who.roles.contains(&Role::Owner)
+        || (who.roles.contains(&Role::Admin)
+            && matches!(role, Role::Admin | Role::Operator | Role::Auditor))
 }
 
 /// Whether `principal` may do `action` on `tenant_id` (`None` for platform-wide actions).

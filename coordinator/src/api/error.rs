@@ -1,5 +1,6 @@
-//! API errors and how they look on the wire: `{"error":{"code","message"}}` with the matching
-//! status. Messages are short and never echo request values (which may hold PII).
+//! API errors and how they look on the wire: `{"error":{"code","message","request_id"}}`
+//! with the matching status (`request_id` is added by `respond`). Messages are short and
+//! never echo request values (which may hold PII).
 
 use hyper::StatusCode;
 use serde_json::json;

@@ -34,8 +34,7 @@ use crate::core::compliance::{self, LabelMode};
 use crate::core::crypto::random_id;
 use crate::store::{JobRecord, JobStatus};
 
-/// How long a job may wait for a printer, ms.
-pub const JOB_TTL_MS: u64 = 10 * 60 * 1000;
+pub use crate::core::dispatch::JOB_TTL_MS;
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use sealprint_protocol::validate_id;
 use zeroize::Zeroizing;
 
-use super::auth::{self, Action, Principal};
+use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{
     access, admin, alerts, compliance, labels, notifications, openapi, read_body, respond,
@@ -194,7 +194,7 @@ async fn run(
     let who = match route.access {
         Public => None,
         Signed | Tenant(_) => {
-            let who = auth::authenticate(&state, &parts.headers, now)?;
+            let who = access::authenticate(&state, &parts.headers, now)?;
             access::check_ip(&state, &who, peer, now)?;
             Some(who)
         }

@@ -720,7 +720,7 @@ pub(super) fn submit_label(
         state: FetchState::Fetching,
         pool: p.pool,
         printer: p.printer,
-        job_ttl_ms: super::labels::JOB_TTL_MS,
+        job_ttl_ms: crate::core::dispatch::JOB_TTL_MS,
         shipment_id: None,
         tracking_id: None,
         idempotency_key: p.idempotency_key,

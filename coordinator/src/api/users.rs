@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tracing::info;
 use zeroize::Zeroize;
 
-use super::auth::Principal;
+use super::auth::{may_grant, Principal};
 use super::error::ApiError;
 use super::sessions::{check_new_password, hash};
 use super::{parse_json, ApiState, Reply};
@@ -61,14 +61,6 @@ fn valid_email(email: &str) -> bool {
         && !domain.ends_with('.')
         && !domain.contains('@')
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// Whether `who` may grant `role` in its tenant.
-pub(super) fn may_grant(who: &Principal, role: Role) -> bool {
-    who.platform_admin
-        || who.roles.contains(&Role::Owner)
-        || (who.roles.contains(&Role::Admin)
-            && matches!(role, Role::Admin | Role::Operator | Role::Auditor))
 }
 
 fn roles_str(roles: &[Role]) -> String {

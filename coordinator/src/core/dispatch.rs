@@ -21,6 +21,9 @@ use std::collections::{HashMap, VecDeque};
 use libp2p::PeerId;
 use sealprint_protocol::{Heartbeat, PrinterReport, PrinterStatus, PrinterVerdict};
 
+/// How long a submitted job may wait for a printer, ms.
+pub const JOB_TTL_MS: u64 = 10 * 60 * 1000;
+
 /// Tunables of dispatch.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
