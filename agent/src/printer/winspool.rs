@@ -67,7 +67,7 @@ pub(crate) fn virtual_reason(port: &str, driver: &str) -> Option<String> {
     if virtual_port {
         return Some(format!("its port {port:?} writes to a file or nowhere"));
     }
-    let writer = super::ipp::names_a_writer(driver);
+    let writer = super::facts::names_a_writer(driver);
     writer.then(|| format!("its driver {driver:?} is a document writer, not a printer"))
 }
 
