@@ -178,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir: cfg.data_dir.clone(),
                 printers: Vec::new(),
                 cups_server: None,
+                cups_config_dir: None,
                 min_version: None,
                 timeouts: Timeouts::default(),
             })
@@ -236,6 +237,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir: cfg.data_dir,
                 printers: cfg.printers,
                 cups_server,
+                cups_config_dir: None,
                 min_version,
                 timeouts: Timeouts::default(),
             };

@@ -58,7 +58,14 @@ mod zpl;
 pub(crate) mod inventory {
     pub(crate) use super::cups::{all_queues, judge_device_uri, Device, Server};
     pub(crate) use super::facts::names_a_writer;
-    pub(crate) use super::winspool::{all as spooler_printers, virtual_reason as spooler_virtual};
+    pub(crate) use super::winspool::{
+        all as spooler_printers, disk_reason as spooler_disk, virtual_reason as spooler_virtual,
+        DiskSettings, SpoolerPrinter,
+    };
+    #[cfg(test)]
+    pub(crate) use super::winspool::{
+        ATTRIBUTE_DIRECT as SPOOLER_DIRECT, ATTRIBUTE_KEEP_PRINTED_JOBS as SPOOLER_KEEP_PRINTED,
+    };
 }
 
 use sealprint_protocol::{LabelFormat, PrinterReport, PrinterStatus, PrinterVerdict};
