@@ -70,6 +70,7 @@ async fn labels_printed_through_cups_queues_leave_nothing_in_the_spool_or_the_da
     if cups::skipped("labels_printed_through_cups_queues_leave_nothing_in_the_spool") {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let tmp = cups::scratch("sealprint-spool-");
     let site = Site::new(tmp.path()).await?;
 
@@ -117,6 +118,7 @@ async fn labels_printed_through_cups_queues_leave_nothing_in_the_spool_or_the_da
     )
     .await?;
     site.wait_printers(2).await?;
+    eprintln!("both queues verified after {:?}", started.elapsed());
 
     let mark = marker();
     let mut jobs = Vec::new();
@@ -130,6 +132,7 @@ async fn labels_printed_through_cups_queues_leave_nothing_in_the_spool_or_the_da
     for id in &jobs {
         let job = site.wait_final(id, FINAL).await?;
         assert_eq!(job["status"], "printed", "{job}");
+        eprintln!("{id} printed after {:?}", started.elapsed());
     }
 
     // Every label reached the simulator behind its queue, once, byte for byte.
