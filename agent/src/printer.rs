@@ -29,10 +29,16 @@
 //!   in a document format the printer lists. For `ipps://` the certificate is pinned for the
 //!   process's lifetime.
 //! - `cups://QUEUE` (`cups`): the queue's `device-uri` from the scheduler over IPP, judged by
-//!   backend, and the device behind it asked where possible; printed with Print-Job to the
-//!   queue.
+//!   backend; the device behind it is verified and printed to directly as its own kind
+//!   (`socket` as raw, `ipp`/`ipps` as IPP, `usb` through its usblp node), never through the
+//!   scheduler, which would spool the label to disk.
 //! - `usb:///dev/usb/lpN` (`usb`): the node, the sysfs IEEE 1284 device id and its serial.
-//! - `winspool://NAME` (`winspool`): port and driver from the Windows spooler.
+//! - `winspool://NAME` (`winspool`): port and driver from the Windows spooler; refused when
+//!   the spooler would keep the label on disk (not printing directly, or keeping printed
+//!   documents).
+//!
+//! Transports: `raw` (TCP 9100, Zebra host queries), `ipp_job` (IPP over `http`, codec in
+//! `ipp`, judgement of the attributes in `facts`), `usb`, `winspool`.
 //!
 //! Every kind re-checks identity and status before each job, on the same terms as a probe.
 //!

@@ -92,12 +92,13 @@ async fn real_cups_queues_are_judged_and_print() {
     );
     assert_eq!(report.identity.as_deref(), Some(SERIAL));
 
-    // The label goes through cupsd and its socket backend to the device, byte for byte.
+    // The label goes to the queue's device directly, byte for byte; the scheduler gets no job,
+    // so its spool directory (RequestRoot) holds no document file.
     let label = b"^XA^FO50,50^FDsealprint cups test^FS^XZ";
     printer
         .print(LabelFormat::Zpl, label)
         .await
-        .expect("printed through cups");
+        .expect("printed to the queue's device");
     let received = cupsd
         .peer
         .eventually("the job reached the device", || {
@@ -106,6 +107,16 @@ async fn real_cups_queues_are_judged_and_print() {
         })
         .await;
     assert_eq!(received, vec![label.to_vec()]);
+    let documents: Vec<_> = fs::read_dir(cupsd.dir.path().join("spool"))
+        .expect("read the scheduler's spool")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('d'))
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        documents.is_empty(),
+        "job files in the spool: {documents:?}"
+    );
 
     // A paused queue is not ready, though its device is.
     cupsd.client(CUPSDISABLE, &["Zebra"]);
