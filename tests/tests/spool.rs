@@ -19,34 +19,12 @@ use std::time::Duration;
 use sealprint_testkit::cluster::AgentProc;
 use sealprint_testkit::cups::{self, Cupsd, SystemDaemons};
 use sealprint_testkit::printer_sim::{self, SimConfig};
-use sealprint_testkit::scenario::{label_index, marker, zpl_label, Site};
+use sealprint_testkit::scenario::{files_containing, label_index, marker, zpl_label, Site};
 use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(60);
 /// Labels per queue.
 const LABELS: usize = 4;
-
-/// Every file under `dir` (recursively) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    hits
-}
 
 /// How many files are under `dir`, recursively.
 fn file_count(dir: &Path) -> usize {
