@@ -8,6 +8,7 @@
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`cups`]: a private CUPS scheduler and `ippeveprinter` (Linux, as root).
 //! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
 //! - [`ledger`]: labels sent under faults and the check of the delivery promise.
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
@@ -20,6 +21,8 @@
 
 pub mod api_client;
 pub mod cluster;
+#[cfg(target_os = "linux")]
+pub mod cups;
 pub mod delay_proxy;
 pub mod ledger;
 pub mod load;

@@ -220,6 +220,29 @@ impl Site {
     }
 }
 
+/// Every file under `dir` (recursively, each read whole) that contains `needle`: where a
+/// label's text would be on disk.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
 /// A ZPL label carrying a made-up buyer's name and address with a unique marker, so tests
 /// can look for its text on disk and in logs.
 pub fn zpl_label(marker: &str, n: usize) -> Vec<u8> {

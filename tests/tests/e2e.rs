@@ -2,13 +2,12 @@
 //! sockets (HTTPS API, Noise-encrypted libp2p mesh, raw TCP to simulated printers).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use sealprint_testkit::cluster::wait_for;
 use sealprint_testkit::printer_sim::{self, SimConfig, SimMode};
-use sealprint_testkit::scenario::{marker, zpl_label, Site};
+use sealprint_testkit::scenario::{files_containing, marker, zpl_label, Site};
 use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(60);
@@ -21,28 +20,6 @@ fn scratch() -> tempfile::TempDir {
         .prefix("sealprint-e2e-")
         .tempdir()
         .expect("a scratch directory")
-}
-
-/// Every file under `dir` (recursively), read whole.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    hits
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::raw::SILENT_REASON;
 use super::*;
 
 const SERIAL: &str = "XXZEJ1234567";
@@ -890,7 +892,7 @@ async fn cups_virtual_queues_are_refused() {
 }
 
 #[tokio::test]
-async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
+async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_to_the_device_directly() {
     let zebra = Fake::start(Answers::zebra(SERIAL)).await;
     let uri = format!("socket://{}", zebra.addr);
     let fake = FakeIpp::start(queue_attrs(&uri, "Local Raw Printer")).await;
@@ -913,15 +915,11 @@ async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
         .print(LabelFormat::Zpl, label)
         .await
         .expect("printed");
-    {
-        let state = fake.state();
-        assert_eq!(state.jobs.len(), 1);
-        assert_eq!(state.jobs[0].0, "/printers/Zebra");
-        assert_eq!(state.jobs[0].1, "application/vnd.cups-raw");
-        assert_eq!(state.jobs[0].2, label.to_vec());
-    }
-    // The label went through CUPS, not straight to the device.
-    assert!(zebra.received().is_empty());
+    // The label went straight to the device, never to the scheduler (which would spool it to
+    // disk): the scheduler was only asked for the queue's attributes.
+    assert_eq!(zebra.received(), vec![label.to_vec()]);
+    assert!(fake.state().jobs.is_empty(), "the scheduler got a job");
+    assert!(fake.state().paths.iter().all(|p| p == "/printers/Zebra"));
 
     // A paused queue is not ready even when the device is.
     set(
@@ -932,6 +930,38 @@ async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
     );
     let result = printer.print(LabelFormat::Zpl, label).await;
     assert_eq!(result, Err(PrintError::NotPrinted("paused".to_owned())));
+    assert_eq!(zebra.received().len(), 1);
+}
+
+#[tokio::test]
+async fn cups_ipp_queue_prints_to_the_device_directly() {
+    let device = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    let uri = format!("ipp://{}/ipp/print", device.addr);
+    let scheduler = FakeIpp::start(queue_attrs(&uri, "Zebra ZD421")).await;
+    let mut printer = cups_printer(&scheduler, "Zebra", None);
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+    let label = b"^XA^FDipp label^FS^XZ";
+    printer
+        .print(LabelFormat::Zpl, label)
+        .await
+        .expect("printed");
+    let jobs = device.state().jobs.clone();
+    assert_eq!(
+        jobs,
+        vec![(
+            "/ipp/print".to_owned(),
+            "application/vnd.zebra-zpl".to_owned(),
+            label.to_vec()
+        )]
+    );
+    assert!(scheduler.state().jobs.is_empty(), "the scheduler got a job");
 }
 
 #[tokio::test]
@@ -949,20 +979,32 @@ async fn cups_socket_queue_to_an_impostor_is_refused() {
 }
 
 #[tokio::test]
-async fn cups_usb_queue_uses_the_uri_serial() {
-    let fake = FakeIpp::start(queue_attrs(
-        "usb://Zebra%20Technologies/ZTC%20ZD230-203dpi%20ZPL?serial=D4J222603053",
-        "Zebra ZPL Label Printer",
-    ))
-    .await;
-    let report = cups_printer(&fake, "Zebra", None).probe().await;
-    assert_eq!(
-        report.verdict,
-        PrinterVerdict::Verified,
-        "{}",
-        report.reason
-    );
-    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+async fn cups_queues_the_agent_cannot_print_to_directly_are_refused_with_what_to_do() {
+    for (uri, why) in [
+        // No usblp node on a test machine has this serial: the scheduler holds the printer.
+        (
+            "usb://Zebra%20Technologies/ZTC%20ZD230-203dpi%20ZPL?serial=D4J2NOTHERE",
+            "configure it as usb:///dev/usb/lpN",
+        ),
+        ("usb://Zebra/ZD230", "without a serial"),
+        ("lpd://10.0.0.9/queue", "lpadmin -p QUEUE -v socket://"),
+        (
+            "dnssd://Zebra._pdl-datastream._tcp.local/",
+            "raw://HOST:9100",
+        ),
+    ] {
+        let fake = FakeIpp::start(queue_attrs(uri, "Zebra ZPL Label Printer")).await;
+        let mut printer = cups_printer(&fake, "Zebra", Some("D4J2NOTHERE"));
+        let report = printer.probe().await;
+        assert_eq!(report.verdict, PrinterVerdict::Refused, "{uri}");
+        assert!(report.reason.contains(why), "{uri}: {}", report.reason);
+        let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+        assert!(matches!(result, Err(PrintError::NotPrinted(_))), "{uri}");
+        assert!(
+            fake.state().jobs.is_empty(),
+            "{uri}: the scheduler got a job"
+        );
+    }
 }
 
 #[tokio::test]
