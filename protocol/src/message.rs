@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::SealedJob;
+use crate::outcome::SignedOutcome;
 use crate::relay::Relayed;
+use crate::reply::{SignedReply, SignedRevocations};
 
 /// A message that asks for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,10 +42,13 @@ pub enum Response {
     Hello(Hello),
     /// The answer to [`Request::Enroll`].
     Enrolled(Enrolled),
-    /// The answer to [`Request::Heartbeat`] (also carried back through a relay).
-    HeartbeatReply(HeartbeatReply),
-    /// What became of a job: the answer to [`Request::Job`] and [`Request::Forward`].
-    Outcome(JobOutcome),
+    /// The answer to [`Request::Heartbeat`] (also carried back through a relay), signed by
+    /// the coordinator.
+    HeartbeatReply(SignedReply),
+    /// What became of a job, signed by the device the job was sealed to: the answer to
+    /// [`Request::Job`] and [`Request::Forward`]. A job whose envelope did not open gets a
+    /// [`Response::Error`] instead, which settles nothing.
+    Outcome(SignedOutcome),
     /// The answer a relay carries back from the coordinator to the agent that sent
     /// [`Request::Relay`]. Not a nested [`Response`], so a decoder can never be made to
     /// recurse.
@@ -62,8 +67,8 @@ pub enum Response {
 pub enum RelayReply {
     /// Accepted.
     Ok,
-    /// The answer to a relayed heartbeat.
-    HeartbeatReply(HeartbeatReply),
+    /// The answer to a relayed heartbeat, signed by the coordinator.
+    HeartbeatReply(SignedReply),
     /// Refused.
     Error {
         /// What kind of refusal.
@@ -134,6 +139,10 @@ pub struct Enrolled {
 pub struct Heartbeat {
     /// The reporting device.
     pub device_id: String,
+    /// The agent's heartbeat counter: larger than that of every heartbeat it sent before,
+    /// across restarts. The coordinator refuses a heartbeat whose counter is not above the
+    /// last one it recorded (a replay), and its reply names this counter.
+    pub seq: u64,
     /// The agent's version string.
     pub version: String,
     /// Seconds since the agent started.
@@ -150,13 +159,17 @@ pub struct Heartbeat {
     pub findings: Vec<String>,
 }
 
-/// The coordinator's answer to a heartbeat.
+/// The coordinator's answer to a heartbeat (travels signed, as a [`SignedReply`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
+    /// The device the reply is for.
+    pub device_id: String,
+    /// The counter of the heartbeat it answers ([`Heartbeat::seq`]).
+    pub heartbeat_seq: u64,
     /// The coordinator's clock, unix milliseconds.
     pub now_ms: u64,
-    /// Serials of revoked certificates of the agent's tenant; enforced on the next message.
-    pub revoked_serials: Vec<u64>,
+    /// The tenant's revoked devices; enforced on the next message and kept on disk.
+    pub revocations: SignedRevocations,
     /// A renewed certificate for the agent, when its current one nears expiry.
     pub renewed_certificate: Option<Vec<u8>>,
     /// The oldest agent version the coordinator still serves.
