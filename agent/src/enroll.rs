@@ -110,7 +110,7 @@ pub async fn enroll(
         .map_err(|e| AgentError::Enroll(format!("issued certificate: {e}")))?;
     let ca_public = ed25519_dalek::VerifyingKey::from_bytes(&enrolled.ca_public)
         .map_err(|_| AgentError::Enroll("coordinator sent an invalid ca key".into()))?;
-    let none_revoked = |_: u64| false;
+    let none_revoked = |_: &sealprint_protocol::CertificateBody| false;
     certificate
         .verify(
             &ca_public,

@@ -69,6 +69,8 @@ pub struct AgentLive {
     pub site_id: String,
     /// X25519 key from its certificate.
     pub x25519_public: [u8; 32],
+    /// Its ed25519 device key: the outcomes of its jobs must be signed with it.
+    pub ed25519_public: [u8; 32],
     /// Its verified uplink connection, if any.
     pub peer: Option<PeerId>,
     /// The site peer that relayed its last heartbeat, if it has no uplink.
@@ -321,6 +323,7 @@ mod tests {
     fn hb(device: &str, printers: Vec<PrinterReport>, clock_ms: u64, uptime_s: u64) -> Heartbeat {
         Heartbeat {
             device_id: device.into(),
+            seq: 1,
             version: "0.1.0".into(),
             uptime_s,
             clock_ms,
@@ -337,6 +340,7 @@ mod tests {
             tenant_id: "t".into(),
             site_id: "s".into(),
             x25519_public: [0; 32],
+            ed25519_public: [0u8; 32],
             peer,
             relay: None,
             printers: vec![],

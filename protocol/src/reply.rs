@@ -84,9 +84,7 @@ fn check(
     key: &[u8; 32],
 ) -> Result<(), ReplyError> {
     let key = VerifyingKey::from_bytes(key).map_err(|_| ReplyError::BadSignature)?;
-    let sig: [u8; 64] = signature
-        .try_into()
-        .map_err(|_| ReplyError::BadSignature)?;
+    let sig: [u8; 64] = signature.try_into().map_err(|_| ReplyError::BadSignature)?;
     key.verify_strict(&signed_message(domain, body)?, &Signature::from_bytes(&sig))
         .map_err(|_| ReplyError::BadSignature)
 }
@@ -270,10 +268,7 @@ mod tests {
             list: list.list.clone(),
             signature: signed.signature.clone(),
         };
-        assert_eq!(
-            as_reply.verify(&pk, "tnt-1"),
-            Err(ReplyError::BadSignature)
-        );
+        assert_eq!(as_reply.verify(&pk, "tnt-1"), Err(ReplyError::BadSignature));
         assert!(list.verify(&pk, "tnt-1").is_ok());
     }
 

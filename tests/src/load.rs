@@ -100,9 +100,12 @@ impl SimAgent {
         let (tx, mut rx) = mpsc::channel::<oneshot::Sender<anyhow::Result<Duration>>>(4);
         let started = Instant::now();
         tokio::spawn(async move {
+            let mut seq = 0u64;
             while let Some(done) = rx.recv().await {
+                seq += 1;
                 let hb = Heartbeat {
                     device_id: device_id.clone(),
+                    seq,
                     version: env!("CARGO_PKG_VERSION").into(),
                     uptime_s: started.elapsed().as_secs(),
                     clock_ms: crate::now_ms(),

@@ -97,6 +97,31 @@ impl Site {
         })
     }
 
+    /// A session of a new user of the tenant with `roles`, created by a new owner of the
+    /// tenant (only an owner grants `pii_reader`; a platform admin may not).
+    pub async fn tenant_user(&self, name: &str, roles: &[&str]) -> anyhow::Result<ApiClient> {
+        const PASSWORD: &str = "Tenant-User-Pass-9";
+        let users = format!("/v1/tenants/{}/users", self.tenant);
+        let owner_email = format!("owner-{name}@acme.example");
+        self.admin
+            .post(
+                &users,
+                json!({"email": owner_email, "password": PASSWORD, "roles": ["owner"]}),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let owner = self.admin.login(&owner_email, PASSWORD).await?;
+        let email = format!("{name}@acme.example");
+        owner
+            .post(
+                &users,
+                json!({"email": email, "password": PASSWORD, "roles": roles}),
+                StatusCode::CREATED,
+            )
+            .await?;
+        self.admin.login(&email, PASSWORD).await
+    }
+
     /// A fresh one-time enrollment token for this site.
     pub async fn token(&self) -> anyhow::Result<String> {
         let path = format!(

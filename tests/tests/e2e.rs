@@ -833,8 +833,15 @@ mod spapi {
     }
 
     async fn submit(site: &Site, body: Value) -> anyhow::Result<String> {
-        let answer = site
-            .admin
+        submit_as(&site.admin, site, body).await
+    }
+
+    async fn submit_as(
+        who: &sealprint_testkit::api_client::ApiClient,
+        site: &Site,
+        body: Value,
+    ) -> anyhow::Result<String> {
+        let answer = who
             .post(
                 &format!("/v1/tenants/{}/labels", site.tenant),
                 body,
@@ -933,9 +940,20 @@ mod spapi {
         let v2_reprint = json!({"source": "shipping_v2_shipment", "connection": conn,
             "shipment_id": v2_shipment, "package_client_reference_id": "pkg-1",
             "format": "ZPL", "dpi": 203, "pool": "outbound"});
+        // Reprints read PII again: a platform admin may not, a pii_reader may.
+        let (status, _) = site
+            .admin
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{}/labels", site.tenant),
+                Some(mfn_reprint.clone()),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let reader = site.tenant_user("reader", &["pii_reader"]).await?;
         let mut reprints = Vec::new();
         for body in [&mfn_reprint, &mfn_reprint, &mfn_reprint, &v2_reprint] {
-            reprints.push(submit(&site, body.clone()).await?);
+            reprints.push(submit_as(&reader, &site, body.clone()).await?);
         }
         for id in &reprints {
             let job = site.wait_final(id, FINAL).await?;
@@ -1211,8 +1229,10 @@ mod spapi {
                 .is_some_and(|t| t.starts_with("TBA")),
             "{job}"
         );
-        // Its package reference serves a reprint.
-        let id = submit(
+        // Its package reference serves a reprint (a pii_reader's action).
+        let reader = site.tenant_user("reader", &["pii_reader"]).await?;
+        let id = submit_as(
+            &reader,
             &site,
             json!({"source": "shipping_v2_shipment", "connection": conn,
                 "shipment_id": shipment, "package_client_reference_id": "pkg-oc",

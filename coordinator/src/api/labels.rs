@@ -114,7 +114,15 @@ pub(super) fn submit(
     body: &[u8],
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    // A reprint (a source that fetches a label already bought) is a PII action of its own:
+    // only a `pii_reader` may, never a platform admin; every other label needs SubmitLabel.
+    let pii = super::spapi::pii_actions(body);
+    if pii.is_empty() {
+        tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    }
+    for action in pii {
+        tenant_scope(state, who, tenant, *action)?;
+    }
     if state.dispatch.backlog_full() {
         return Err(ApiError::busy(
             "too many labels are waiting for a printer; retry later",

@@ -7,7 +7,8 @@
 //!   getRates) and `…/additional-inputs` (Shipping v2 getAdditionalInputs) pass the shopping
 //!   step through and answer the payload; `…/cancel-shipment` cancels a shipment (MFN or
 //!   Shipping v2), e.g. a duplicate bought while a job was in doubt.
-//! - `POST /v1/tenants/{t}/labels` with a `"source"` (hooked from `labels`): the fetch is
+//! - `POST /v1/tenants/{t}/labels` with a `"source"` (hooked from `labels`; the reprint
+//!   sources `mfn_shipment` and `shipping_v2_shipment` are `pii_reader` actions): the fetch is
 //!   recorded and runs in the background; the answer is 202 with the job `queued`. The job
 //!   view (`GET …/labels/{id}`) shows the fetch while there is no job yet, and the shipment,
 //!   tracking id and failing SP-API call afterwards.
@@ -459,6 +460,26 @@ pub(super) fn is_spapi_source(body: &[u8]) -> bool {
     serde_json::from_slice::<Peek>(body).is_ok_and(|p| p.source.is_some())
 }
 
+/// The sources that fetch a label already bought (`getShipment`, `getShipmentDocuments`):
+/// a reprint, which reads the shipment (the buyer's address) again.
+pub(super) const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
+
+/// The PII actions a label submission needs: a reprint source is a reprint and a shipment
+/// read, both `pii_reader` only; any other submission needs none.
+pub(super) fn pii_actions(body: &[u8]) -> &'static [Action] {
+    let reprint = serde_json::from_slice::<Peek>(body).is_ok_and(|p| {
+        p.source
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|s| REPRINT_SOURCES.contains(&s))
+    });
+    if reprint {
+        &[Action::Reprint, Action::ReadShipment]
+    } else {
+        &[]
+    }
+}
+
 /// The same target rules as raw uploads: exactly one of a verified printer of the tenant or
 /// a pool one of its printers serves.
 fn check_target(
@@ -711,7 +732,13 @@ pub(super) fn submit_label(
     redacted: bool,
     now: u64,
 ) -> Result<Reply, ApiError> {
-    tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    let pii = pii_actions(body);
+    if pii.is_empty() {
+        tenant_scope(state, who, tenant, Action::SubmitLabel)?;
+    }
+    for action in pii {
+        tenant_scope(state, who, tenant, *action)?;
+    }
     let req: SourceRequest = parse_json(body).map_err(|e| {
         if e.message.contains("unknown variant") || e.message.contains("field has the wrong") {
             ApiError::bad_request(format!(

@@ -206,6 +206,7 @@ fn printer_agent(state: &ApiState, tenant: &str) -> String {
             clock_offset_ms: None,
             relay: None,
             findings: Vec::new(),
+            heartbeat_seq: 0,
         })
         .expect("agent");
     let report = |name: &str, verdict| PrinterReport {
@@ -219,6 +220,7 @@ fn printer_agent(state: &ApiState, tenant: &str) -> String {
     };
     let hb = Heartbeat {
         device_id: device.clone(),
+        seq: 1,
         version: "0.1.0".into(),
         uptime_s: 1,
         clock_ms: crate::now_ms(),
@@ -687,7 +689,10 @@ async fn agents_printers_and_revocation() {
     .await;
     assert_eq!(v[0]["revoked"], json!(true));
     assert_eq!(v[0]["online"], json!(false));
-    assert_eq!(f.state.store.revoked_serials(&t).expect("serials"), vec![1]);
+    assert_eq!(
+        f.state.store.revoked_devices(&t).expect("devices"),
+        vec![device.clone()]
+    );
 }
 
 #[tokio::test]
@@ -1200,12 +1205,14 @@ async fn every_route_checks_role_and_tenant() {
     .await;
     let job = v["id"].as_str().expect("job").to_owned();
 
+    // Only a tenant's owner grants pii_reader (never a platform admin): an owner makes them.
+    let root = user(&f.state, &admin, &t, "root@acme.example", json!(["owner"])).await;
     let mut principals = Vec::new();
     for role in crate::accounts::Role::ALL {
         let name = role.as_str().replace('_', "");
         let token = user(
             &f.state,
-            &admin,
+            &root,
             &t,
             &format!("{name}@acme.example"),
             json!([role]),
@@ -1213,9 +1220,17 @@ async fn every_route_checks_role_and_tenant() {
         .await;
         principals.push((role.as_str().to_owned(), token));
     }
-    let outsider = user(
+    let other_root = user(
         &f.state,
         &admin,
+        &other,
+        "root@other.example",
+        json!(["owner"]),
+    )
+    .await;
+    let outsider = user(
+        &f.state,
+        &other_root,
         &other,
         "boss@other.example",
         json!(["owner", "admin", "operator", "auditor", "pii_reader"]),
@@ -2768,3 +2783,5 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
         "{v}"
     );
 }
+
+mod pii;

@@ -62,9 +62,10 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// Whether `who` may grant `role` in its tenant.
+/// Whether `who` may grant `role` in its tenant. Only a tenant's owner grants `pii_reader`:
+/// a platform admin, who may not see PII, may not hand out the role that does.
 pub(super) fn may_grant(who: &Principal, role: Role) -> bool {
-    who.platform_admin
+    (who.platform_admin && role != Role::PiiReader)
         || who.roles.contains(&Role::Owner)
         || (who.roles.contains(&Role::Admin)
             && matches!(role, Role::Admin | Role::Operator | Role::Auditor))
