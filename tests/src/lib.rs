@@ -4,6 +4,7 @@
 //! binary.
 //!
 //! # Layout
+//! - [`rogue`]: a lying site peer (enrolled like any station) for the issue-11 attack tests.
 //! - [`printer_sim`]: a raw-TCP printer simulator that answers like a Zebra (or like an
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
@@ -25,6 +26,7 @@ pub mod ledger;
 pub mod load;
 pub mod netns;
 pub mod printer_sim;
+pub mod rogue;
 pub mod scenario;
 pub mod spapi_standin;
 pub mod stats;
