@@ -18,11 +18,17 @@ use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(90);
 
+/// A scratch directory, removed at the end unless `SEALPRINT_KEEP_LOGS` is set.
 fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
+    let mut dir = tempfile::Builder::new()
         .prefix("sealprint-neighbours-")
         .tempdir()
-        .expect("temp dir")
+        .expect("temp dir");
+    if std::env::var_os("SEALPRINT_KEEP_LOGS").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("logs kept in {}", dir.path().display());
+    }
+    dir
 }
 
 fn log_has(path: &Path, needle: &str) -> bool {
@@ -338,15 +344,17 @@ async fn a_revoked_devices_old_certificate_stays_refused_across_restarts() -> an
 
     // The certificate from before the renewal, to the peer and to the coordinator.
     rogue.present(first.clone()).await?;
-    let refused = |r: Response| matches!(r, Response::Error { .. });
+    // A refusal comes as an error, or as the connection closed under the request (the
+    // refuser disconnects); the logs below say why.
+    let refused = |r: anyhow::Result<Response>| !matches!(r, Ok(Response::Hello(_)));
     assert!(refused(
         rogue
             .ask(Target::Peer(peer_addr.clone()), hello(first.clone()))
-            .await?
+            .await
     ));
     wait_log("the peer refusing it", &peer.agent.log, "is revoked").await?;
     assert!(refused(
-        rogue.ask(Target::Coordinator, hello(first.clone())).await?
+        rogue.ask(Target::Coordinator, hello(first.clone())).await
     ));
     wait_log(
         "the coordinator refusing it",
@@ -379,7 +387,7 @@ async fn a_revoked_devices_old_certificate_stays_refused_across_restarts() -> an
         .expect("cert");
     for cert in [first, current] {
         assert!(refused(
-            rogue.ask(Target::Peer(addr.clone()), hello(cert)).await?
+            rogue.ask(Target::Peer(addr.clone()), hello(cert)).await
         ));
     }
     wait_log("the restarted peer refusing it", &log, "is revoked").await?;
