@@ -40,12 +40,13 @@ pub use envelope::{open, seal, EnvelopeError, JobHeader, Label, LabelFormat, Sea
 pub use ident::{validate_id, IdError};
 pub use message::{
     AcceptedIdentity, EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply,
-    Hello, JobOutcome, MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
-    ReceiptState, RelayReply, Request, Response,
+    Hello, JobOutcome, MeshPeerReport, OutcomeStatement, PrintReceipt, PrinterReport,
+    PrinterStatus, PrinterVerdict, ReceiptState, RelayReply, Relayed, Request, Response,
+    RevocationList, SignedOutcome, SignedReply, SignedRevocations,
 };
-pub use outcome::{OutcomeError, OutcomeExpectation, OutcomeStatement, SignedOutcome};
-pub use relay::{RelayError, Relayed};
-pub use reply::{ReplyError, RevocationList, SignedReply, SignedRevocations};
+pub use outcome::{OutcomeError, OutcomeExpectation};
+pub use relay::RelayError;
+pub use reply::ReplyError;
 pub use token::{EnrollmentToken, TokenError};
 
 /// Version string of this protocol crate; agents report theirs in heartbeats.

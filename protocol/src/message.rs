@@ -1,6 +1,6 @@
 //! Mesh messages: every exchange on the sealprint libp2p protocol is one [`Request`] answered
 //! by one [`Response`]. Agents talk to the coordinator over their uplink (or through a site
-//! peer that relays, see [`crate::relay`]), and to each other on the site's LAN mesh.
+//! peer that relays, see `relay`), and to each other on the site's LAN mesh.
 //!
 //! No message carries label bytes in the clear: jobs travel as [`SealedJob`]s. Reports carry
 //! ids, states and reasons, never names or addresses.
@@ -8,9 +8,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::SealedJob;
-use crate::outcome::SignedOutcome;
-use crate::relay::Relayed;
-use crate::reply::{SignedReply, SignedRevocations};
 
 /// A message that asks for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +57,18 @@ pub enum Response {
         /// A short reason for a person; never holds PII.
         message: String,
     },
+}
+
+/// A request signed by the device it comes from, carried by a relay (signed and checked by
+/// `relay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relayed {
+    /// The originating device.
+    pub device_id: String,
+    /// The encoded [`Request`].
+    pub payload: Vec<u8>,
+    /// ed25519 signature (64 bytes) over the domain prefix, device id and payload.
+    pub signature: Vec<u8>,
 }
 
 /// The coordinator's answer to a relayed message, as carried back by the relay.
@@ -314,4 +323,57 @@ pub struct Forward {
     pub device_id: String,
     /// The sealed job; the relay reads only its header.
     pub job: SealedJob,
+}
+
+// ---- signed end to end (checked by `outcome` and `reply`) -------------------------------
+
+/// What the device states about one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeStatement {
+    /// The delivery attempt (the sealed header's `attempt`).
+    pub attempt: u32,
+    /// The device that opened the envelope (and signs).
+    pub device_id: String,
+    /// What became of the attempt; names the job.
+    pub outcome: JobOutcome,
+    /// [`SealedJob::digest`] of the envelope the device opened.
+    pub envelope: [u8; 32],
+}
+
+/// An outcome statement with the device's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOutcome {
+    /// What is signed.
+    pub statement: OutcomeStatement,
+    /// ed25519 signature (64 bytes) over the domain prefix and the statement's encoding.
+    pub signature: Vec<u8>,
+}
+
+/// A tenant's revoked devices.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RevocationList {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Grows with every revocation; a list with a lower version is older.
+    pub version: u64,
+    /// The revoked devices: every certificate ever issued to one of them is refused.
+    pub devices: Vec<String>,
+}
+
+/// A revocation list signed by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRevocations {
+    /// What is signed.
+    pub list: RevocationList,
+    /// ed25519 signature (64 bytes) of the coordinator CA.
+    pub signature: Vec<u8>,
+}
+
+/// A heartbeat reply signed by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReply {
+    /// What is signed.
+    pub reply: HeartbeatReply,
+    /// ed25519 signature (64 bytes) of the coordinator CA.
+    pub signature: Vec<u8>,
 }

@@ -15,11 +15,10 @@
 //! [`SealedJob::digest`]: crate::envelope::SealedJob::digest
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ident::validate_id;
-use crate::message::JobOutcome;
+use crate::message::{JobOutcome, OutcomeStatement, SignedOutcome};
 
 const DOMAIN: &[u8] = b"sealprint/job-outcome/v1\0";
 /// Longest reason an outcome may carry, in bytes (longer ones are cut when signing).
@@ -38,28 +37,6 @@ pub enum OutcomeError {
     /// The outcome is about another job, attempt, device or envelope than the one expected.
     #[error("outcome is for another {0}")]
     Mismatch(&'static str),
-}
-
-/// What the device states about one delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeStatement {
-    /// The delivery attempt (the sealed header's `attempt`).
-    pub attempt: u32,
-    /// The device that opened the envelope (and signs).
-    pub device_id: String,
-    /// What became of the attempt; names the job.
-    pub outcome: JobOutcome,
-    /// [`crate::SealedJob::digest`] of the envelope the device opened.
-    pub envelope: [u8; 32],
-}
-
-/// An outcome statement with the device's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedOutcome {
-    /// What is signed.
-    pub statement: OutcomeStatement,
-    /// ed25519 signature (64 bytes) over the domain prefix and the statement's encoding.
-    pub signature: Vec<u8>,
 }
 
 /// What the coordinator expects of the outcome of one attempt it sent.

@@ -13,11 +13,11 @@
 //! Checks are pure: the caller passes the pinned key and its counters.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::ident::validate_id;
-use crate::message::HeartbeatReply;
+use crate::message::{HeartbeatReply, RevocationList, SignedReply, SignedRevocations};
 
 const REVOCATIONS_DOMAIN: &[u8] = b"sealprint/revocations/v1\0";
 const REPLY_DOMAIN: &[u8] = b"sealprint/heartbeat-reply/v1\0";
@@ -40,35 +40,6 @@ pub enum ReplyError {
     /// The reply answers a heartbeat already answered, or one never sent (a replay).
     #[error("stale or replayed heartbeat reply (answers heartbeat {0})")]
     Stale(u64),
-}
-
-/// A tenant's revoked devices.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RevocationList {
-    /// The tenant.
-    pub tenant_id: String,
-    /// Grows with every revocation; a list with a lower version is older.
-    pub version: u64,
-    /// The revoked devices: every certificate ever issued to one of them is refused.
-    pub devices: Vec<String>,
-}
-
-/// A revocation list signed by the coordinator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedRevocations {
-    /// What is signed.
-    pub list: RevocationList,
-    /// ed25519 signature (64 bytes) of the coordinator CA.
-    pub signature: Vec<u8>,
-}
-
-/// A heartbeat reply signed by the coordinator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedReply {
-    /// What is signed.
-    pub reply: HeartbeatReply,
-    /// ed25519 signature (64 bytes) of the coordinator CA.
-    pub signature: Vec<u8>,
 }
 
 fn signed_message<T: Serialize>(domain: &[u8], body: &T) -> Result<Vec<u8>, ReplyError> {
