@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,10 +36,14 @@ use sealprint_protocol::{
     OutcomeExpectation, PrinterVerdict, ReceiptState, RelayReply, Relayed, Request, Response,
     RevocationList, SignedOutcome, SignedReply, SignedRevocations,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
+
+mod revoked;
+
+use revoked::RevokedSignal;
 
 use crate::core::agents::MIN_AGENT_VERSION;
 use crate::core::dispatch::{
@@ -70,41 +74,6 @@ pub struct MeshHandle {
     tx: mpsc::Sender<Command>,
     backlog: Arc<Backlog>,
     revoked: Arc<RevokedSignal>,
-}
-
-/// Devices revoked by the API that the event loop has not taken in yet. Unlike a message on a
-/// bounded channel, an entry cannot be dropped when the loop is busy: the API inserts and
-/// wakes the loop (a `Notify` keeps the wake-up if the loop is not waiting), the loop drains
-/// the set, and the send path consults it before sealing a job.
-#[derive(Debug, Default)]
-struct RevokedSignal {
-    pending: Mutex<HashSet<String>>,
-    wake: Notify,
-}
-
-impl RevokedSignal {
-    fn insert(&self, device_id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(device_id.to_owned());
-        self.wake.notify_one();
-    }
-
-    fn take(&self) -> Vec<String> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain()
-            .collect()
-    }
-
-    fn contains(&self, device_id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(device_id)
-    }
 }
 
 /// How many jobs wait for a printer, shared by the event loop (which counts its queue) and
@@ -407,7 +376,7 @@ impl EventLoop {
             tokio::select! {
                 // First: a revocation is taken in before any other event is handled.
                 biased;
-                _ = signal.wake.notified() => {
+                _ = signal.notified() => {
                     for device_id in self.signal.take() {
                         self.on_revoked(device_id);
                     }
