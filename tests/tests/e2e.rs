@@ -1111,10 +1111,11 @@ mod spapi {
                 json!({"source": "fax", "connection": conn, "pool": "outbound"}),
                 StatusCode::BAD_REQUEST,
             ),
+            // A reprint is a pii_reader's action: a platform admin is refused first.
             (
                 json!({"source": "mfn_shipment", "connection": "spc-nope", "shipment_id": "s",
                 "pool": "outbound"}),
-                StatusCode::NOT_FOUND,
+                StatusCode::FORBIDDEN,
             ),
             (
                 json!({"source": "shipping_v2", "connection": conn, "request_token": "t",
