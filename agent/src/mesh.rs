@@ -917,7 +917,7 @@ impl EventLoop {
     }
 
     fn send_heartbeat(&mut self) {
-        let seq = match self.counter.next() {
+        let seq = match self.counter.issue() {
             Ok(n) => n,
             Err(e) => return warn!(error = %e, "heartbeat counter not reserved; heartbeat skipped"),
         };

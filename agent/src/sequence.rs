@@ -67,7 +67,7 @@ impl HeartbeatCounter {
     /// # Errors
     /// [`IdentityError`] when a block had to be reserved and could not be written: no
     /// number is handed out then (the heartbeat is skipped).
-    pub fn next(&mut self) -> Result<u64, IdentityError> {
+    pub fn issue(&mut self) -> Result<u64, IdentityError> {
         if self.next >= self.ceiling {
             self.reserve()?;
         }
@@ -85,16 +85,16 @@ mod tests {
     fn grows_across_restarts_and_blocks() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = HeartbeatCounter::load(dir.path()).expect("loads");
-        let first = c.next().expect("n");
+        let first = c.issue().expect("n");
         let mut last = first;
         for _ in 0..(BLOCK + 5) {
-            let n = c.next().expect("n");
+            let n = c.issue().expect("n");
             assert!(n > last);
             last = n;
         }
         drop(c);
         let mut again = HeartbeatCounter::load(dir.path()).expect("loads");
-        assert!(again.next().expect("n") > last);
+        assert!(again.issue().expect("n") > last);
         std::fs::write(dir.path().join(SEQUENCE_FILE), b"bad").expect("writes");
         assert!(HeartbeatCounter::load(dir.path()).is_err());
     }

@@ -287,6 +287,9 @@ fn now_ms() -> u64 {
     crate::core::clock::now_ms()
 }
 
+/// Why a request is refused, before it becomes a [`Response::Error`].
+type Refusal = (ErrorCode, &'static str);
+
 fn refuse(code: ErrorCode, message: &str) -> Response {
     Response::Error {
         code,
@@ -559,7 +562,7 @@ impl EventLoop {
                     Request::Heartbeat(hb) if hb.device_id == record.device_id => {
                         match self.on_heartbeat(&record, &hb, Some(peer), None) {
                             Ok(reply) => Response::HeartbeatReply(reply),
-                            Err(resp) => resp,
+                            Err((code, message)) => refuse(code, message),
                         }
                     }
                     Request::Relay(relayed) => self.on_relay(&record, &relayed),
@@ -724,7 +727,7 @@ impl EventLoop {
         hb: &Heartbeat,
         direct: Option<PeerId>,
         relay: Option<&str>,
-    ) -> Result<SignedReply, Response> {
+    ) -> Result<SignedReply, Refusal> {
         let now = now_ms();
         let last = self
             .heartbeat_seqs
@@ -733,14 +736,14 @@ impl EventLoop {
             .unwrap_or(record.heartbeat_seq);
         if hb.seq <= last {
             warn!(device = %record.device_id, seq = hb.seq, last, relay = ?relay, "replayed or stale heartbeat refused");
-            return Err(refuse(ErrorCode::BadRequest, "stale heartbeat counter"));
+            return Err((ErrorCode::BadRequest, "stale heartbeat counter"));
         }
         if let Err(e) = self
             .store
             .record_heartbeat(&record.device_id, hb, relay, now)
         {
             warn!(error = %e, "heartbeat not recorded");
-            return Err(refuse(ErrorCode::Internal, "heartbeat not recorded"));
+            return Err((ErrorCode::Internal, "heartbeat not recorded"));
         }
         self.fleet
             .heartbeat(live_of(record, direct), hb, relay, now);
@@ -758,14 +761,14 @@ impl EventLoop {
         };
         SignedReply::sign(reply, self.identity.ca_signing_key()).map_err(|e| {
             warn!(error = %e, "heartbeat reply not signed");
-            refuse(ErrorCode::Internal, "reply not signed")
+            (ErrorCode::Internal, "reply not signed")
         })
     }
 
     /// The tenant's signed revocation list, from a cache a revocation clears (and that
     /// expires after 10 s): reading it from the store means scanning every agent of the
     /// tenant, and signing it costs a signature, once per heartbeat otherwise.
-    fn revocations(&mut self, tenant_id: &str) -> Result<SignedRevocations, Response> {
+    fn revocations(&mut self, tenant_id: &str) -> Result<SignedRevocations, Refusal> {
         if let Some((at, cached)) = self.revocations.get(tenant_id) {
             if at.elapsed() < Duration::from_secs(10) {
                 return Ok(cached.clone());
@@ -773,7 +776,7 @@ impl EventLoop {
         }
         let devices = self.store.revoked_devices(tenant_id).map_err(|e| {
             warn!(error = %e, "revoked devices not readable");
-            refuse(ErrorCode::Internal, "revocations unavailable")
+            (ErrorCode::Internal, "revocations unavailable")
         })?;
         // Revocation is final and agent records are never deleted while their tenant lives,
         // so the count of revoked devices only grows: it is the list's version.
@@ -785,7 +788,7 @@ impl EventLoop {
         let signed =
             SignedRevocations::sign(list, self.identity.ca_signing_key()).map_err(|e| {
                 warn!(error = %e, "revocation list not signed");
-                refuse(ErrorCode::Internal, "revocations unavailable")
+                (ErrorCode::Internal, "revocations unavailable")
             })?;
         self.revocations.insert(
             tenant_id.to_owned(),
@@ -897,10 +900,9 @@ impl EventLoop {
         };
         match self.on_heartbeat(&origin, &hb, None, Some(&relay.device_id)) {
             Ok(r) => reply(RelayReply::HeartbeatReply(r)),
-            Err(Response::Error { code, message }) => reply(RelayReply::Error { code, message }),
-            Err(_) => reply(RelayReply::Error {
-                code: ErrorCode::Internal,
-                message: "heartbeat not recorded".into(),
+            Err((code, message)) => reply(RelayReply::Error {
+                code,
+                message: message.to_owned(),
             }),
         }
     }
