@@ -14,6 +14,8 @@
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
 //! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
 //!   site, enrolled agents with simulated printers).
+//! - `sim_activity`: what a printer simulator is doing (open connections, jobs received,
+//!   stalled), behind [`printer_sim::SimHandle`].
 //! - [`stats`]: latency percentiles for the demo and the benchmark.
 //! - [`spapi_standin`]: an HTTPS stand-in for Amazon's SP-API (LWA, Tokens, MFN v0, Shipping
 //!   v2) that can misbehave on demand.
@@ -26,6 +28,7 @@ pub mod load;
 pub mod netns;
 pub mod printer_sim;
 pub mod scenario;
+mod sim_activity;
 pub mod spapi_standin;
 pub mod stats;
 

@@ -13,9 +13,6 @@ use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(60);
 
-#[path = "e2e/faults.rs"]
-mod faults;
-
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("sealprint-e2e-")
