@@ -579,4 +579,29 @@ mod tests {
             LostAnswer::InDoubt
         );
     }
+
+    /// Between the deadline and the deadline plus the allowed skew, the agent's clock may be
+    /// behind: it may still print, so the job is not sent elsewhere yet.
+    #[test]
+    fn no_reassignment_before_the_deadline_plus_skew() {
+        let cfg = DispatchConfig::default();
+        let (sent, deadline) = (10_000, 40_000);
+        for clock in [
+            deadline,
+            deadline + 1,
+            deadline + cfg.allowed_skew_ms / 2,
+            deadline + cfg.allowed_skew_ms,
+        ] {
+            assert_eq!(
+                judge_lost_answer(&hb("a", vec![], clock, clock / 1000), sent, deadline, &cfg),
+                LostAnswer::Wait,
+                "agent clock {clock}"
+            );
+        }
+        let after = deadline + cfg.allowed_skew_ms + 1;
+        assert_eq!(
+            judge_lost_answer(&hb("a", vec![], after, after / 1000), sent, deadline, &cfg),
+            LostAnswer::Reassign
+        );
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
 //! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
+//! - [`leak_scan`]: looks for a label's text on disk, raw, base64 or gzipped.
 //! - [`ledger`]: labels sent under faults and the check of the delivery promise.
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
@@ -23,6 +24,7 @@
 pub mod api_client;
 pub mod cluster;
 pub mod delay_proxy;
+pub mod leak_scan;
 pub mod ledger;
 pub mod load;
 pub mod netns;

@@ -1013,3 +1013,38 @@ async fn winspool_and_usb_are_refused_where_they_cannot_exist() {
 
 #[cfg(target_os = "linux")]
 mod real;
+
+/// The device is asked again before each label: one swapped after verification gets nothing.
+#[tokio::test]
+async fn a_device_swapped_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.verdict, PrinterVerdict::Verified);
+    fake.set(Answers::zebra("OTHER0000001"));
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert!(
+        matches!(&result, Err(PrintError::NotPrinted(r)) if r.starts_with("identity changed")),
+        "{result:?}"
+    );
+    assert!(
+        fake.received().is_empty(),
+        "a label reached the swapped device"
+    );
+}
+
+/// A printer that ran out of paper after its last check gets no label.
+#[tokio::test]
+async fn a_printer_out_of_paper_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.status, PrinterStatus::Ready);
+    let mut answers = Answers::zebra(SERIAL);
+    answers.hs = Some(hs(1, 0, 0));
+    fake.set(answers);
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert_eq!(result, Err(PrintError::NotPrinted("paper out".to_owned())));
+    assert!(
+        fake.received().is_empty(),
+        "a label reached a printer out of paper"
+    );
+}
