@@ -290,9 +290,12 @@ pub fn judge_lost_answer(
     deadline_ms: u64,
     cfg: &DispatchConfig,
 ) -> LostAnswer {
+    // The agent's boot by its own clock: uptime is whole seconds rounded down, so the process
+    // started at or before this instant, and at most the allowed skew later by ours. Its
+    // receipts are in memory: unless it was provably running when the job was sent, it may
+    // have printed the job and forgotten it.
     let boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
-    // uptime is whole seconds: allow one second of rounding, plus the skew.
-    if boot_ms > dispatched_at_ms + cfg.allowed_skew_ms + 1_000 {
+    if boot_ms + cfg.allowed_skew_ms >= dispatched_at_ms {
         return LostAnswer::InDoubt;
     }
     if hb.clock_ms > deadline_ms + cfg.allowed_skew_ms {
@@ -578,6 +581,23 @@ mod tests {
             judge_lost_answer(&hb("a", vec![], 50_000, 20), 10_000, 40_000, &cfg),
             LostAnswer::InDoubt
         );
+    }
+
+    /// An agent that restarted shortly after the job was sent (within the rounding of its
+    /// uptime and the skew) may have printed it before dying: in doubt, never reassigned.
+    #[test]
+    fn an_agent_restarted_just_after_the_send_is_in_doubt() {
+        let cfg = DispatchConfig::default();
+        let (sent, deadline) = (10_000, 40_000);
+        for boot in [sent - cfg.allowed_skew_ms, sent, sent + 500, sent + 2_900] {
+            let clock = deadline + cfg.allowed_skew_ms + 5_000;
+            let uptime_s = (clock - boot) / 1000;
+            assert_eq!(
+                judge_lost_answer(&hb("a", vec![], clock, uptime_s), sent, deadline, &cfg),
+                LostAnswer::InDoubt,
+                "agent booted at {boot}"
+            );
+        }
     }
 
     /// Between the deadline and the deadline plus the allowed skew, the agent's clock may be
