@@ -23,7 +23,7 @@ use thiserror::Error;
 use tracing::warn;
 use zeroize::Zeroizing;
 
-use super::label::push_zeroizing;
+use crate::core::buffer::push_zeroizing;
 
 /// The shared client.
 pub type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
