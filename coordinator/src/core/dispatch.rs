@@ -291,17 +291,24 @@ pub fn judge_lost_answer(
     cfg: &DispatchConfig,
 ) -> LostAnswer {
     // The agent's boot by its own clock: uptime is whole seconds rounded down, so the process
-    // started at or before this instant, and at most the allowed skew later by ours. Its
-    // receipts are in memory: unless it was provably running when the job was sent, it may
-    // have printed the job and forgotten it.
+    // started at most a second before this instant, and our clock may differ by the skew.
     let boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
-    if boot_ms + cfg.allowed_skew_ms >= dispatched_at_ms {
+    if boot_ms > dispatched_at_ms + cfg.allowed_skew_ms + 1_000 {
+        // Surely a new process: the request went to the old one, which may have printed it.
         return LostAnswer::InDoubt;
     }
-    if hb.clock_ms > deadline_ms + cfg.allowed_skew_ms {
-        LostAnswer::Reassign
+    if hb.clock_ms <= deadline_ms + cfg.allowed_skew_ms {
+        // The job may still reach this process, and it may still print it.
+        return LostAnswer::Wait;
+    }
+    // Past the deadline, nothing prints it any more. Receipts live in the agent's memory: only
+    // a process provably running at the send (its latest possible boot, plus the skew, before
+    // it) would list the job had it got it. One that may have started after the send may have
+    // replaced a process that printed the job and died.
+    if boot_ms + cfg.allowed_skew_ms >= dispatched_at_ms {
+        LostAnswer::InDoubt
     } else {
-        LostAnswer::Wait
+        LostAnswer::Reassign
     }
 }
 
@@ -584,11 +591,25 @@ mod tests {
     }
 
     /// An agent that restarted shortly after the job was sent (within the rounding of its
-    /// uptime and the skew) may have printed it before dying: in doubt, never reassigned.
+    /// uptime and the skew) may have printed it before dying: in doubt after the deadline,
+    /// never reassigned. Before the deadline a young process waits: the job may still come.
     #[test]
     fn an_agent_restarted_just_after_the_send_is_in_doubt() {
         let cfg = DispatchConfig::default();
         let (sent, deadline) = (10_000, 40_000);
+        for boot in [sent - 500, sent + 500] {
+            let clock = sent + 3_000;
+            assert_eq!(
+                judge_lost_answer(
+                    &hb("a", vec![], clock, (clock - boot) / 1000),
+                    sent,
+                    deadline,
+                    &cfg
+                ),
+                LostAnswer::Wait,
+                "agent booted at {boot}, before the deadline"
+            );
+        }
         for boot in [sent - cfg.allowed_skew_ms, sent, sent + 500, sent + 2_900] {
             let clock = deadline + cfg.allowed_skew_ms + 5_000;
             let uptime_s = (clock - boot) / 1000;
