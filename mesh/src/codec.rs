@@ -4,7 +4,6 @@
 
 use std::io;
 
-use async_trait::async_trait;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use sealprint_protocol::codec::{decode_payload, encode_frame, payload_len, LEN_PREFIX};
@@ -62,7 +61,6 @@ fn zeroize_vec(mut v: Vec<u8>) {
     std::hint::black_box(&v);
 }
 
-#[async_trait]
 impl libp2p::request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
     type Request = Request;

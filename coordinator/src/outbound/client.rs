@@ -17,6 +17,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tracing::warn;
 use zeroize::Zeroizing;
@@ -59,7 +61,7 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, SetupError> {
         path: shown.clone(),
         source,
     })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).collect();
     if certs.is_empty() || certs.iter().any(Result::is_err) {
         return Err(SetupError::CaPem(shown));
     }
@@ -81,7 +83,7 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, S
     }
     let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
     if let Some(pem) = extra_ca_pem {
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|_| SetupError::CaPem("extra ca".into()))?;
             roots
                 .add(cert)
