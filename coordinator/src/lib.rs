@@ -26,12 +26,14 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod audit_writer;
 pub mod ca;
 pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod dispatch;
 pub mod error;
+pub mod failures;
 pub mod init;
 pub mod mesh;
 pub mod monitor;
@@ -125,6 +127,12 @@ pub async fn start(
     let tls = Arc::new(api::load_tls(&config.data_dir)?);
     let api_addr = api_listener.local_addr()?;
 
+    let failures = failures::FailureLog::new(config.failure_summary_interval);
+    tracker.spawn(failures::run(
+        store.clone(),
+        failures.clone(),
+        shutdown.clone(),
+    ));
     let mesh = mesh::start(
         mesh::MeshConfig {
             listen: config.mesh_listen.clone(),
@@ -132,6 +140,8 @@ pub async fn start(
             heartbeat_interval: config.heartbeat_interval,
             cert_validity: config.cert_validity,
             delivery: config.delivery,
+            hello_deadline: config.hello_deadline,
+            failures: failures.clone(),
         },
         store.clone(),
         identity.clone(),
@@ -168,6 +178,7 @@ pub async fn start(
         heartbeat_interval: config.heartbeat_interval,
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
+        failures,
     });
     tracker.spawn(retention::run(
         store.clone(),

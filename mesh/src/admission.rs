@@ -72,8 +72,24 @@ struct Conn {
     /// The remote IP of an inbound connection (outbound ones are not capped).
     inbound_ip: Option<IpAddr>,
     opened: Instant,
+    /// When a refused connection is closed (its answer has had time to leave).
+    close_at: Option<Instant>,
     gate: Arc<Gate>,
 }
+
+impl Conn {
+    /// When this connection is closed unless something changes.
+    fn deadline(&self, hello_deadline: Duration) -> Option<Instant> {
+        let unverified = (!self.gate.is_verified()).then(|| self.opened + hello_deadline);
+        match (unverified, self.close_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How long a refused peer's connection stays open so that the refusal reaches it.
+const REFUSAL_GRACE: Duration = Duration::from_millis(500);
 
 /// The admission behaviour. Its field must come right before `rr` in [`crate::Behaviour`].
 pub struct Admission {
@@ -88,6 +104,8 @@ pub struct Admission {
     trusted: HashSet<PeerId>,
     /// Connections to close on the next poll.
     closing: Vec<(PeerId, ConnectionId)>,
+    /// Connections closed since the swarm was built, by reason: (deadline, violation, refusal).
+    closed: (u64, u64, u64),
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -101,6 +119,7 @@ impl Admission {
             verified: HashSet::new(),
             trusted: HashSet::new(),
             closing: Vec::new(),
+            closed: (0, 0, 0),
             timer: None,
         }
     }
@@ -121,15 +140,33 @@ impl Admission {
     }
 
     /// `peer` is refused (a bad hello, a failed enrollment, a revoked certificate): no new
-    /// stream of it is read and its connections are closed.
+    /// stream of it is read, and its connections are closed once the answer in hand has had
+    /// a moment to leave.
     pub fn refuse(&mut self, peer: PeerId) {
         self.verified.remove(&peer);
-        for (id, c) in self.conns.iter().filter(|(_, c)| c.peer == peer) {
-            c.gate.set_verified(self.trusted.contains(&peer));
+        let at = Instant::now() + REFUSAL_GRACE;
+        let trusted = self.trusted.contains(&peer);
+        for c in self.conns.values_mut().filter(|c| c.peer == peer) {
+            c.gate.set_verified(trusted);
             c.gate.close();
-            self.closing.push((peer, *id));
+            c.close_at.get_or_insert(at);
         }
+        self.arm_timer();
         self.handoff.waker.wake();
+    }
+
+    /// The remote IP address of `peer`'s inbound connection, if it has one.
+    pub fn remote_ip(&self, peer: &PeerId) -> Option<IpAddr> {
+        self.conns
+            .values()
+            .find(|c| c.peer == *peer && c.inbound_ip.is_some())
+            .and_then(|c| c.inbound_ip)
+    }
+
+    /// Connections closed so far: (no hello before the deadline, broke a pre-hello rule,
+    /// refused).
+    pub fn closed_counts(&self) -> (u64, u64, u64) {
+        self.closed
     }
 
     /// Whether `peer` is verified (or pinned).
@@ -139,12 +176,17 @@ impl Admission {
 
     /// Unverified connections open now (inbound and outbound).
     pub fn unverified(&self) -> usize {
-        self.conns.values().filter(|c| !c.gate.is_verified()).count()
+        self.conns
+            .values()
+            .filter(|c| !c.gate.is_verified())
+            .count()
     }
 
     fn unverified_inbound(&self, ip: Option<IpAddr>) -> (usize, usize) {
         let mut total = self.handshaking.len();
-        let mut same = ip.map_or(0, |ip| self.handshaking.values().filter(|i| **i == ip).count());
+        let mut same = ip.map_or(0, |ip| {
+            self.handshaking.values().filter(|i| **i == ip).count()
+        });
         for c in self.conns.values() {
             if let (Some(cip), false) = (c.inbound_ip, c.gate.is_verified()) {
                 total += 1;
@@ -162,7 +204,9 @@ impl Admission {
             return Err(AdmissionDenied::Total(self.limits.max_unverified));
         }
         if same >= self.limits.max_unverified_per_ip {
-            return Err(AdmissionDenied::PerAddress(self.limits.max_unverified_per_ip));
+            return Err(AdmissionDenied::PerAddress(
+                self.limits.max_unverified_per_ip,
+            ));
         }
         Ok(())
     }
@@ -177,6 +221,7 @@ impl Admission {
                 peer,
                 inbound_ip,
                 opened: Instant::now(),
+                close_at: None,
                 gate,
             },
         );
@@ -186,33 +231,38 @@ impl Admission {
     }
 
     fn arm_timer(&mut self) {
-        let earliest = self
-            .conns
-            .values()
-            .filter(|c| !c.gate.is_verified())
-            .map(|c| c.opened + self.limits.hello_deadline)
-            .min();
+        let hello = self.limits.hello_deadline;
+        let earliest = self.conns.values().filter_map(|c| c.deadline(hello)).min();
         self.timer = earliest.map(|at| Box::pin(tokio::time::sleep_until(at)));
     }
 
     /// Connections past their deadline, or whose peer broke a pre-hello rule.
     fn collect_overdue(&mut self) {
         let now = Instant::now();
+        let hello = self.limits.hello_deadline;
+        let mut done = Vec::new();
         for (id, c) in &self.conns {
-            if c.gate.is_closing() {
-                continue;
-            }
-            let late = !c.gate.is_verified() && now >= c.opened + self.limits.hello_deadline;
-            if late || c.gate.violated() {
-                let why = if late {
-                    "no hello before the deadline"
+            let why = if c.gate.violated() {
+                self.closed.1 += 1;
+                "broke a pre-hello limit"
+            } else if c.deadline(hello).is_some_and(|d| now >= d) {
+                if c.close_at.is_some() {
+                    self.closed.2 += 1;
+                    "refused"
                 } else {
-                    "broke a pre-hello limit"
-                };
-                tracing::debug!(peer = %c.peer, why, "closing unverified connection");
-                c.gate.close();
-                self.closing.push((c.peer, *id));
-            }
+                    self.closed.0 += 1;
+                    "no hello before the deadline"
+                }
+            } else {
+                continue;
+            };
+            tracing::debug!(peer = %c.peer, why, "closing connection");
+            c.gate.close();
+            done.push(*id);
+            self.closing.push((c.peer, *id));
+        }
+        for id in done {
+            self.conns.remove(&id);
         }
     }
 }
@@ -308,7 +358,10 @@ impl NetworkBehaviour for Admission {
         match event {}
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         self.handoff.waker.register(cx.waker());
         if let Some(timer) = &mut self.timer {
             if timer.as_mut().poll(cx).is_ready() {
@@ -317,7 +370,6 @@ impl NetworkBehaviour for Admission {
         }
         self.collect_overdue();
         if let Some((peer_id, id)) = self.closing.pop() {
-            self.conns.remove(&id);
             // Come back for the rest.
             cx.waker().wake_by_ref();
             return Poll::Ready(ToSwarm::CloseConnection {
@@ -386,14 +438,22 @@ mod tests {
             assert_eq!(res.is_ok(), i < 3, "{ip}");
         }
         assert!(a
-            .handle_pending_inbound_connection(ConnectionId::new_unchecked(20), &local, &addr("10.0.0.9"))
+            .handle_pending_inbound_connection(
+                ConnectionId::new_unchecked(20),
+                &local,
+                &addr("10.0.0.9")
+            )
             .is_err());
 
         // A verified peer's connection no longer counts.
         let peer = a.conns[&ConnectionId::new_unchecked(1)].peer;
         a.verify(peer);
         assert!(a
-            .handle_pending_inbound_connection(ConnectionId::new_unchecked(21), &local, &addr("10.0.0.9"))
+            .handle_pending_inbound_connection(
+                ConnectionId::new_unchecked(21),
+                &local,
+                &addr("10.0.0.9")
+            )
             .is_ok());
     }
 }
