@@ -9,6 +9,8 @@
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
 //! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
+//! - [`hostile`]: a mesh peer with no certificate that stays silent, pushes huge frames or
+//!   enrolls with made-up tokens (the attack tests).
 //! - [`ledger`]: labels sent under faults and the check of the delivery promise.
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
@@ -21,6 +23,7 @@
 pub mod api_client;
 pub mod cluster;
 pub mod delay_proxy;
+pub mod hostile;
 pub mod ledger;
 pub mod load;
 pub mod netns;
