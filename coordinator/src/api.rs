@@ -23,7 +23,7 @@
 //! addresses, tokens or passwords: only ids and hashes.
 //!
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
-//! SP-API itself (`spapi` hands that to [`crate::spapi`], in the background).
+//! SP-API itself (`spapi` hands that to [`crate::services::spapi`], in the background).
 
 mod access;
 mod admin;
@@ -65,6 +65,7 @@ pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
+use crate::core::dispatcher::Dispatch;
 use crate::store::{AuditEntry, Store};
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
@@ -73,22 +74,6 @@ pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the API tells the mesh. Implementations must not block: they hand work over (e.g. on
-/// a bounded channel) and return.
-pub trait Dispatch: Send + Sync + 'static {
-    /// A job was stored as queued (its label encrypted in the store); the dispatcher takes it
-    /// from here. Must not block.
-    fn job_submitted(&self, tenant_id: &str, job_id: &str);
-    /// A device's certificate was revoked; the mesh refuses and disconnects it. Must not
-    /// block.
-    fn agent_revoked(&self, device_id: &str);
-    /// Whether as many jobs wait for a printer as the coordinator holds: new labels are then
-    /// refused with 429 and a Retry-After, instead of memory growing without bound.
-    fn backlog_full(&self) -> bool {
-        false
-    }
-}
 
 /// What every handler needs.
 pub struct ApiState {
@@ -105,9 +90,9 @@ pub struct ApiState {
     /// The billing webhook's HMAC secret; `None` turns the webhook off (503).
     pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
     /// The SP-API client (connections, shopping, background label fetches).
-    pub spapi: crate::spapi::SpApi,
+    pub spapi: crate::services::spapi::SpApi,
     /// Unauthenticated failures (unknown logins, bad billing signatures), summarised.
-    pub failures: crate::failures::FailureLog,
+    pub failures: crate::services::failures::FailureLog,
 }
 
 impl ApiState {
@@ -364,7 +349,7 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     match r {
         Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),

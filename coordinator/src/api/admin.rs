@@ -352,7 +352,7 @@ pub(super) fn list_system_audit(state: &ApiState, who: &Principal) -> Result<Rep
     )
 }
 
-fn audit_list(entries: Vec<crate::audit::ChainedEntry>) -> Result<Reply, ApiError> {
+fn audit_list(entries: Vec<crate::core::audit::ChainedEntry>) -> Result<Reply, ApiError> {
     let list: Vec<Value> = entries
         .into_iter()
         .map(|e| {

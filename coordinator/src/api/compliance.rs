@@ -15,7 +15,7 @@
 //! | `GET /v1/tenants/{t}/compliance` | auditor, owner | tier, requirements, restrictions |
 //!
 //! Every change here is audited (ids and states only). The gates themselves are pure
-//! ([`crate::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
+//! ([`crate::core::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
 //! for the other handlers.
 
 use hyper::header::HeaderValue;
@@ -27,12 +27,12 @@ use tracing::{info, warn};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
-use crate::compliance::billing::{self, BillingEvent};
-use crate::compliance::{
+use crate::core::compliance::billing::{self, BillingEvent};
+use crate::core::compliance::{
     self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
     SubscriptionState, Suspension, TermsAcceptance,
 };
-use crate::notifications::notify_event;
+use crate::services::notifications::notify_event;
 use crate::store::{NotificationKind, StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
@@ -130,7 +130,7 @@ pub(super) async fn handle_public(
             headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),
             body,
             peer,
-            crate::now_ms(),
+            crate::core::clock::now_ms(),
         ),
         _ => Err(ApiError::not_found("route")),
     }
@@ -254,8 +254,8 @@ fn billing_webhook(
     if let Err(e) = billing::verify_signature(secret, header, body, now / 1000) {
         // Anyone can post to the webhook: failures are summarised per address.
         state.failures.record(
-            &crate::failures::source_of(peer),
-            crate::failures::FailureKind::BadBillingSignature,
+            &crate::services::failures::source_of(peer),
+            crate::core::failures::FailureKind::BadBillingSignature,
             &e.to_string(),
         );
         warn!(error = %e, "billing webhook refused");
@@ -525,7 +525,7 @@ fn get_compliance(
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadCompliance)?;
     let t = tenant_record(state, tenant)?;
-    let usage = crate::monitor::renewals::usage(&state.store, tenant, now)?;
+    let usage = crate::services::monitor::renewals::usage(&state.store, tenant, now)?;
     let evaluated = requirements::evaluate(t.attestation.as_ref(), &t.tier, now);
     let mut reqs = vec![
         requirement(

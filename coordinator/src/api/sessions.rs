@@ -5,7 +5,7 @@
 //! Password verification (argon2id) runs on the blocking pool; an unknown email is checked
 //! against a dummy hash so both failures take the same time and get the same answer.
 //!
-//! The account rules of [`crate::accounts`] are enforced here: a locked account is refused
+//! The account rules of [`crate::core::accounts`] are enforced here: a locked account is refused
 //! with 423 before its password is even checked; every failed check counts towards the
 //! lockout ([`accounts::LOCKOUT_THRESHOLD`] within 15 minutes lock it for 15 minutes, the
 //! failure that locks is answered 423 too); a correct but expired password (90 days) is
@@ -29,8 +29,8 @@ use zeroize::{Zeroize, Zeroizing};
 use super::auth::token_hash;
 use super::error::ApiError;
 use super::{parse_json, ApiState, Reply};
-use crate::accounts::{self, PasswordError};
-use crate::crypto;
+use crate::core::accounts::{self, PasswordError};
+use crate::core::crypto;
 use crate::store::{SessionRecord, UserRecord};
 
 /// Session lifetime, ms.
@@ -160,8 +160,8 @@ async fn check_credentials(
         (None, _) => {
             // A stranger can try emails as fast as it can send: summarised per address.
             state.failures.record(
-                &crate::failures::source_of(peer),
-                crate::failures::FailureKind::UnknownLogin,
+                &crate::services::failures::source_of(peer),
+                crate::core::failures::FailureKind::UnknownLogin,
                 action,
             );
             info!(user = "unknown", "login refused");
@@ -176,7 +176,7 @@ pub(super) async fn create(
     peer: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
     let login: Login = parse_json(body)?;
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let user = check_credentials(
         state,
         &login.email,
@@ -299,7 +299,7 @@ pub(super) async fn change_password(
     peer: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
     let req: ChangePassword = parse_json(body)?;
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let user = check_credentials(
         state,
         &req.email,
