@@ -294,4 +294,96 @@ mod tests {
             .expect_err("garbage");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
+
+    fn hello_frame(cert_len: usize) -> Vec<u8> {
+        let req = Request::Hello(Hello {
+            certificate: vec![9; cert_len],
+            has_uplink: false,
+        });
+        encode_frame(&req, usize::MAX).expect("encodes")
+    }
+
+    #[tokio::test]
+    async fn an_unverified_peer_gets_one_small_stream_at_a_time() {
+        let handoff = Arc::new(Handoff::default());
+        let prototype = FrameCodec::gated(1 << 20, 64, handoff.clone());
+        let gate = Arc::new(Gate::new(false));
+        handoff.offer(gate.clone());
+        let connection = prototype.clone();
+        assert!(
+            handoff.take().is_none(),
+            "the connection's codec took the gate"
+        );
+
+        let mut first = connection.clone();
+        let mut second = connection.clone();
+        let mut rd = Cursor::new(hello_frame(10));
+        first
+            .read_request(&PROTOCOL, &mut rd)
+            .await
+            .expect("a small hello");
+        let err = second
+            .read_request(&PROTOCOL, &mut Cursor::new(hello_frame(10)))
+            .await
+            .expect_err("a second stream while the first is open");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        first
+            .write_response(
+                &PROTOCOL,
+                &mut Cursor::new(Vec::new()),
+                Response::Enrolled(sealprint_protocol::Enrolled {
+                    certificate: Vec::new(),
+                    ca_public: [0; 32],
+                    coordinator_x25519: [0; 32],
+                }),
+            )
+            .await
+            .expect("answers");
+        second
+            .read_request(&PROTOCOL, &mut Cursor::new(hello_frame(10)))
+            .await
+            .expect("the next stream once the first is done");
+        drop(second);
+
+        let mut big = connection.clone();
+        let err = big
+            .read_request(&PROTOCOL, &mut Cursor::new(hello_frame(200)))
+            .await
+            .expect_err("larger than a hello");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(gate.violated(), "admission is told to close the connection");
+
+        gate.set_verified(true);
+        let mut verified = connection.clone();
+        verified
+            .read_request(&PROTOCOL, &mut Cursor::new(hello_frame(200)))
+            .await
+            .expect("a verified peer's frames go up to the full limit");
+
+        let orphan = FrameCodec::gated(1 << 20, 64, Arc::new(Handoff::default())).clone();
+        let err = orphan
+            .clone()
+            .read_request(&PROTOCOL, &mut Cursor::new(hello_frame(1)))
+            .await
+            .expect_err("no gate: nothing is read");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    /// A frame announcing far more than arrives costs only what arrived.
+    #[tokio::test]
+    async fn buffers_grow_with_the_bytes_received() {
+        let mut bytes = (8u32 * 1024 * 1024).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1u8; 100]);
+        let mut rd = Cursor::new(bytes);
+        let mut prefix = [0u8; LEN_PREFIX];
+        rd.read_exact(&mut prefix).await.expect("prefix");
+        let err = read_payload(&mut rd, 8 * 1024 * 1024)
+            .await
+            .expect_err("the rest never comes");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut rd = Cursor::new(vec![3u8; 100_000]);
+        let buf = read_payload(&mut rd, 100_000).await.expect("all of it");
+        assert_eq!(buf.len(), 100_000);
+        assert!(buf.capacity() < 2 * 100_000);
+    }
 }
