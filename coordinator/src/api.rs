@@ -91,6 +91,8 @@ pub struct ApiState {
     pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
     /// The SP-API client (connections, shopping, background label fetches).
     pub spapi: crate::services::spapi::SpApi,
+    /// Unauthenticated failures (unknown logins, bad billing signatures), summarised.
+    pub failures: crate::services::failures::FailureLog,
 }
 
 impl ApiState {
@@ -186,6 +188,8 @@ enum Route<'a> {
     Labels(&'a str),
     Label(&'a str, &'a str),
     Audit(&'a str),
+    /// Audit entries of no tenant (platform admins): summaries of strangers' failures.
+    SystemAudit,
     Compliance(compliance::Route<'a>),
     Security(security::Route<'a>),
     Notifications(notifications::Route<'a>),
@@ -200,7 +204,8 @@ impl Route<'_> {
             | Route::Agents(_)
             | Route::Printers(_)
             | Route::Label(..)
-            | Route::Audit(_) => m == Method::GET,
+            | Route::Audit(_)
+            | Route::SystemAudit => m == Method::GET,
             Route::Sessions
             | Route::EnrollmentTokens(..)
             | Route::Revoke(..)
@@ -240,6 +245,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "tenants", t, "labels"] => Route::Labels(t),
         ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
         ["v1", "tenants", t, "audit"] => Route::Audit(t),
+        ["v1", "audit"] => Route::SystemAudit,
         ["v1", "tenants", t, "spapi-connections", ..] => Route::Spapi(
             t,
             path.split_once("/spapi-connections").map_or("", |(_, r)| r),
@@ -250,6 +256,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         Route::Healthz
         | Route::Sessions
         | Route::Tenants
+        | Route::SystemAudit
         | Route::Compliance(_)
         | Route::Security(_)
         | Route::Notifications(_) => true,
@@ -383,6 +390,7 @@ where
             security::export_audit(state, &who, t)
         }
         Route::Audit(t) => admin::list_audit(state, &who, t),
+        Route::SystemAudit => admin::list_system_audit(state, &who),
         Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
         Route::Security(r) => security::handle(state, &who, r, &parts.method, &body, peer, now),
         Route::Notifications(r) => notifications::handle(state, &who, r, &parts.method, &body, now),

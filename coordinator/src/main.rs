@@ -102,6 +102,12 @@ struct ServeArgs {
     /// Jobs waiting for a printer before labels get 429 (default 10000).
     #[arg(long)]
     max_queued_jobs: Option<u64>,
+    /// Seconds a mesh peer has to show a valid hello or enroll (default 10).
+    #[arg(long)]
+    mesh_hello_deadline_secs: Option<u64>,
+    /// Period of the audit summaries of unauthenticated failures, seconds (default 60).
+    #[arg(long)]
+    failure_summary_interval_secs: Option<u64>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -137,6 +143,8 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         attempt_window_secs: a.attempt_window_secs,
         allowed_clock_skew_ms: a.allowed_clock_skew_ms,
         max_queued_jobs: a.max_queued_jobs,
+        mesh_hello_deadline_secs: a.mesh_hello_deadline_secs,
+        failure_summary_interval_secs: a.failure_summary_interval_secs,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);

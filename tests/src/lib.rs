@@ -10,6 +10,8 @@
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
 //! - [`cups`]: a private CUPS scheduler and `ippeveprinter` (Linux, as root).
 //! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
+//! - [`hostile`]: a mesh peer with no certificate that stays silent, pushes huge frames or
+//!   enrolls with made-up tokens (the attack tests).
 //! - [`leak_scan`]: looks for a label's text on disk, raw, base64 or gzipped.
 //! - [`ledger`]: labels sent under faults and the check of the delivery promise.
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
@@ -27,6 +29,7 @@ pub mod cluster;
 #[cfg(target_os = "linux")]
 pub mod cups;
 pub mod delay_proxy;
+pub mod hostile;
 pub mod leak_scan;
 pub mod ledger;
 pub mod load;

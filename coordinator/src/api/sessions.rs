@@ -158,7 +158,12 @@ async fn check_credentials(
             }
         }
         (None, _) => {
-            state.audit(None, "unknown", action, None, "bad credentials", now);
+            // A stranger can try emails as fast as it can send: summarised per address.
+            state.failures.record(
+                &crate::services::failures::source_of(peer),
+                crate::core::failures::FailureKind::UnknownLogin,
+                action,
+            );
             info!(user = "unknown", "login refused");
             Err(bad_credentials())
         }

@@ -66,6 +66,7 @@ fn fixture() -> Fixture {
         mesh_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
         heartbeat_interval: Duration::from_secs(10),
         billing_webhook_secret: Some(Zeroizing::new(WEBHOOK_SECRET.to_vec())),
+        failures: crate::services::failures::FailureLog::new(Duration::from_secs(60)),
     };
     Fixture {
         _dir: dir,
@@ -283,12 +284,15 @@ async fn login_and_authentication() {
     let (s, v) = call(&f.state, "GET", "/v1/tenants", Some(&token), Value::Null).await;
     assert_eq!((s, v), (StatusCode::OK, json!([])));
 
+    // The unknown email is summarised by address, not audited one by one.
     let audit = f.state.store.audit_entries(None).expect("audit");
     let actions: Vec<&str> = audit.iter().map(|e| e.entry.action.as_str()).collect();
-    assert_eq!(
-        actions,
-        ["session.failed", "session.failed", "session.created"]
-    );
+    assert_eq!(actions, ["session.failed", "session.created"]);
+    assert_eq!(f.state.failures.flush(&f.state.store, true), 1);
+    let audit = f.state.store.audit_entries(None).expect("audit");
+    let last = &audit.last().expect("summary").entry;
+    assert_eq!(last.action, "session.failed");
+    assert!(last.outcome.starts_with("count=1 "), "{last:?}");
     let admin = f
         .state
         .store
@@ -296,7 +300,10 @@ async fn login_and_authentication() {
         .expect("read")
         .expect("admin");
     assert_eq!(audit[0].entry.actor, admin.id, "known user: audited by id");
-    assert_eq!(audit[1].entry.actor, "unknown");
+    assert_eq!(
+        audit[2].entry.actor, "unknown address",
+        "a stranger: by address"
+    );
     let dump = serde_json::to_string(&audit).expect("json");
     assert!(!dump.contains("example.com") && !dump.contains(PASSWORD));
 }
@@ -1848,11 +1855,20 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
     )
     .await;
     assert_eq!(state(), "past_due");
+    // Four refusals from one address: no entry each, one summary with their count.
     let audit = actions(&f.state);
     assert_eq!(
         audit.iter().filter(|(a, _)| a == "billing.refused").count(),
-        4
+        0
     );
+    assert_eq!(f.state.failures.flush(&f.state.store, true), 1);
+    let audit = actions(&f.state);
+    let refused: Vec<_> = audit
+        .iter()
+        .filter(|(a, _)| a == "billing.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit:?}");
+    assert!(refused[0].1.starts_with("count=4 "), "{refused:?}");
 
     let off = ApiState {
         billing_webhook_secret: None,
@@ -1862,6 +1878,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         peer_id: String::new(),
         mesh_addrs: vec![],
         heartbeat_interval: Duration::from_secs(10),
+        failures: f.state.failures.clone(),
     };
     let resp = handle(
         &off,

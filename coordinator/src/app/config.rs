@@ -129,6 +129,14 @@ pub struct FileConfig {
     /// (default 10000).
     #[serde(alias = "max-queued-jobs")]
     pub max_queued_jobs: Option<u64>,
+    /// Seconds a mesh peer has to show a valid hello (or enroll) before it is disconnected,
+    /// 1..=60 (default 10).
+    #[serde(alias = "mesh-hello-deadline-secs")]
+    pub mesh_hello_deadline_secs: Option<u64>,
+    /// Period of the audit summaries of unauthenticated failures (one entry per source and
+    /// kind per period, with a count), in seconds, 1..=3600 (default 60).
+    #[serde(alias = "failure-summary-interval-secs")]
+    pub failure_summary_interval_secs: Option<u64>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -162,6 +170,10 @@ pub struct Overrides {
     pub allowed_clock_skew_ms: Option<u64>,
     /// `--max-queued-jobs`.
     pub max_queued_jobs: Option<u64>,
+    /// `--mesh-hello-deadline-secs`.
+    pub mesh_hello_deadline_secs: Option<u64>,
+    /// `--failure-summary-interval-secs`.
+    pub failure_summary_interval_secs: Option<u64>,
 }
 
 /// The validated configuration of `serve`.
@@ -195,6 +207,10 @@ pub struct ServeConfig {
     pub monitor_interval: Duration,
     /// Delivery windows and the queue bound.
     pub delivery: DeliveryConfig,
+    /// How long a mesh peer has to show a valid hello (or enroll).
+    pub hello_deadline: Duration,
+    /// Period of the summaries of unauthenticated failures.
+    pub failure_summary_interval: Duration,
 }
 
 /// Parses the TOML text of a configuration file.
@@ -306,6 +322,24 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
             "monitor_interval_secs: {monitor} is outside 1..=3600"
         ));
     }
+    let hello_deadline = in_range(
+        &mut problems,
+        "mesh_hello_deadline_secs",
+        flags
+            .mesh_hello_deadline_secs
+            .or(file.mesh_hello_deadline_secs)
+            .unwrap_or(10),
+        1..=60,
+    );
+    let failure_interval = in_range(
+        &mut problems,
+        "failure_summary_interval_secs",
+        flags
+            .failure_summary_interval_secs
+            .or(file.failure_summary_interval_secs)
+            .unwrap_or(60),
+        1..=3600,
+    );
     match (data_dir, master_key_file, api) {
         (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
             Ok(ServeConfig {
@@ -325,6 +359,8 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 retention,
                 monitor_interval: Duration::from_secs(monitor),
                 delivery,
+                hello_deadline: Duration::from_secs(hello_deadline),
+                failure_summary_interval: Duration::from_secs(failure_interval),
             })
         }
         _ => Err(ConfigError::Invalid(problems)),

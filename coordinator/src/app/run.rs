@@ -20,7 +20,7 @@ use crate::core::dispatcher::Dispatch;
 use crate::core::paths::db_path;
 use crate::outbound::client;
 use crate::services::ca::Identity;
-use crate::services::{mesh, monitor, notifications, retention, spapi};
+use crate::services::{failures, mesh, monitor, notifications, retention, spapi};
 use crate::store::Store;
 
 /// Where a started coordinator can be reached.
@@ -83,6 +83,12 @@ pub async fn start(
     let tls = Arc::new(api::load_tls(&config.data_dir)?);
     let api_addr = api_listener.local_addr()?;
 
+    let failures = failures::FailureLog::new(config.failure_summary_interval);
+    tracker.spawn(failures::run(
+        store.clone(),
+        failures.clone(),
+        shutdown.clone(),
+    ));
     let mesh = mesh::start(
         mesh::MeshConfig {
             listen: config.mesh_listen.clone(),
@@ -90,6 +96,8 @@ pub async fn start(
             heartbeat_interval: config.heartbeat_interval,
             cert_validity: config.cert_validity,
             delivery: config.delivery,
+            hello_deadline: config.hello_deadline,
+            failures: failures.clone(),
         },
         store.clone(),
         identity.clone(),
@@ -126,6 +134,7 @@ pub async fn start(
         heartbeat_interval: config.heartbeat_interval,
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
+        failures,
     });
     tracker.spawn(retention::run(
         store.clone(),
