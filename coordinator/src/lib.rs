@@ -168,6 +168,7 @@ pub async fn start(
         heartbeat_interval: config.heartbeat_interval,
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
+        limits: api::limits::Limits::default(),
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -190,6 +191,7 @@ pub async fn start(
         api_listener,
         tls,
         state,
+        api::ServerLimits::default(),
         shutdown,
         tracker.clone(),
     ));

@@ -205,6 +205,7 @@ fn spapi_error(e: &SpApiError) -> ApiError {
         status,
         code,
         message: e.to_string(),
+        retry_after_secs: None,
     }
 }
 
