@@ -146,6 +146,9 @@ pub async fn start(
         &config.mesh_advertise
     };
     let dispatch: Arc<dyn Dispatch> = Arc::new(mesh.handle.clone());
+    if config.allow_loopback_outbound {
+        warn!("outgoing calls may reach loopback addresses: for tests and development only");
+    }
     let spapi = spapi::SpApi::new(
         spapi::SpApiOptions {
             extra_ca_pem: config
@@ -153,6 +156,10 @@ pub async fn start(
                 .as_deref()
                 .map(spapi::client::read_ca_file)
                 .transpose()?,
+            allow_endpoint_override: config.allow_spapi_endpoint_override,
+            egress: spapi::egress::EgressPolicy {
+                allow_loopback: config.allow_loopback_outbound,
+            },
             ..spapi::SpApiOptions::default()
         },
         store.clone(),
