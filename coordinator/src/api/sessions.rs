@@ -5,12 +5,17 @@
 //! Password verification (argon2id) runs on the blocking pool; an unknown email is checked
 //! against a dummy hash so both failures take the same time and get the same answer.
 //!
-//! The account rules of [`crate::accounts`] are enforced here: a locked account is refused
-//! with 423 before its password is even checked; every failed check counts towards the
-//! lockout ([`accounts::LOCKOUT_THRESHOLD`] within 15 minutes lock it for 15 minutes, the
-//! failure that locks is answered 423 too); a correct but expired password (90 days) is
-//! refused with 403 `password_expired`, and the answer says how to change it. Every outcome
-//! is audited by user id (or `unknown`), never by email or password.
+//! The account rules of [`crate::accounts`] and the lockout rule of [`super::limits`] are
+//! enforced here. Every attempt is reserved *before* its password is checked (per address,
+//! per address and account, per account), so concurrent guesses cannot outrun the count: 5
+//! failures of one address on one account within 15 minutes lock it for that address for 15
+//! minutes ([`accounts::LOCKOUT_THRESHOLD`]), 20 from any addresses lock it for everyone
+//! ([`accounts::ACCOUNT_LOCKOUT_THRESHOLD`]); a locked account is refused with 423 before its
+//! password is checked (the right one included), and the failure that locks is answered 423
+//! too. An address over its failure budget gets 429 with a Retry-After. argon2 runs under
+//! [`super::limits::PasswordWork`]. A correct but expired password (90 days) is refused with
+//! 403 `password_expired`, and the answer says how to change it. Every outcome is audited by
+//! user id (or `unknown`), never by email or password.
 //!
 //! A disabled user is refused (403 `account_disabled`, only once its password checked, so
 //! the answer tells nothing to whoever does not know it). Changing a password revokes every
