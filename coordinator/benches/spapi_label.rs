@@ -12,8 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use md5::{Digest, Md5};
 use rand::RngCore;
-use sealprint_coordinator::crypto::DataKey;
-use sealprint_coordinator::spapi::decode_label;
+use sealprint_coordinator::core::crypto::DataKey;
+use sealprint_coordinator::services::spapi::decode_label;
 use sealprint_protocol::{seal, JobHeader, LabelFormat};
 
 /// A ZPL label of about `size` bytes: text fields and a graphic field of random-ish hex, so

@@ -29,7 +29,7 @@
 //! addresses, tokens or passwords: only ids and hashes.
 //!
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
-//! SP-API itself (`spapi` hands that to [`crate::spapi`], in the background).
+//! SP-API itself (`spapi` hands that to [`crate::services::spapi`], in the background).
 
 mod access;
 mod admin;
@@ -66,6 +66,7 @@ pub use error::ApiError;
 pub use server::{serve, BodyError, ServerLimits};
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
+use crate::core::dispatcher::Dispatch;
 use crate::store::{AuditEntry, Store};
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
@@ -73,22 +74,6 @@ pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
 /// Largest request body of the unauthenticated routes (login, password change, billing
 /// webhook).
 pub const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
-
-/// What the API tells the mesh. Implementations must not block: they hand work over (e.g. on
-/// a bounded channel) and return.
-pub trait Dispatch: Send + Sync + 'static {
-    /// A job was stored as queued (its label encrypted in the store); the dispatcher takes it
-    /// from here. Must not block.
-    fn job_submitted(&self, tenant_id: &str, job_id: &str);
-    /// A device's certificate was revoked; the mesh refuses and disconnects it. Must not
-    /// block.
-    fn agent_revoked(&self, device_id: &str);
-    /// Whether as many jobs wait for a printer as the coordinator holds: new labels are then
-    /// refused with 429 and a Retry-After, instead of memory growing without bound.
-    fn backlog_full(&self) -> bool {
-        false
-    }
-}
 
 /// What every handler needs.
 pub struct ApiState {
@@ -105,7 +90,7 @@ pub struct ApiState {
     /// The billing webhook's HMAC secret; `None` turns the webhook off (503).
     pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
     /// The SP-API client (connections, shopping, background label fetches).
-    pub spapi: crate::spapi::SpApi,
+    pub spapi: crate::services::spapi::SpApi,
     /// Per-address limits of the unauthenticated routes, the login guard, the bound on
     /// password work.
     pub limits: limits::Limits,
@@ -316,7 +301,7 @@ where
             if buf.len() + data.len() > limit {
                 return Err(ApiError::too_large(limit));
             }
-            crate::spapi::label::push_zeroizing(&mut buf, &data, limit);
+            crate::core::buffer::push_zeroizing(&mut buf, &data, limit);
         }
     }
     Ok(buf)
@@ -384,7 +369,7 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     match r {
         Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),

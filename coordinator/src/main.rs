@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use sealprint_coordinator::config::{self, LogFormat, Overrides};
-use sealprint_coordinator::init::{init, InitOptions};
+use sealprint_coordinator::app::config::{self, LogFormat, Overrides};
+use sealprint_coordinator::app::init::{init, InitOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -200,18 +200,20 @@ fn main() -> ExitCode {
         Cmd::Audit(AuditCmd::Verify {
             data_dir,
             master_key_file,
-        }) => match sealprint_coordinator::audit::verify_data_dir(&data_dir, &master_key_file) {
-            Ok(Ok(n)) => {
-                // The command's answer, on stdout by design.
-                println!("audit chain intact: {n} entries");
-                Ok(())
+        }) => {
+            match sealprint_coordinator::app::verify::verify_data_dir(&data_dir, &master_key_file) {
+                Ok(Ok(n)) => {
+                    // The command's answer, on stdout by design.
+                    println!("audit chain intact: {n} entries");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(anyhow::anyhow!(
+                    "audit chain broken at entry {}: {e}",
+                    e.seq()
+                )),
+                Err(e) => Err(e.into()),
             }
-            Ok(Err(e)) => Err(anyhow::anyhow!(
-                "audit chain broken at entry {}: {e}",
-                e.seq()
-            )),
-            Err(e) => Err(e.into()),
-        },
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ mod notifications;
 mod records;
 mod retention;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sealprint_protocol::{Heartbeat, PrinterStatus, PrinterVerdict};
@@ -45,10 +45,11 @@ pub use records::{
 };
 pub use retention::{Purged, ShredReport};
 
-use crate::accounts::Role;
-use crate::audit::{self, ChainError, ChainedEntry};
-use crate::compliance::{provisioning_gate, GateRefusal};
-use crate::crypto::{random_id, CryptoError, DataKey, MasterKey};
+use crate::core::accounts::Role;
+use crate::core::audit::{self, ChainError, ChainedEntry};
+use crate::core::compliance::{provisioning_gate, GateRefusal};
+use crate::core::crypto::{random_id, CryptoError, DataKey, MasterKey};
+use crate::core::paths::db_path;
 
 /// Why a store operation failed. Messages never hold PII.
 #[derive(Debug, Error)]
@@ -125,11 +126,6 @@ const KEY_CHECK: &[u8] = b"key_check";
 const KEY_CHECK_AAD: &[u8] = b"sealprint/key-check/v1";
 const INITIALISED: &[u8] = b"initialised";
 const SERIAL: &[u8] = b"serial";
-
-/// Where the sled database lives inside a data directory.
-pub fn db_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("store")
-}
 
 fn scoped(tenant_id: &str, id: &str) -> Vec<u8> {
     format!("{tenant_id}/{id}").into_bytes()
@@ -959,7 +955,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Chain`] naming the first bad entry, [`StoreError::Db`].
     pub fn verify_audit_chain(&self) -> Result<u64, StoreError> {
-        self.verify_audit_log(crate::now_ms())
+        self.verify_audit_log(crate::core::clock::now_ms())
     }
 
     #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use sealprint_coordinator::init::{init, InitOptions};
+use sealprint_coordinator::app::init::{init, InitOptions};
 use sealprint_coordinator::store::{AuditEntry, Store};
 use sealprint_coordinator::MasterKey;
 

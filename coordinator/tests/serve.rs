@@ -9,8 +9,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sealprint_coordinator::config::{resolve, FileConfig, Overrides};
-use sealprint_coordinator::init::{init, InitOptions, TLS_CERT};
+use sealprint_coordinator::app::config::{resolve, FileConfig, Overrides};
+use sealprint_coordinator::app::init::{init, InitOptions};
+use sealprint_coordinator::core::paths::TLS_CERT;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

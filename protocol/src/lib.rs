@@ -35,9 +35,9 @@ pub use ident::{validate_id, IdError};
 pub use message::{
     AcceptedIdentity, EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply,
     Hello, JobOutcome, MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
-    ReceiptState, RelayReply, Request, Response,
+    ReceiptState, RelayReply, Relayed, Request, Response,
 };
-pub use relay::{RelayError, Relayed};
+pub use relay::RelayError;
 pub use token::{EnrollmentToken, TokenError};
 
 /// Version string of this protocol crate; agents report theirs in heartbeats.

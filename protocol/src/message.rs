@@ -1,6 +1,6 @@
 //! Mesh messages: every exchange on the sealprint libp2p protocol is one [`Request`] answered
 //! by one [`Response`]. Agents talk to the coordinator over their uplink (or through a site
-//! peer that relays, see [`crate::relay`]), and to each other on the site's LAN mesh.
+//! peer that relays, see `relay`), and to each other on the site's LAN mesh.
 //!
 //! No message carries label bytes in the clear: jobs travel as [`SealedJob`]s. Reports carry
 //! ids, states and reasons, never names or addresses.
@@ -8,7 +8,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::SealedJob;
-use crate::relay::Relayed;
 
 /// A message that asks for an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +54,18 @@ pub enum Response {
         /// A short reason for a person; never holds PII.
         message: String,
     },
+}
+
+/// A request signed by the device it comes from, carried by a relay (signed and checked by
+/// `relay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relayed {
+    /// The originating device.
+    pub device_id: String,
+    /// The encoded [`Request`].
+    pub payload: Vec<u8>,
+    /// ed25519 signature (64 bytes) over the domain prefix, device id and payload.
+    pub signature: Vec<u8>,
 }
 
 /// The coordinator's answer to a relayed message, as carried back by the relay.

@@ -6,11 +6,10 @@
 //! the device the message claims to come from.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::codec::decode_payload;
-use crate::message::Request;
+use crate::message::{Relayed, Request};
 
 const DOMAIN: &[u8] = b"sealprint/relayed-uplink/v1\0";
 /// Largest relayed payload.
@@ -29,17 +28,6 @@ pub enum RelayError {
     /// The payload is not a request, or is one that may not be relayed.
     #[error("relayed payload is not a relayable request")]
     Invalid,
-}
-
-/// A request signed by the device it comes from, carried by a relay.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Relayed {
-    /// The originating device.
-    pub device_id: String,
-    /// The encoded [`Request`].
-    pub payload: Vec<u8>,
-    /// ed25519 signature (64 bytes) over the domain prefix, device id and payload.
-    pub signature: Vec<u8>,
 }
 
 fn signed_message(device_id: &str, payload: &[u8]) -> Vec<u8> {

@@ -30,8 +30,8 @@ use tracing::{info, warn};
 use super::auth::{token_hash, Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::accounts::Role;
-use crate::crypto::random_id;
+use crate::core::accounts::Role;
+use crate::core::crypto::random_id;
 use crate::store::ApiKeyRecord;
 
 /// The prefix of API keys (sessions tokens never have it).
@@ -131,7 +131,7 @@ pub(super) fn authenticate_key(
     if let Some(at) = key.expires_at_ms.filter(|&at| now >= at) {
         return Err(ApiError::unauthenticated(format!(
             "the API key expired on {}: create a new one",
-            crate::compliance::requirements::date(at)
+            crate::core::compliance::requirements::date(at)
         )));
     }
     if state.store.tenant(&key.tenant_id)?.is_none() {
@@ -290,7 +290,7 @@ pub(super) fn create_key(
     let mut roles = req.roles.clone();
     roles.sort();
     roles.dedup();
-    let secret = crate::crypto::random_secret(API_KEY_PREFIX);
+    let secret = crate::core::crypto::random_secret(API_KEY_PREFIX);
     let rec = ApiKeyRecord {
         id: random_id("key"),
         tenant_id: tenant.to_owned(),

@@ -12,7 +12,7 @@
 //! `order_id` of an upload, the `AmazonOrderId` of an MFN `shipment_request`, the Amazon
 //! order of a one-click request's `channelDetails`) is refused, reported and restricts the
 //! tenant; a restricted tenant's labels are refused with the alert that restricts it; every request feeds the volume and hour rules
-//! ([`crate::monitor::label_requested`]). [`login_failed`] feeds the failed-login rule.
+//! ([`crate::services::monitor::label_requested`]). [`login_failed`] feeds the failed-login rule.
 //! Every alert, refusal and clearance is audited by id.
 
 use serde::Deserialize;
@@ -22,8 +22,8 @@ use tracing::{info, warn};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::compliance::valid_label_field;
-use crate::monitor;
+use crate::core::compliance::valid_label_field;
+use crate::services::monitor;
 use crate::store::{AlertRecord, AlertRule, AlertState};
 
 /// Most canary orders per tenant.

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::accounts::Role;
+use crate::core::accounts::Role;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //! | `GET /v1/tenants/{t}/compliance` | auditor, owner | tier, requirements, restrictions |
 //!
 //! Every change here is audited (ids and states only). The gates themselves are pure
-//! ([`crate::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
+//! ([`crate::core::compliance`]); [`provisioning_allowed`] and [`gate_error`] turn them into answers
 //! for the other handlers.
 
 use hyper::header::HeaderValue;
@@ -27,12 +27,12 @@ use tracing::{info, warn};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, sessions, tenant_scope, users, ApiState, Reply};
-use crate::compliance::billing::{self, BillingEvent};
-use crate::compliance::{
+use crate::core::compliance::billing::{self, BillingEvent};
+use crate::core::compliance::{
     self, attestation_state, requirements, AttestationState, GateRefusal, Plan, Questionnaire,
     SubscriptionState, Suspension, TermsAcceptance,
 };
-use crate::notifications::notify_event;
+use crate::services::notifications::notify_event;
 use crate::store::{NotificationKind, StoreError, TenantRecord};
 
 /// The signature header of the billing webhook.
@@ -129,7 +129,7 @@ pub(super) async fn handle_public(
             state,
             headers.get(SIGNATURE_HEADER).map(HeaderValue::to_str),
             body,
-            crate::now_ms(),
+            crate::core::clock::now_ms(),
         ),
         _ => Err(ApiError::not_found("route")),
     }
@@ -525,7 +525,7 @@ fn get_compliance(
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadCompliance)?;
     let t = tenant_record(state, tenant)?;
-    let usage = crate::monitor::renewals::usage(&state.store, tenant, now)?;
+    let usage = crate::services::monitor::renewals::usage(&state.store, tenant, now)?;
     let evaluated = requirements::evaluate(t.attestation.as_ref(), &t.tier, now);
     let mut reqs = vec![
         requirement(

@@ -7,7 +7,7 @@
 //! The job is stored queued with its label encrypted under the tenant key, audited by id and
 //! sha256 (never bytes), then handed to the dispatcher. Decoded buffers are zeroized.
 //!
-//! Gates (see [`crate::compliance::label_gate`]): a suspended tenant is refused (403
+//! Gates (see [`crate::core::compliance::label_gate`]): a suspended tenant is refused (403
 //! `tenant_suspended`, with the reason), one without an active subscription too (402); until
 //! the tenant's security attestation is complete (or once it is a year old) the label is
 //! replaced, here, before anything is stored, by a redacted ZPL label (order id, carrier and
@@ -30,8 +30,8 @@ use zeroize::{Zeroize, Zeroizing};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::compliance::{self, LabelMode};
-use crate::crypto::random_id;
+use crate::core::compliance::{self, LabelMode};
+use crate::core::crypto::random_id;
 use crate::store::{JobRecord, JobStatus};
 
 /// How long a job may wait for a printer, ms.

@@ -6,7 +6,7 @@
 //!   gets a whole /64, so counting single v6 addresses would count nothing).
 //! - [`RateLimiter`]: a token bucket per address; over it, 429 with a Retry-After.
 //! - [`LoginGuard`]: the per-address half of the lockout rule (the per-account half lives on
-//!   the user record, see [`crate::accounts`]). The rule, in full:
+//!   the user record, see [`crate::core::accounts`]). The rule, in full:
 //!   1. an address may have [`PAIR_LOCKOUT_THRESHOLD`] failed logins on one account within
 //!      [`accounts::LOCKOUT_WINDOW_MS`]; the last of them locks that account *for that
 //!      address* for [`accounts::LOCKOUT_MS`] (423, the right password included);
@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use super::error::ApiError;
-use crate::accounts;
+use crate::core::accounts;
 
 /// Failed logins of one address on one account that lock the account for that address.
 pub const PAIR_LOCKOUT_THRESHOLD: usize = 5;

@@ -11,7 +11,7 @@
 //! Platform admins may do all of it. Each `PUT` makes a new secret (that is how it is
 //! rotated); it is stored encrypted under the tenant's key. Changes are audited
 //! (`webhook.set`, `webhook.deleted`) without the URL. How deliveries are signed and retried
-//! is [`crate::notifications`].
+//! is [`crate::services::notifications`].
 
 use hyper::Method;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ use tracing::info;
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::notifications::{self, SIGNATURE_HEADER};
+use crate::services::notifications::{self, SIGNATURE_HEADER};
 use crate::store::{NewNotification, NotificationKind, NotificationRecord, WebhookRecord};
 
 /// A route of this group.
@@ -139,7 +139,7 @@ fn put_webhook(
     let req: WebhookBody = parse_json(body)?;
     let url = req.url.trim();
     notifications::validate_url(url).map_err(ApiError::unprocessable)?;
-    let secret = crate::crypto::random_secret("whsec_");
+    let secret = crate::core::crypto::random_secret("whsec_");
     let rec = WebhookRecord {
         tenant_id: tenant.to_owned(),
         url: url.to_owned(),
@@ -171,7 +171,7 @@ fn test_webhook(
     if state.store.webhook(tenant)?.is_none() {
         return Err(ApiError::not_found("webhook"));
     }
-    let key = crate::crypto::random_id("test");
+    let key = crate::core::crypto::random_id("test");
     let new = NewNotification {
         kind: NotificationKind::WebhookTest,
         subject: None,

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{access, alerts, parse_json, tenant_scope, ApiState, Reply};
-use crate::audit::Checkpoint;
+use crate::core::audit::Checkpoint;
 
 /// A route of this group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ fn checkpoint_json(c: &Checkpoint) -> Value {
 
 fn list_checkpoints(state: &ApiState, who: &Principal, tenant: &str) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadAudit)?;
-    let ca = crate::ca::Identity::load(&state.store)
+    let ca = crate::services::ca::Identity::load(&state.store)
         .map(|i| hex::encode(i.ca_public()))
         .ok();
     let list: Vec<Value> = state
@@ -134,7 +134,7 @@ fn sign_checkpoint(
     now: u64,
 ) -> Result<Reply, ApiError> {
     tenant_scope(state, who, tenant, Action::ReadAudit)?;
-    let identity = crate::ca::Identity::load(&state.store)
+    let identity = crate::services::ca::Identity::load(&state.store)
         .map_err(|_| ApiError::unavailable("the coordinator has no signing key"))?;
     // The request itself is audited first, so the checkpoint covers it.
     state.audit(
@@ -228,7 +228,7 @@ fn delete_tenant(
             report.records,
             report.devices.len()
         ),
-        crate::now_ms().max(now),
+        crate::core::clock::now_ms().max(now),
     );
     warn!(tenant = %tenant, records = report.records, "tenant crypto-shredded");
     info!(tenant = %tenant, devices = report.devices.len(), "tenant devices disconnected");
@@ -238,6 +238,6 @@ fn delete_tenant(
         "data_key": "destroyed",
         "records_deleted": report.records,
         "devices_disconnected": report.devices.len(),
-        "completed_at": crate::now_ms().max(now),
+        "completed_at": crate::core::clock::now_ms().max(now),
     })))
 }

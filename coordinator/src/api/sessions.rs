@@ -5,7 +5,7 @@
 //! Password verification (argon2id) runs on the blocking pool; an unknown email is checked
 //! against a dummy hash so both failures take the same time and get the same answer.
 //!
-//! The account rules of [`crate::accounts`] and the lockout rule of [`super::limits`] are
+//! The account rules of [`crate::core::accounts`] and the lockout rule of [`super::limits`] are
 //! enforced here. Every attempt is reserved *before* its password is checked (per address,
 //! per address and account, per account), so concurrent guesses cannot outrun the count: 5
 //! failures of one address on one account within 15 minutes lock it for that address for 15
@@ -35,8 +35,8 @@ use super::auth::token_hash;
 use super::error::ApiError;
 use super::limits::{AddressKey, Refusal};
 use super::{parse_json, ApiState, Reply};
-use crate::accounts::{self, PasswordError};
-use crate::crypto;
+use crate::core::accounts::{self, PasswordError};
+use crate::core::crypto;
 use crate::store::{SessionRecord, UserRecord};
 
 /// Session lifetime, ms.
@@ -244,7 +244,7 @@ pub(super) async fn create(
     peer: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
     let login: Login = parse_json(body)?;
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let user = check_credentials(
         state,
         &login.email,
@@ -369,7 +369,7 @@ pub(super) async fn change_password(
     peer: Option<IpAddr>,
 ) -> Result<Reply, ApiError> {
     let req: ChangePassword = parse_json(body)?;
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     let user = check_credentials(
         state,
         &req.email,

@@ -27,9 +27,9 @@ use zeroize::Zeroizing;
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::crypto::random_id;
-use crate::spapi::auth::SecretString;
-use crate::spapi::{ConnectionSecrets, LabelSource, ShoppingStep, SpApiError};
+use crate::core::crypto::random_id;
+use crate::services::spapi::auth::SecretString;
+use crate::services::spapi::{ConnectionSecrets, LabelSource, ShoppingStep, SpApiError};
 use crate::store::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 
 /// Most connections a tenant may have.
@@ -91,7 +91,7 @@ fn connection_view(c: &SpapiConnectionRecord) -> Value {
         "sandbox": c.sandbox,
         "endpoint": c.endpoint,
         "lwa_endpoint": c.lwa_endpoint,
-        "shipping_business_id": crate::spapi::business_id(c.region, &c.marketplace_id),
+        "shipping_business_id": crate::services::spapi::business_id(c.region, &c.marketplace_id),
         "created_at": c.created_at_ms,
     })
 }
@@ -726,7 +726,7 @@ pub(super) fn submit_label(
         if e.message.contains("unknown variant") || e.message.contains("field has the wrong") {
             ApiError::bad_request(format!(
                 "source must be one of {}",
-                crate::spapi::FETCH_SOURCES.join(", ")
+                crate::services::spapi::FETCH_SOURCES.join(", ")
             ))
         } else {
             e

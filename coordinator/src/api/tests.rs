@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::crypto::{self, MasterKey};
+use crate::core::crypto::{self, MasterKey};
 use crate::store::AgentRecord;
 use sealprint_protocol::{
     EnrollmentToken, Heartbeat, PrinterReport, PrinterStatus, PrinterVerdict,
@@ -54,12 +54,12 @@ fn fixture() -> Fixture {
             true,
             None,
             vec![],
-            crate::now_ms(),
+            crate::core::clock::now_ms(),
         )
         .expect("admin");
     let recorder = Arc::new(Recorder::default());
     let state = ApiState {
-        spapi: crate::spapi::SpApi::for_tests(store.clone(), recorder.clone()),
+        spapi: crate::services::spapi::SpApi::for_tests(store.clone(), recorder.clone()),
         store,
         dispatch: recorder.clone(),
         peer_id: "12D3KooWExamplePeer".into(),
@@ -188,7 +188,7 @@ async fn bare_tenant(state: &ApiState, token: &str) -> String {
 
 /// An agent with one verified printer `p1` in pool `default`, reported by heartbeat.
 fn printer_agent(state: &ApiState, tenant: &str) -> String {
-    let device = crate::crypto::random_id("dev");
+    let device = crate::core::crypto::random_id("dev");
     state
         .store
         .put_agent(&AgentRecord {
@@ -222,7 +222,7 @@ fn printer_agent(state: &ApiState, tenant: &str) -> String {
         device_id: device.clone(),
         version: "0.1.0".into(),
         uptime_s: 1,
-        clock_ms: crate::now_ms(),
+        clock_ms: crate::core::clock::now_ms(),
         printers: vec![
             report("p1", PrinterVerdict::Verified),
             report("pdf", PrinterVerdict::Refused),
@@ -233,7 +233,7 @@ fn printer_agent(state: &ApiState, tenant: &str) -> String {
     };
     state
         .store
-        .record_heartbeat(&device, &hb, None, crate::now_ms())
+        .record_heartbeat(&device, &hb, None, crate::core::clock::now_ms())
         .expect("heartbeat");
     device
 }
@@ -416,7 +416,7 @@ async fn tenants_sites_and_enrollment_tokens() {
     assert_eq!(parsed.coordinator_peer_id, "12D3KooWExamplePeer");
     assert_eq!(parsed.coordinator_addrs, ["/ip4/127.0.0.1/tcp/4001"]);
     assert_eq!(v["expires_at"].as_u64(), Some(parsed.expires_at * 1000));
-    let now_s = crate::now_ms() / 1000;
+    let now_s = crate::core::clock::now_ms() / 1000;
     assert!(parsed.expires_at >= now_s + 3599 && parsed.expires_at <= now_s + 3601);
     let grant = f
         .state
@@ -705,8 +705,8 @@ async fn tenant_users_are_isolated() {
             hash,
             false,
             Some(mine.clone()),
-            vec![crate::accounts::Role::Operator],
-            crate::now_ms(),
+            vec![crate::core::accounts::Role::Operator],
+            crate::core::clock::now_ms(),
         )
         .expect("user");
     let (s, v) = call(
@@ -1070,8 +1070,8 @@ async fn login_from(state: &ApiState, body: &Value, peer: &str) -> (StatusCode, 
 async fn failures_from_several_addresses_lock_the_account_for_everyone() {
     let f = fixture();
     let wrong = json!({"email": "admin@example.com", "password": "Wrong-Password-1"});
-    let per_addr = crate::accounts::LOCKOUT_THRESHOLD - 1;
-    let addrs = crate::accounts::ACCOUNT_LOCKOUT_THRESHOLD.div_ceil(per_addr);
+    let per_addr = crate::core::accounts::LOCKOUT_THRESHOLD - 1;
+    let addrs = crate::core::accounts::ACCOUNT_LOCKOUT_THRESHOLD.div_ceil(per_addr);
     let mut statuses = Vec::new();
     for a in 0..addrs {
         for _ in 0..per_addr {
@@ -1084,7 +1084,7 @@ async fn failures_from_several_addresses_lock_the_account_for_everyone() {
             .iter()
             .filter(|s| **s == StatusCode::LOCKED)
             .count(),
-        statuses.len() - crate::accounts::ACCOUNT_LOCKOUT_THRESHOLD + 1,
+        statuses.len() - crate::core::accounts::ACCOUNT_LOCKOUT_THRESHOLD + 1,
         "{statuses:?}"
     );
     let right = json!({"email": "admin@example.com", "password": PASSWORD});
@@ -1161,7 +1161,7 @@ async fn expired_passwords_must_be_changed() {
         .store
         .update_user(&admin.id, |u| {
             u.password_changed_at_ms =
-                Some(crate::now_ms() - crate::accounts::PASSWORD_MAX_AGE_MS - 1);
+                Some(crate::core::clock::now_ms() - crate::core::accounts::PASSWORD_MAX_AGE_MS - 1);
         })
         .expect("update");
     let (s, v) = call(
@@ -1252,7 +1252,7 @@ async fn every_route_checks_role_and_tenant() {
     let job = v["id"].as_str().expect("job").to_owned();
 
     let mut principals = Vec::new();
-    for role in crate::accounts::Role::ALL {
+    for role in crate::core::accounts::Role::ALL {
         let name = role.as_str().replace('_', "");
         let token = user(
             &f.state,
@@ -1289,7 +1289,7 @@ async fn every_route_checks_role_and_tenant() {
         .expect("target")
         .id;
     let label = json!({"pool": "default", "format": "zpl", "content_base64": b64});
-    crate::ca::Identity::create(&f.state.store).expect("identity");
+    crate::services::ca::Identity::create(&f.state.store).expect("identity");
     let (alert, _) = f
         .state
         .store
@@ -1835,11 +1835,11 @@ async fn suspended_tenants_are_refused_with_the_reason() {
 
 #[tokio::test]
 async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
-    use crate::compliance::billing::sign;
+    use crate::core::compliance::billing::sign;
     let f = fixture();
     let admin = login(&f.state).await;
     let t = bare_tenant(&f.state, &admin).await;
-    let now_s = crate::now_ms() / 1000;
+    let now_s = crate::core::clock::now_ms() / 1000;
     let event = |status: &str, created: u64| {
         json!({"id": "evt_1", "type": "customer.subscription.updated", "created": created,
             "data": {"object": {"status": status, "metadata": {"tenant_id": t}}}})
@@ -1936,7 +1936,7 @@ async fn audit_verify_says_where_the_chain_breaks() {
     assert!(n >= 4);
     let tree = f.state.store.audit_tree();
     let key = 2u64.to_be_bytes();
-    let mut e: crate::audit::ChainedEntry =
+    let mut e: crate::core::audit::ChainedEntry =
         serde_json::from_slice(&tree.get(key).expect("get").expect("entry")).expect("decode");
     e.entry.outcome = "edited".into();
     tree.insert(key, serde_json::to_vec(&e).expect("json"))
@@ -1995,13 +1995,13 @@ async fn compliance_shows_tier_requirements_and_restrictions() {
     let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
     assert_eq!(v["measured_tier"], json!("enhanced"));
     assert_eq!(v["tier"], json!("standard"), "until the monitor sees it");
-    let now = crate::now_ms();
-    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    let now = crate::core::clock::now_ms();
+    crate::services::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
     let (_, v) = call(&f.state, "GET", &path, Some(&admin), Value::Null).await;
     assert_eq!(v["tier"], json!("enhanced"));
     assert_eq!(
         req(&v, "security_contact").expect("contact")["due_at"],
-        json!(now + crate::compliance::requirements::TIER_DEADLINE_MS)
+        json!(now + crate::core::compliance::requirements::TIER_DEADLINE_MS)
     );
     assert_eq!(v["usage"]["print_stations"], json!(6));
     assert_eq!(v["labels"], json!("redacted"));
@@ -2088,7 +2088,7 @@ async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
     );
     assert_eq!(f.state.store.owed_notifications().expect("owed").len(), 1);
 
-    let year = crate::compliance::ATTESTATION_VALIDITY_MS;
+    let year = crate::core::compliance::ATTESTATION_VALIDITY_MS;
     let day = 24 * 3600 * 1000;
     let attested_at = |at: u64| {
         f.state
@@ -2106,9 +2106,9 @@ async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
     let notes = format!("/v1/tenants/{t}/notifications");
 
     // 29 days before expiry: the renewal notice, labels still printed.
-    let now = crate::now_ms();
+    let now = crate::core::clock::now_ms();
     attested_at(now + 29 * day - year);
-    crate::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
+    crate::services::monitor::renewals::sweep(&f.state.store, now).expect("sweep");
     let (s, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v[0]["type"], json!("renewal_due"));
@@ -2148,7 +2148,8 @@ async fn attestation_renewal_notice_then_labels_refused_until_renewed() {
         .expect("attestation requirement");
     assert_eq!(att["state"], json!("expired"));
     assert_eq!(att["due_at"], json!(now - 1));
-    crate::monitor::renewals::sweep(&f.state.store, crate::now_ms()).expect("sweep");
+    crate::services::monitor::renewals::sweep(&f.state.store, crate::core::clock::now_ms())
+        .expect("sweep");
     let (_, v) = call(&f.state, "GET", &notes, Some(&admin), Value::Null).await;
     assert_eq!(v[0]["type"], json!("compliance_restricted"));
     let restricted = actions(&f.state)
@@ -2352,7 +2353,7 @@ async fn failed_login_bursts_raise_an_alert() {
     let admin = login(&f.state).await;
     let t = tenant(&f.state, &admin).await;
     let owner = user(&f.state, &admin, &t, "owner@acme.example", json!(["owner"])).await;
-    for i in 0..crate::monitor::FAILED_LOGIN_BURST {
+    for i in 0..crate::services::monitor::FAILED_LOGIN_BURST {
         // Two accounts, so no single lockout explains it.
         let email = if i % 2 == 0 {
             "owner@acme.example"
@@ -2492,7 +2493,7 @@ async fn api_keys_expire_and_record_their_last_use() {
         .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{days}: {v}");
     }
-    let before = crate::now_ms();
+    let before = crate::core::clock::now_ms();
     let (s, v) = call(
         &f.state,
         "POST",
@@ -2505,7 +2506,7 @@ async fn api_keys_expire_and_record_their_last_use() {
     let key = v["key"].as_str().expect("key").to_owned();
     let expires = v["expires_at"].as_u64().expect("expires_at");
     let day = 24 * 3600 * 1000;
-    assert!((before + day..=crate::now_ms() + day).contains(&expires));
+    assert!((before + day..=crate::core::clock::now_ms() + day).contains(&expires));
     assert_eq!(v["last_used_at"], Value::Null);
 
     let (s, _) = call(
@@ -2699,7 +2700,7 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    crate::notifications::notify_event(
+    crate::services::notifications::notify_event(
         &f.state.store,
         &t,
         crate::store::NotificationKind::TenantSuspended,
@@ -2764,7 +2765,7 @@ async fn deletion_crypto_shreds_the_tenant_and_keeps_audit_ids() {
 #[tokio::test]
 async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
     let f = fixture();
-    crate::ca::Identity::create(&f.state.store).expect("identity");
+    crate::services::ca::Identity::create(&f.state.store).expect("identity");
     let admin = login(&f.state).await;
     let t = tenant(&f.state, &admin).await;
     let req = Request::builder()

@@ -79,8 +79,8 @@ pub fn load_tls(data_dir: &std::path::Path) -> Result<rustls::ServerConfig, TlsE
             source,
         })
     };
-    let cert = read(crate::init::TLS_CERT)?;
-    let key = Zeroizing::new(read(crate::init::TLS_KEY)?);
+    let cert = read(crate::core::paths::TLS_CERT)?;
+    let key = Zeroizing::new(read(crate::core::paths::TLS_KEY)?);
     tls_server_config(&cert, &key)
 }
 

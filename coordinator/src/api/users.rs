@@ -3,7 +3,7 @@
 //!
 //! A user belongs to exactly one tenant (platform admins, made by `init`, to none), has a
 //! unique id and a unique email, and at least one role. Passwords follow
-//! [`crate::accounts::check_password`] (the tenant's name and the email's local part are the
+//! [`crate::core::accounts::check_password`] (the tenant's name and the email's local part are the
 //! "personal" names) and are stored as argon2id hashes; the list never shows a hash.
 //!
 //! Granting rules (where the issue is silent): owners and platform admins grant any role;
@@ -32,7 +32,7 @@ use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::sessions::{check_new_password, hash};
 use super::{parse_json, tenant_scope, ApiState, Reply};
-use crate::accounts::{self, Role};
+use crate::core::accounts::{self, Role};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -53,7 +53,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::Store;
 
     #[test]

@@ -11,7 +11,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::{decode, encode, get, prefix, scoped, tx_err, Store, StoreError};
-use crate::accounts::Role;
+use crate::core::accounts::Role;
 
 const KEYS: &str = "api_keys";
 const KEY_IDS: &str = "api_key_ids";

@@ -9,14 +9,14 @@
 //! - Counters in `monitor_counters`: recent failed-login times per tenant, and labels per
 //!   hour per tenant (`"<tenant>/h" + hour`), which make the tenant's baseline.
 //!
-//! Ids, rule names and counts only: no PII. The rules themselves are in [`crate::monitor`].
+//! Ids, rule names and counts only: no PII. The rules themselves are in `services::monitor`.
 
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, get, prefix, scan, scoped, update, Store, StoreError};
-use crate::crypto::random_id;
+use crate::core::crypto::random_id;
 
 const ALERTS: &str = "alerts";
 const CANARIES: &str = "canaries";
@@ -367,7 +367,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::{AlertRule, AlertState, Store};
 
     #[test]

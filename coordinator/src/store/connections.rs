@@ -289,7 +289,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
 
     fn conn(tenant: &str, id: &str) -> SpapiConnectionRecord {
         SpapiConnectionRecord {

@@ -16,7 +16,7 @@ use sled::Transactional;
 use zeroize::Zeroizing;
 
 use super::{encode, get, prefix, scan, scoped, tx_err, update, Store, StoreError};
-use crate::crypto::random_id;
+use crate::core::crypto::random_id;
 
 const NOTIFICATIONS: &str = "notifications";
 const KEYS: &str = "notification_keys";
@@ -346,7 +346,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
 
     fn new(key: &str) -> NewNotification<'_> {
         NewNotification {

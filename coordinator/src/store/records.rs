@@ -6,9 +6,10 @@
 use sealprint_protocol::{LabelFormat, PrinterStatus, PrinterVerdict};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Role;
-use crate::compliance::requirements::TierRecord;
-use crate::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
+use crate::core::accounts::Role;
+pub use crate::core::audit::AuditEntry;
+use crate::core::compliance::requirements::TierRecord;
+use crate::core::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
 
 /// A tenant (a seller account).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,21 +290,4 @@ pub struct JobRecord {
     /// bytes were never stored.
     #[serde(default)]
     pub redacted: bool,
-}
-
-/// One audit event. Never holds PII: ids, actions and short outcomes only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// When, unix ms.
-    pub at_ms: u64,
-    /// Tenant concerned, if any.
-    pub tenant_id: Option<String>,
-    /// User id, device id or `"coordinator"`.
-    pub actor: String,
-    /// What happened, e.g. `label.requested`.
-    pub action: String,
-    /// The object id (job, device, tenant…).
-    pub object: Option<String>,
-    /// `"ok"` or a short reason.
-    pub outcome: String,
 }

@@ -8,9 +8,9 @@
 //!   ciphertext of the tenant, including copies left in backups or in sled's log, no longer
 //!   opens), then deletes every record of the tenant in every tree except the audit log.
 //! - [`Store::checkpoint_audit`], [`Store::prune_audit`] and [`Store::verify_audit_log`]:
-//!   see [`crate::audit`] for what checkpoints prove.
+//!   see [`crate::core::audit`] for what checkpoints prove.
 //!
-//! What it does not do: decide the retention periods or audit (see [`crate::retention`] and
+//! What it does not do: decide the retention periods or audit (see `services::retention` and
 //! the API), or guarantee that sled has physically overwritten deleted values (hence the
 //! shredding of the key).
 
@@ -20,7 +20,7 @@ use ed25519_dalek::SigningKey;
 use serde::Deserialize;
 
 use super::{decode, encode, update, JobRecord, SpapiFetchRecord, Store, StoreError};
-use crate::audit::{self, ChainError, ChainedEntry, Checkpoint};
+use crate::core::audit::{self, ChainError, ChainedEntry, Checkpoint};
 
 const FETCHES: &str = "spapi_fetches";
 const CHECKPOINTS: &str = "audit_checkpoints";
@@ -266,7 +266,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Chain`] naming the first bad entry, [`StoreError::Db`].
     pub fn verify_audit_log(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let ca = match self.secret(crate::ca::CA_SECRET) {
+        let ca = match self.secret(crate::core::paths::CA_SECRET) {
             Ok(raw) => <[u8; 32]>::try_from(raw.as_slice())
                 .ok()
                 .map(|k| SigningKey::from_bytes(&k).verifying_key()),
@@ -303,7 +303,7 @@ impl Store {
 mod tests {
     use sealprint_protocol::LabelFormat;
 
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::{
         AuditEntry, FetchState, JobRecord, JobStatus, SpapiFetchRecord, Store, StoreError,
     };
@@ -473,7 +473,7 @@ mod tests {
     fn audit_is_pruned_only_behind_an_old_checkpoint_and_still_verifies() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
-        let identity = crate::ca::Identity::create(&store).expect("identity");
+        let identity = crate::services::ca::Identity::create(&store).expect("identity");
         let key = identity.ca_signing_key();
         let entry = |at| AuditEntry {
             at_ms: at,
@@ -513,10 +513,12 @@ mod tests {
         }
         assert!(matches!(
             store.verify_audit_log(now),
-            Err(StoreError::Chain(crate::audit::ChainError::Truncated {
-                last: 3,
-                checkpoint: 4
-            }))
+            Err(StoreError::Chain(
+                crate::core::audit::ChainError::Truncated {
+                    last: 3,
+                    checkpoint: 4
+                }
+            ))
         ));
         for (k, v) in saved {
             store.inner.audit.insert(k, v).expect("restore");

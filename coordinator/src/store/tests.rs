@@ -6,7 +6,7 @@ use std::path::Path;
 use sealprint_protocol::{Heartbeat, LabelFormat, PrinterReport, PrinterStatus, PrinterVerdict};
 
 use super::*;
-use crate::crypto::MasterKey;
+use crate::core::crypto::MasterKey;
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -41,7 +41,7 @@ fn job(tenant: &str, id: &str) -> JobRecord {
 fn active_tenant(s: &Store) -> String {
     let t = s.create_tenant("Acme", 1).expect("tenant");
     s.update_tenant(&t.id, |t| {
-        t.subscription.state = crate::compliance::SubscriptionState::Active;
+        t.subscription.state = crate::core::compliance::SubscriptionState::Active;
     })
     .expect("update")
     .expect("exists");
@@ -172,7 +172,7 @@ fn concurrent_redemptions_succeed_once() {
 
 #[test]
 fn enrollment_needs_an_active_subscription_and_no_suspension() {
-    use crate::compliance::{SubscriptionState, Suspension};
+    use crate::core::compliance::{SubscriptionState, Suspension};
     let (_d, s) = open();
     let t = s.create_tenant("Acme", 1).expect("tenant").id;
     let rec = EnrollmentTokenRecord {
@@ -208,7 +208,7 @@ fn enrollment_needs_an_active_subscription_and_no_suspension() {
 #[test]
 fn labels_are_encrypted_at_rest_and_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let marker = format!("BUYER-{}", crate::crypto::random_id("marker"));
+    let marker = format!("BUYER-{}", crate::core::crypto::random_id("marker"));
     let job_id = {
         let s = Store::open(dir.path(), MasterKey::generate()).expect("store");
         let t = s.create_tenant("Acme", 1).expect("tenant");

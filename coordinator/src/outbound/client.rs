@@ -22,7 +22,7 @@ use tracing::warn;
 use zeroize::Zeroizing;
 
 use super::egress::{EgressPolicy, GuardedConnector};
-use super::label::push_zeroizing;
+use crate::core::buffer::push_zeroizing;
 
 /// The shared client: every connection goes through the outbound address guard.
 pub type Http = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;

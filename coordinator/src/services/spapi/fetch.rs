@@ -17,7 +17,7 @@
 //! seller inputs, rates, additional inputs) and cancellations.
 //!
 //! [`Store::create_job`]: crate::store::Store::create_job
-//! [`Dispatch::job_submitted`]: crate::api::Dispatch::job_submitted
+//! [`Dispatch::job_submitted`]: crate::core::dispatcher::Dispatch::job_submitted
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -297,7 +297,7 @@ impl SpApi {
             (Err(e @ SpApiError::LabelFormatRefused { .. }), Some(b)) => (e, b),
             (other, _) => return other,
         };
-        let now = crate::now_ms();
+        let now = crate::core::clock::now_ms();
         if let Err(e) = self
             .inner
             .store
@@ -461,11 +461,11 @@ impl SpApi {
             }
         };
         let store = &self.inner.store;
-        let now = crate::now_ms();
+        let now = crate::core::clock::now_ms();
         let mut label = label;
         if rec.redacted {
             // The tenant may not print buyer data yet: only the redacted label is stored.
-            label.bytes = Zeroizing::new(crate::compliance::redacted_zpl(
+            label.bytes = Zeroizing::new(crate::core::compliance::redacted_zpl(
                 None,
                 None,
                 s.tracking_id.as_deref(),
@@ -533,7 +533,7 @@ impl SpApi {
         tracking_id: Option<String>,
         e: &SpApiError,
     ) {
-        let now = crate::now_ms();
+        let now = crate::core::clock::now_ms();
         let state = if e.is_in_doubt() {
             FetchState::InDoubt
         } else {
@@ -638,8 +638,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::api::Dispatch;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
+    use crate::core::dispatcher::Dispatch;
     use crate::store::Store;
 
     #[derive(Default)]

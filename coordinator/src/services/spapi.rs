@@ -24,8 +24,6 @@
 //! or cancel a duplicate purchase by itself (an in-doubt job waits for an operator).
 
 pub mod auth;
-pub mod client;
-pub mod egress;
 pub mod error;
 mod fetch;
 pub mod label;
@@ -48,26 +46,22 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 use zeroize::Zeroizing;
 
-pub use client::SetupError;
+pub use crate::outbound::client::SetupError;
 pub use error::SpApiError;
 pub use fetch::{LabelSource, ShoppingStep, FETCH_SOURCES};
 pub use label::{decode_label, ChecksumMatch, DecodedLabel, LabelError};
 pub use operation::Operation;
 
 use auth::{LwaRequest, LwaResponse, RdtRequest, RdtResponse, RestrictedResource, TokenCache};
-use client::{Answer, Http, SendFailure};
 use model::ErrorList;
 use operation::Retry;
 
-use crate::api::Dispatch;
+use crate::core::clock::amz_date;
+use crate::core::dispatcher::Dispatch;
+use crate::outbound::client::{self, Answer, Http, SendFailure};
+use crate::outbound::{backoff, USER_AGENT};
 use crate::store::{SpapiConnectionRecord, SpapiRegion, Store, StoreError};
 
-/// The `user-agent` of every call, in the form Amazon asks for.
-pub const USER_AGENT: &str = concat!(
-    "sealprint/",
-    env!("CARGO_PKG_VERSION"),
-    " (Language=Rust; Platform=Linux)"
-);
 /// Largest answer body read (an 8 MiB label is about 11 MiB of base64).
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
 /// The LWA token endpoint (every region).
@@ -90,7 +84,7 @@ pub struct SpApiOptions {
     /// `--allow-spapi-endpoint-override`; default off: only Amazon's hosts).
     pub allow_endpoint_override: bool,
     /// Which addresses outgoing calls (SP-API and webhooks) may reach.
-    pub egress: egress::EgressPolicy,
+    pub egress: crate::outbound::egress::EgressPolicy,
 }
 
 impl std::fmt::Debug for SpApiOptions {
@@ -114,7 +108,7 @@ impl Default for SpApiOptions {
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
             allow_endpoint_override: false,
-            egress: egress::EgressPolicy::default(),
+            egress: crate::outbound::egress::EgressPolicy::default(),
         }
     }
 }
@@ -258,28 +252,6 @@ struct Inner {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The UTC time as `YYYYMMDDTHHMMSSZ` (`x-amz-date`).
-pub fn amz_date(unix_s: u64) -> String {
-    let days = i64::try_from(unix_s / 86_400).unwrap_or(0);
-    let secs = unix_s % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 /// The first error's code (sanitised, `unknown` without one), and whether it is MFN's
 /// refusal of the requested label format.
 fn first_error(body: &[u8]) -> (String, bool) {
@@ -318,7 +290,7 @@ impl SpApi {
                 shutdown,
             }),
         };
-        api.settle_interrupted(crate::now_ms());
+        api.settle_interrupted(crate::core::clock::now_ms());
         Ok(api)
     }
 
@@ -382,7 +354,7 @@ impl SpApi {
 
     async fn pause(&self, attempt: u32) -> Result<(), SpApiError> {
         let o = &self.inner.opts;
-        let d = rate::backoff(attempt, o.backoff_base, o.backoff_cap);
+        let d = backoff(attempt, o.backoff_base, o.backoff_cap);
         tokio::select! {
             _ = self.inner.shutdown.cancelled() => Err(SpApiError::Cancelled),
             _ = tokio::time::sleep(d) => Ok(()),
@@ -581,7 +553,7 @@ impl SpApi {
                 .uri(&url)
                 .header(UA, USER_AGENT)
                 .header(ACCEPT, "application/json")
-                .header("x-amz-date", amz_date(crate::now_ms() / 1000));
+                .header("x-amz-date", amz_date(crate::core::clock::now_ms() / 1000));
             let mut access = HeaderValue::from_str(&token)
                 .map_err(|_| SpApiError::Connection("token is not a valid header value"))?;
             access.set_sensitive(true);
@@ -751,13 +723,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn amz_date_formats_utc() {
-        assert_eq!(amz_date(0), "19700101T000000Z");
-        assert_eq!(amz_date(1_709_251_199), "20240229T235959Z");
-        assert_eq!(amz_date(1_785_888_000), "20260805T000000Z");
-    }
-
-    #[test]
     fn business_ids_follow_the_seller() {
         assert_eq!(
             business_id(SpapiRegion::Na, "ATVPDKIKX0DER"),
@@ -779,12 +744,6 @@ mod tests {
             business_id(SpapiRegion::Fe, "A39IBJ37TRP1C6"),
             "AmazonShipping_JP"
         );
-    }
-
-    #[test]
-    fn user_agent_has_the_asked_form() {
-        assert!(USER_AGENT.starts_with("sealprint/0."));
-        assert!(USER_AGENT.ends_with("(Language=Rust; Platform=Linux)"));
     }
 
     #[test]

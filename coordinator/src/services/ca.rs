@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::crypto::random_key;
+use crate::core::crypto::random_key;
+use crate::core::paths::CA_SECRET;
 use crate::store::{Store, StoreError};
 
 /// Validity of a device certificate, seconds.
@@ -29,7 +30,6 @@ pub const CERT_VALIDITY_S: u64 = 30 * 24 * 3600;
 pub const CERT_BACKDATE_S: u64 = 60;
 
 /// The store secret holding the CA key (the audit log verifies checkpoints with it).
-pub(crate) const CA_SECRET: &str = "ca_ed25519";
 const LIBP2P_SECRET: &str = "libp2p_ed25519_seed";
 const X25519_SECRET: &str = "x25519";
 
@@ -211,7 +211,7 @@ pub fn issue_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use sealprint_protocol::Expectation;
 
     #[test]

@@ -1,7 +1,7 @@
 //! Account rules of the admin API (Amazon DPP: unique ids, password rules, lockout, least
 //! privilege), as pure functions of their inputs and an explicit `now`.
 //!
-//! - [`Role`]: the roles a tenant user can hold; which [`crate::api::Action`] needs which is
+//! - [`Role`]: the roles a tenant user can hold; which `api::Action` needs which is
 //!   decided in `api::auth::authorize`.
 //! - [`check_password`]: at least [`MIN_PASSWORD_LEN`] characters with upper and lower case,
 //!   a digit and a special character; not a common password (an embedded list of the worst few
@@ -14,7 +14,7 @@
 //!   its password is checked. The per-address lockout ([`LOCKOUT_THRESHOLD`]) and the rule as
 //!   a whole are in `api::limits`.
 //!
-//! What it does not do: hash passwords ([`crate::crypto`]), store users ([`crate::store`]) or
+//! What it does not do: hash passwords ([`super::crypto`]), store users (`store`) or
 //! answer HTTP (`api::users`, `api::sessions`).
 
 use serde::{Deserialize, Serialize};

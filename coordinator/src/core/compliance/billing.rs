@@ -78,7 +78,7 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes keys of any length")
 }
 
-/// The header value a sender computes: outgoing notifications ([`crate::notifications`]),
+/// The header value a sender computes: outgoing notifications (`services::notifications`),
 /// tests and the testkit.
 pub fn sign(secret: &[u8], body: &[u8], t: u64) -> String {
     let mut mac = mac(secret);

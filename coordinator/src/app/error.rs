@@ -1,16 +1,16 @@
-//! The error [`crate::run`] and [`crate::start`] return: why the coordinator could not start
-//! or stopped abnormally.
+//! The error `run::start` and `run::run` return: why the coordinator could not start or
+//! stopped abnormally.
 //!
 //! Each module has its own error enum ([`crate::store::StoreError`],
-//! [`crate::ca::CaError`], [`crate::crypto::CryptoError`], [`crate::config::ConfigError`],
-//! [`crate::init::InitError`]); this one only wraps them at the library's edge. No message
+//! [`crate::services::ca::CaError`], [`crate::core::crypto::CryptoError`], [`crate::app::config::ConfigError`],
+//! [`crate::app::init::InitError`]); this one only wraps them at the library's edge. No message
 //! holds a secret or PII.
 
 use thiserror::Error;
 
 use crate::api::TlsError;
-use crate::ca::CaError;
-use crate::crypto::CryptoError;
+use crate::core::crypto::CryptoError;
+use crate::services::ca::CaError;
 use crate::store::StoreError;
 
 /// Why the coordinator could not start or had to stop.
@@ -37,10 +37,10 @@ pub enum Error {
     Mesh(String),
     /// The configuration is unusable (e.g. the billing webhook secret file).
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::app::config::ConfigError),
     /// The SP-API client could not be set up (extra CA file, TLS configuration).
     #[error("spapi: {0}")]
-    SpApi(#[from] crate::spapi::SetupError),
+    SpApi(#[from] crate::services::spapi::SetupError),
     /// The API listener failed.
     #[error("api listener: {0}")]
     Listener(#[from] std::io::Error),

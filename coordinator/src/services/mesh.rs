@@ -6,7 +6,7 @@
 //! signed by the device), and delivers jobs: it seals each label to the chosen agent's X25519
 //! key and sends it straight to the agent or through a site peer, then records the outcome.
 //!
-//! The rules of choosing a printer and of judging answers live in [`crate::dispatch`]; this
+//! The rules of choosing a printer and of judging answers live in [`crate::core::dispatch`]; this
 //! module does the I/O around them. Handles from the API reach the loop over a bounded
 //! channel ([`MeshHandle`]).
 
@@ -31,15 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::ca::{issue_certificate, DeviceSubject, Identity};
-use crate::dispatch::{
+use crate::core::agents::MIN_AGENT_VERSION;
+use crate::core::dispatch::{
     judge_lost_answer, printer_id, AgentLive, Choice, DispatchConfig, Fleet, LostAnswer, Route,
     Want,
 };
+use crate::services::ca::{issue_certificate, DeviceSubject, Identity};
 use crate::store::{AgentRecord, AuditEntry, JobRecord, JobStatus, Store};
-
-/// The oldest agent version served.
-pub const MIN_AGENT_VERSION: &str = "0.1.0";
 
 /// How the mesh endpoint runs.
 #[derive(Debug, Clone)]
@@ -53,7 +51,7 @@ pub struct MeshConfig {
     /// How long device certificates are valid; renewed when a third is left.
     pub cert_validity: Duration,
     /// Delivery windows and the queue bound.
-    pub delivery: crate::config::DeliveryConfig,
+    pub delivery: crate::services::delivery_config::DeliveryConfig,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -88,7 +86,7 @@ enum Command {
     Revoked { device_id: String },
 }
 
-impl crate::api::Dispatch for MeshHandle {
+impl crate::core::dispatcher::Dispatch for MeshHandle {
     fn job_submitted(&self, tenant_id: &str, job_id: &str) {
         let cmd = Command::Submitted {
             tenant_id: tenant_id.to_owned(),
@@ -257,7 +255,7 @@ pub async fn start(
 }
 
 fn now_ms() -> u64 {
-    crate::now_ms()
+    crate::core::clock::now_ms()
 }
 
 fn refuse(code: ErrorCode, message: &str) -> Response {
@@ -1300,7 +1298,7 @@ fn hold_reason(store: &Store, tenant_id: &str, now: u64) -> Option<String> {
             return None;
         }
     };
-    let gate = crate::compliance::label_gate(
+    let gate = crate::core::compliance::label_gate(
         tenant.suspension.as_ref(),
         tenant.subscription.state,
         tenant.attestation.as_ref(),
@@ -1308,13 +1306,13 @@ fn hold_reason(store: &Store, tenant_id: &str, now: u64) -> Option<String> {
         now,
     );
     match gate {
-        Err(crate::compliance::GateRefusal::Suspended(_)) => {
+        Err(crate::core::compliance::GateRefusal::Suspended(_)) => {
             return Some("the tenant is suspended".into())
         }
-        Err(crate::compliance::GateRefusal::SubscriptionInactive(_)) => {
+        Err(crate::core::compliance::GateRefusal::SubscriptionInactive(_)) => {
             return Some("the subscription is not active".into())
         }
-        Err(crate::compliance::GateRefusal::Restricted(reason)) => return Some(reason),
+        Err(crate::core::compliance::GateRefusal::Restricted(reason)) => return Some(reason),
         Ok(_) => {}
     }
     match store.restriction(tenant_id) {

@@ -9,7 +9,7 @@
 //! - [`hash_password`] / [`verify_password`]: argon2id (PHC strings).
 //!
 //! Every key lives in [`zeroize::Zeroizing`] and has a redacted `Debug`. This module does not
-//! decide what to encrypt or where ciphertexts are stored: that is [`crate::store`].
+//! decide what to encrypt or where ciphertexts are stored: that is `store`.
 
 use std::fmt;
 use std::fs;

@@ -7,7 +7,7 @@
 //! [`ServeConfig::check_paths`] is the one check that looks at the disk, run before any port is
 //! bound.
 //!
-//! What it does not do: read the master key (see [`crate::crypto::MasterKey::load`]) or bind
+//! What it does not do: read the master key (see [`crate::core::crypto::MasterKey::load`]) or bind
 //! anything.
 
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+use crate::services::delivery_config::DeliveryConfig;
 
 /// Default agent heartbeat period, seconds.
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
@@ -201,32 +203,11 @@ pub struct ServeConfig {
     /// Whether outgoing calls may reach loopback addresses (tests and development only).
     pub allow_loopback_outbound: bool,
     /// PII and audit retention, and the periods of their sweeps.
-    pub retention: crate::retention::RetentionConfig,
+    pub retention: crate::services::retention::RetentionConfig,
     /// Period of the monitoring sweep.
     pub monitor_interval: Duration,
     /// Delivery windows and the queue bound.
     pub delivery: DeliveryConfig,
-}
-
-/// How jobs are delivered: windows and the queue bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeliveryConfig {
-    /// How long an agent has to print one attempt.
-    pub attempt_window: Duration,
-    /// Clock difference allowed between the coordinator and an agent.
-    pub allowed_skew: Duration,
-    /// Most jobs waiting for a printer before labels are refused with 429.
-    pub max_queued_jobs: usize,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            attempt_window: Duration::from_secs(30),
-            allowed_skew: Duration::from_millis(2_000),
-            max_queued_jobs: 10_000,
-        }
-    }
 }
 
 /// Parses the TOML text of a configuration file.
@@ -292,7 +273,7 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
     let cert_validity = flags
         .device_cert_validity_secs
         .or(file.device_cert_validity_secs)
-        .unwrap_or(crate::ca::CERT_VALIDITY_S);
+        .unwrap_or(crate::services::ca::CERT_VALIDITY_S);
 
     if data_dir.is_none() {
         problems.push("data_dir (--data-dir) is required".to_owned());
@@ -417,8 +398,8 @@ fn delivery_settings(
 fn compliance_periods(
     file: &FileConfig,
     problems: &mut Vec<String>,
-) -> crate::retention::RetentionConfig {
-    use crate::retention::{MAX_PII_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS};
+) -> crate::services::retention::RetentionConfig {
+    use crate::services::retention::{MAX_PII_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS};
     const DAY: u64 = 24 * 3600;
     let mut check = |key: &str, v: Option<u64>, default: u64, range: RangeInclusive<u64>| {
         in_range(problems, key, v.unwrap_or(default), range)
@@ -447,7 +428,7 @@ fn compliance_periods(
         3600,
         60..=86_400,
     );
-    crate::retention::RetentionConfig {
+    crate::services::retention::RetentionConfig {
         pii: Duration::from_secs(pii * DAY),
         audit: Duration::from_secs(audit * DAY),
         every: Duration::from_secs(every),
@@ -503,26 +484,26 @@ impl ServeConfig {
                 "data_dir: {} is not a directory",
                 self.data_dir.display()
             ));
-        } else if !crate::store::db_path(&self.data_dir).is_dir() {
+        } else if !crate::core::paths::db_path(&self.data_dir).is_dir() {
             problems.push(format!(
                 "data_dir: {} is not initialised (run `sealprint-coordinator init`)",
                 self.data_dir.display()
             ));
         } else {
-            for f in [crate::init::TLS_CERT, crate::init::TLS_KEY] {
+            for f in [crate::core::paths::TLS_CERT, crate::core::paths::TLS_KEY] {
                 if !self.data_dir.join(f).is_file() {
                     problems.push(format!("data_dir: {f} is missing"));
                 }
             }
         }
-        if let Err(e) = crate::crypto::MasterKey::load(&self.master_key_file) {
+        if let Err(e) = crate::core::crypto::MasterKey::load(&self.master_key_file) {
             problems.push(format!("master_key_file: {e}"));
         }
         if let Err(e) = load_secret(self.billing_webhook_secret_file.as_deref()) {
             problems.push(format!("billing_webhook_secret_file: {e}"));
         }
         if let Some(p) = &self.spapi_ca_file {
-            if let Err(e) = crate::spapi::client::read_ca_file(p) {
+            if let Err(e) = crate::outbound::client::read_ca_file(p) {
                 problems.push(format!("spapi_ca_file: {e}"));
             }
         }

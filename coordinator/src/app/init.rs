@@ -1,6 +1,6 @@
 //! `sealprint-coordinator init`: creates a data directory from nothing.
 //!
-//! In order: checks the admin password (the account rules of [`crate::accounts`], plus at
+//! In order: checks the admin password (the account rules of [`crate::core::accounts`], plus at
 //! least [`MIN_PASSWORD_LEN`] characters for this most privileged account) and that the master key file lies outside the data
 //! directory; creates the directory (0700) and the master key file if absent (0600); opens the
 //! store and refuses an initialised one; creates the identity (CA key, libp2p seed, X25519
@@ -18,16 +18,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::accounts::{self, PasswordError};
 use crate::api::{self, TlsError};
-use crate::ca::{CaError, Identity};
-use crate::crypto::{self, CryptoError, MasterKey};
+use crate::core::accounts::{self, PasswordError};
+use crate::core::crypto::{self, CryptoError, MasterKey};
+use crate::core::paths::{TLS_CERT, TLS_KEY};
+use crate::services::ca::{CaError, Identity};
 use crate::store::{AuditEntry, Store, StoreError};
 
-/// The API certificate, relative to the data directory.
-pub const TLS_CERT: &str = "tls/cert.pem";
-/// The API private key, relative to the data directory.
-pub const TLS_KEY: &str = "tls/key.pem";
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
@@ -192,7 +189,7 @@ pub fn init(opts: &InitOptions, now_ms: u64) -> Result<InitReport, InitError> {
     if key_path.starts_with(&dir) {
         return Err(InitError::KeyInsideDataDir);
     }
-    if crate::store::db_path(&dir).exists() {
+    if crate::core::paths::db_path(&dir).exists() {
         return Err(InitError::AlreadyInitialised(dir.display().to_string()));
     }
 

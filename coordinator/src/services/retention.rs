@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::ca::Identity;
+use crate::services::ca::Identity;
 use crate::store::{AuditEntry, Store, StoreError};
 
 /// Longest PII retention the configuration accepts, days.
@@ -144,7 +144,7 @@ pub async fn run(
         let pass = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = sweeps.tick() => tokio::task::spawn_blocking(move || {
-                sweep(&s, &cfg, crate::now_ms()).map(|r| {
+                sweep(&s, &cfg, crate::core::clock::now_ms()).map(|r| {
                     if r.jobs > 0 || r.audit_entries > 0 {
                         info!(jobs = r.jobs, audit_entries = r.audit_entries, "retention purged");
                     }
@@ -153,7 +153,7 @@ pub async fn run(
             _ = checkpoints.tick() => {
                 let id = identity.clone();
                 tokio::task::spawn_blocking(move || {
-                    s.checkpoint_audit(id.ca_signing_key(), crate::now_ms()).map(|cp| {
+                    s.checkpoint_audit(id.ca_signing_key(), crate::core::clock::now_ms()).map(|cp| {
                         if let Some(cp) = cp {
                             info!(seq = cp.seq, "audit checkpoint signed");
                         }
@@ -174,7 +174,7 @@ mod tests {
     use sealprint_protocol::LabelFormat;
 
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::{JobRecord, JobStatus};
 
     fn job(tenant: &str, id: &str, at: u64) -> JobRecord {

@@ -5,9 +5,10 @@
 //! any entry breaks the chain from that point on. The canonical encoding is length-prefixed
 //! and fixed-order, independent of the JSON the store writes.
 //!
-//! Entries are appended through [`crate::store::Store::append_audit`] (which serialises
-//! appends) and checked with [`crate::store::Store::verify_audit_chain`]; this module holds
-//! the pure chain rules, plus [`verify_data_dir`] for `sealprint-coordinator audit verify`.
+//! Entries are appended through the store's `Store::append_audit` (which serialises appends)
+//! and checked with its `Store::verify_audit_chain`; this module holds the pure chain rules
+//! and the entry itself ([`AuditEntry`]). It imports nothing of the crate: the store and the
+//! `audit verify` command (`app::verify`) build on it.
 //!
 //! Checkpoints ([`Checkpoint`]) anchor the chain: the coordinator's CA key signs the head's
 //! sequence number and hash, periodically and on demand. [`verify_log`] checks every
@@ -24,7 +25,22 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::store::AuditEntry;
+/// One audit event. Never holds PII: ids, actions and short outcomes only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, unix ms.
+    pub at_ms: u64,
+    /// Tenant concerned, if any.
+    pub tenant_id: Option<String>,
+    /// User id, device id or `"coordinator"`.
+    pub actor: String,
+    /// What happened, e.g. `label.requested`.
+    pub action: String,
+    /// The object id (job, device, tenant…).
+    pub object: Option<String>,
+    /// `"ok"` or a short reason.
+    pub outcome: String,
+}
 
 const DOMAIN: &[u8] = b"sealprint/audit/v1\0";
 const CHECKPOINT_DOMAIN: &[u8] = b"sealprint/audit-checkpoint/v1\0";
@@ -106,29 +122,6 @@ impl ChainError {
             | ChainError::BadCheckpoint(s)
             | ChainError::PrunedTooEarly(s) => *s,
         }
-    }
-}
-
-/// Opens the store of `data_dir` with the master key in `master_key_file` and verifies the
-/// whole audit chain: `Ok(Ok(entries))` when intact, `Ok(Err(where))` when it breaks. The
-/// store must not be open elsewhere (stop `serve` first, or use the API's
-/// `GET /v1/tenants/{t}/audit/verify`).
-///
-/// # Errors
-/// [`crate::Error`] when the key or the store cannot be opened.
-pub fn verify_data_dir(
-    data_dir: &std::path::Path,
-    master_key_file: &std::path::Path,
-) -> Result<Result<u64, ChainError>, crate::Error> {
-    let master = crate::crypto::MasterKey::load(master_key_file)?;
-    if !crate::store::db_path(data_dir).is_dir() {
-        return Err(crate::Error::NotInitialised);
-    }
-    let store = crate::store::Store::open(data_dir, master)?;
-    match store.verify_audit_chain() {
-        Ok(n) => Ok(Ok(n)),
-        Err(crate::store::StoreError::Chain(e)) => Ok(Err(e)),
-        Err(e) => Err(e.into()),
     }
 }
 

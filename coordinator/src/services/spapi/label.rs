@@ -29,6 +29,8 @@ use sealprint_protocol::LabelFormat;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::core::buffer::push_zeroizing;
+
 /// Why a label was refused. Messages never hold label bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -156,21 +158,6 @@ pub fn sniff(bytes: &[u8]) -> Option<LabelFormat> {
         }
     }
     None
-}
-
-/// Appends `data` to `buf` without ever reallocating `buf` in place: when it is full, the
-/// contents move to a new, larger zeroizing buffer and the old one is wiped on drop.
-pub(crate) fn push_zeroizing(buf: &mut Zeroizing<Vec<u8>>, data: &[u8], limit: usize) {
-    let need = buf.len() + data.len();
-    if need > buf.capacity() {
-        let cap = need
-            .max(buf.capacity().saturating_mul(2))
-            .min(limit.max(need));
-        let mut bigger = Zeroizing::new(Vec::with_capacity(cap));
-        bigger.extend_from_slice(buf);
-        *buf = bigger;
-    }
-    buf.extend_from_slice(data);
 }
 
 fn gunzip(compressed: &[u8], limit: usize) -> Result<Zeroizing<Vec<u8>>, LabelError> {
@@ -415,14 +402,6 @@ mod tests {
             decode_label_capped(&b64(&z), "", None, limit).err(),
             Some(LabelError::TooLarge(limit))
         );
-    }
-
-    #[test]
-    fn push_zeroizing_grows_by_copy() {
-        let mut buf = Zeroizing::new(Vec::with_capacity(2));
-        push_zeroizing(&mut buf, b"abc", 100);
-        push_zeroizing(&mut buf, b"defgh", 100);
-        assert_eq!(buf.as_slice(), b"abcdefgh");
     }
 
     proptest! {

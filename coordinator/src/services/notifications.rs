@@ -3,7 +3,7 @@
 //! A notification owed to a webhook ([`crate::store::Store::owed_notifications`]) is POSTed
 //! as JSON ([`payload`]: ids, kind, dates; never PII) to the tenant's https URL with
 //! [`SIGNATURE_HEADER`]` = t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, the same
-//! scheme as the billing webhook ([`crate::compliance::billing::sign`]), so receivers verify
+//! scheme as the billing webhook ([`crate::core::compliance::billing::sign`]), so receivers verify
 //! it as they verify Stripe's. A 2xx answer delivers it; anything else is retried with
 //! exponential backoff and jitter ([`retry_delay`]) up to [`MAX_ATTEMPTS`] attempts. Each
 //! attempt's outcome is recorded on the notification (state, attempts, last error, next
@@ -11,15 +11,15 @@
 //!
 //! [`deliver_due`] is one pass at an explicit `now` (what the tests drive); [`run`] repeats
 //! it until shutdown. The HTTPS client is the coordinator's one outgoing client
-//! ([`crate::spapi::client`]: system roots plus the `--spapi-ca-file` extra CA, https only).
+//! ([`crate::outbound::client`]: system roots plus the `--spapi-ca-file` extra CA, https only).
 //!
 //! Where a delivery may go is checked twice: [`validate_url`] refuses internal IP literals
 //! when the webhook is set, and every connection goes through the outbound address guard
-//! ([`crate::spapi::egress`]), which resolves the name, refuses it when any address is
+//! ([`crate::outbound::egress`]), which resolves the name, refuses it when any address is
 //! internal, and dials the address it checked. Redirects are not followed (a 3xx is a failed
 //! delivery).
 //!
-//! What it does not do: decide what to notify ([`crate::monitor::renewals`] does).
+//! What it does not do: decide what to notify (`monitor::renewals` does).
 
 use std::net::IpAddr;
 
@@ -34,9 +34,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::compliance::billing;
-use crate::spapi::client::{self, Http, SendFailure};
-use crate::spapi::rate::backoff;
+use crate::core::compliance::billing;
+use crate::outbound::backoff;
+use crate::outbound::client::{self, Http, SendFailure};
 use crate::store::{
     Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, Store,
     StoreError,
@@ -116,7 +116,7 @@ pub fn validate_url(url: &str) -> Result<(), &'static str> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if literal
         .parse::<IpAddr>()
-        .is_ok_and(crate::spapi::egress::forbidden)
+        .is_ok_and(crate::outbound::egress::forbidden)
     {
         return Err("url must not point at a loopback, private or link-local address");
     }
@@ -167,7 +167,7 @@ async fn post(
         .method(Method::POST)
         .uri(url)
         .header(CONTENT_TYPE, "application/json")
-        .header(USER_AGENT, crate::spapi::USER_AGENT)
+        .header(USER_AGENT, crate::outbound::USER_AGENT)
         .header(SIGNATURE_HEADER, signature)
         .header(ID_HEADER, n.id.as_str())
         .body(Full::new(Bytes::from(body)))
@@ -291,7 +291,7 @@ pub async fn run(store: Store, http: Http, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = deliver_due(&store, &http, crate::now_ms()) => {
+            r = deliver_due(&store, &http, crate::core::clock::now_ms()) => {
                 if let Err(e) = r {
                     warn!(error = %e, "notification deliveries failed");
                 }
@@ -313,7 +313,7 @@ mod tests {
     use tokio_util::task::TaskTracker;
 
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::WebhookRecord;
 
     const T0: u64 = 1_700_000_000_000;
@@ -383,7 +383,7 @@ mod tests {
     }
 
     struct NoDispatch;
-    impl crate::api::Dispatch for NoDispatch {
+    impl crate::core::dispatcher::Dispatch for NoDispatch {
         fn job_submitted(&self, _: &str, _: &str) {}
         fn agent_revoked(&self, _: &str) {}
     }
@@ -397,10 +397,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
         // The coordinator's outgoing client, trusting the receiver through the extra CA option.
-        let spapi = crate::spapi::SpApi::new(
-            crate::spapi::SpApiOptions {
+        let spapi = crate::services::spapi::SpApi::new(
+            crate::services::spapi::SpApiOptions {
                 extra_ca_pem: Some(cert.into_bytes()),
-                egress: crate::spapi::egress::EgressPolicy {
+                egress: crate::outbound::egress::EgressPolicy {
                     allow_loopback: true,
                 },
                 ..Default::default()

@@ -3,7 +3,7 @@
 //!
 //! For every tenant, [`sweep`]:
 //! 1. measures its [`Usage`] and moves its tier of record
-//!    ([`crate::compliance::requirements::TierRecord::observe`]); a change is audited
+//!    ([`crate::core::compliance::requirements::TierRecord::observe`]); a change is audited
 //!    (`tier.changed`), an upgrade notifies (`tier_upgraded`, due at the new requirements'
 //!    deadline, 30 days later);
 //! 2. evaluates its requirements: one within 30 days of expiry gets a `renewal_due` notice;
@@ -16,13 +16,13 @@
 //! same requirements at each request, so it begins exactly at the deadline and ends as soon
 //! as the requirement is provided.
 //!
-//! What it does not do: deliver notifications (see [`crate::notifications`]).
+//! What it does not do: deliver notifications (see [`crate::services::notifications`]).
 
 use tracing::{info, warn};
 
 use super::audit;
-use crate::compliance::requirements::{evaluate, tier_requirements, RequirementState};
-use crate::compliance::{tier_for, Tier};
+use crate::core::compliance::requirements::{evaluate, tier_requirements, RequirementState};
+use crate::core::compliance::{tier_for, Tier};
 use crate::store::{NewNotification, NotificationKind, Store, StoreError};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -176,12 +176,12 @@ fn tenant_pass(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compliance::requirements::{NOTICE_MS, TIER_DEADLINE_MS};
-    use crate::compliance::{
+    use crate::core::compliance::requirements::{NOTICE_MS, TIER_DEADLINE_MS};
+    use crate::core::compliance::{
         label_gate, Attestation, GateRefusal, LabelMode, Questionnaire, SubscriptionState,
         ATTESTATION_VALIDITY_MS,
     };
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
     use crate::store::{AgentRecord, NotificationRecord, TenantRecord};
 
     const T0: u64 = 1_700_000_000_000;
@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn attest(store: &Store, t: &str, at: u64, tweak: impl Fn(&mut Questionnaire)) {
-        let mut answers = crate::compliance::complete_answers();
+        let mut answers = crate::core::compliance::complete_answers();
         tweak(&mut answers);
         store
             .update_tenant(t, |r| {

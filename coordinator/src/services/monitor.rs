@@ -3,7 +3,7 @@
 //! | rule | evaluated | restricts labels |
 //! |---|---|---|
 //! | `agent_offline`: [`OFFLINE_MISSED_HEARTBEATS`] heartbeats missed | sweep | no, resolves itself |
-//! | `agent_outdated`: version below [`crate::mesh::MIN_AGENT_VERSION`] | sweep | no, resolves itself |
+//! | `agent_outdated`: version below [`crate::core::agents::MIN_AGENT_VERSION`] | sweep | no, resolves itself |
 //! | `failed_logins`: [`FAILED_LOGIN_BURST`] failures in the tenant within 15 minutes | each failed login | no |
 //! | `label_volume`: an hour far above the tenant's busiest hour of the last 14 days | each label request | yes |
 //! | `unusual_hours`: a label at an hour of day the tenant (almost) never prints at | each label request | no |
@@ -18,7 +18,7 @@
 //! [`renewals`] is the compliance side of the same sweep: tiers of record, renewal notices,
 //! and restrictions of tenants that missed a requirement.
 //!
-//! What it does not do: deliver notifications ([`crate::notifications`] does), or watch
+//! What it does not do: deliver notifications ([`crate::services::notifications`] does), or watch
 //! heartbeats as they arrive (the mesh does not report them; the sweep reads the store).
 
 pub mod renewals;
@@ -161,7 +161,7 @@ pub fn raise(
         );
         audit(store, tenant, "alert.opened", &alert.id, outcome, now);
         warn!(tenant = %tenant, alert = %alert.id, rule = rule.as_str(), subject = subject.unwrap_or("-"), restricts = alert.restricts, "alert opened");
-        crate::notifications::notify_event(
+        crate::services::notifications::notify_event(
             store,
             tenant,
             NotificationKind::AlertOpened,
@@ -230,7 +230,7 @@ pub fn sweep(store: &Store, heartbeat_interval: Duration, now: u64) -> Result<us
             } else {
                 resolve(store, &open, AlertRule::AgentOffline, dev, now)?;
             }
-            let min = crate::mesh::MIN_AGENT_VERSION;
+            let min = crate::core::agents::MIN_AGENT_VERSION;
             match agent.version.as_deref() {
                 Some(v) if !agent.revoked && version_below(v, min) => {
                     let msg = format!("the Print Station runs a version below {min}: update it");
@@ -330,7 +330,7 @@ pub async fn run(
         }
         let s = store.clone();
         let pass = tokio::task::spawn_blocking(move || {
-            let now = crate::now_ms();
+            let now = crate::core::clock::now_ms();
             let open = sweep(&s, heartbeat_interval, now)?;
             Ok::<_, StoreError>((open, renewals::sweep(&s, now)?))
         });
@@ -351,7 +351,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::core::crypto::MasterKey;
 
     const DAY_H: u64 = 24;
 
@@ -432,7 +432,7 @@ mod tests {
         assert!(!off[0].restricts);
         // Back online with a current version: both resolve by themselves.
         a.last_heartbeat_at_ms = Some(155_000);
-        a.version = Some(crate::mesh::MIN_AGENT_VERSION.into());
+        a.version = Some(crate::core::agents::MIN_AGENT_VERSION.into());
         store.put_agent(&a).expect("agent");
         sweep(&store, hb, 160_000).expect("sweep");
         assert!(open(&store, &t, AlertRule::AgentOffline).is_empty());

@@ -2,7 +2,7 @@
 //! functions of the tenant's record and an explicit `now`.
 //!
 //! - [`Plan`], [`SubscriptionState`], [`Attestation`] (the checklist questionnaire) and
-//!   [`Suspension`]: what a tenant record holds (see [`crate::store::TenantRecord`]).
+//!   [`Suspension`]: what a tenant record holds (see `store::TenantRecord`).
 //! - [`label_gate`] and [`provisioning_gate`]: whether a tenant may print (in full, or only
 //!   redacted labels) and enroll devices; [`GateRefusal`] says why not.
 //! - [`redacted_zpl`]: the label printed instead of the real one until the attestation is
@@ -14,7 +14,7 @@
 //!   and events.
 //!
 //! What it does not do: store anything, answer HTTP, or run background tasks (automatic
-//! restriction by alert rules, tier changes and renewal notices are [`crate::monitor`]'s).
+//! restriction by alert rules, tier changes and renewal notices are `services::monitor`'s).
 
 pub mod billing;
 pub mod requirements;

@@ -14,7 +14,7 @@
 //!
 //! A requirement due within [`NOTICE_MS`] is [`RequirementState::RenewalDue`]: the monitor
 //! sends the renewal notice then. What it does not do: read the store, count usage or send
-//! anything (`crate::monitor::renewals` does).
+//! anything (`services::monitor::renewals` does).
 
 use std::collections::BTreeMap;
 
@@ -263,7 +263,7 @@ pub fn evaluate(
 
 /// The date of `ms` (UTC), `YYYY-MM-DD`.
 pub fn date(ms: u64) -> String {
-    let d = crate::spapi::amz_date(ms / 1000);
+    let d = crate::core::clock::amz_date(ms / 1000);
     format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
 }
 
@@ -291,10 +291,10 @@ pub fn restriction(requirements: &[Requirement]) -> Option<(Requirement, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compliance::{Certification, Questionnaire, ATTESTATION_VALIDITY_MS};
+    use crate::core::compliance::{Certification, Questionnaire, ATTESTATION_VALIDITY_MS};
 
     fn attested(at: u64, tweak: impl FnOnce(&mut Questionnaire)) -> Attestation {
-        let mut answers = crate::compliance::complete_answers();
+        let mut answers = crate::core::compliance::complete_answers();
         tweak(&mut answers);
         Attestation {
             answers,

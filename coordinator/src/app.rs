@@ -1,0 +1,13 @@
+//! The top layer: the process. Reads the configuration, creates data directories, builds
+//! every service and the API and runs them. Imports every layer below; nothing imports it.
+//!
+//! - [`config`]: `serve` configuration (TOML + flags), pure parsing and validation.
+//! - [`init`]: `init`, which creates a data directory, keys, TLS files and the first admin.
+//! - [`run`]: [`run::start`] and [`run::run`]; [`verify`]: `audit verify`.
+//! - [`error`]: the error of `run` / `start`.
+
+pub mod config;
+pub mod error;
+pub mod init;
+pub mod run;
+pub mod verify;

@@ -1,0 +1,17 @@
+//! The services layer: long-running work over the store and the outbound client. Imports
+//! `outbound`, `store` and `core`, never `api` or `app`.
+//!
+//! - [`ca`]: the coordinator identity and device certificates.
+//! - [`mesh`]: job delivery to agents over libp2p ([`delivery_config`] holds its settings).
+//! - [`spapi`]: labels from Amazon's Selling Partner API (MFN v0, Shipping v2).
+//! - [`notifications`]: webhook deliveries; [`monitor`]: alert rules, tiers and renewals;
+//!   [`retention`]: PII purge, audit retention and checkpoints (these three run as background
+//!   tasks of `app::run::start`).
+
+pub mod ca;
+pub mod delivery_config;
+pub mod mesh;
+pub mod monitor;
+pub mod notifications;
+pub mod retention;
+pub mod spapi;
