@@ -476,7 +476,7 @@ mod tests {
         let refused = w.run(|| true).await.expect_err("queue full");
         assert_eq!(refused.status, hyper::StatusCode::TOO_MANY_REQUESTS);
         tx.send(()).expect("release");
-        assert_eq!(held.await.expect("join").expect("ran"), true);
+        assert!(held.await.expect("join").expect("ran"));
         for t in waiters {
             assert!(t.await.expect("join").expect("ran"));
         }
