@@ -52,6 +52,11 @@ impl ApiClient {
         }
     }
 
+    /// The session token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Logs in and returns a client carrying the session token.
     pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<ApiClient> {
         let (status, body) = self

@@ -902,8 +902,17 @@ mod spapi {
         let standin = Standin::start(Credentials::default(), label).await?;
         let ca = root.join("spapi-ca.pem");
         std::fs::write(&ca, standin.cert_pem())?;
-        let site =
-            Site::new_with(root, &["--spapi-ca-file".into(), ca.display().to_string()]).await?;
+        let site = Site::new_with(
+            root,
+            &[
+                "--spapi-ca-file".into(),
+                ca.display().to_string(),
+                // The stand-in is an override on 127.0.0.1: both test-only permissions.
+                "--allow-spapi-endpoint-override".into(),
+                "--insecure-allow-loopback-outbound".into(),
+            ],
+        )
+        .await?;
         let station = site.station(0, 1, "outbound", &[]).await?;
         site.wait_printers(1).await?;
         let c = Credentials::default();

@@ -67,6 +67,7 @@ fn fixture() -> Fixture {
         heartbeat_interval: Duration::from_secs(10),
         billing_webhook_secret: Some(Zeroizing::new(WEBHOOK_SECRET.to_vec())),
         failures: crate::services::failures::FailureLog::new(Duration::from_secs(60)),
+        limits: limits::Limits::default(),
     };
     Fixture {
         _dir: dir,
@@ -1057,8 +1058,56 @@ async fn a_password_change_revokes_the_users_sessions() {
     assert_eq!(s, StatusCode::OK);
 }
 
+/// A login from `peer` (status, body).
+async fn login_from(state: &ApiState, body: &Value, peer: &str) -> (StatusCode, Value) {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/v1/sessions")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    req.extensions_mut()
+        .insert(PeerAddr(peer.parse().expect("peer")));
+    let resp = handle(state, req).await;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("json answer"))
+}
+
 #[tokio::test]
-async fn five_failed_logins_lock_the_account() {
+async fn failures_from_several_addresses_lock_the_account_for_everyone() {
+    let f = fixture();
+    let wrong = json!({"email": "admin@example.com", "password": "Wrong-Password-1"});
+    let per_addr = crate::core::accounts::LOCKOUT_THRESHOLD - 1;
+    let addrs = crate::core::accounts::ACCOUNT_LOCKOUT_THRESHOLD.div_ceil(per_addr);
+    let mut statuses = Vec::new();
+    for a in 0..addrs {
+        for _ in 0..per_addr {
+            let (s, _) = login_from(&f.state, &wrong, &format!("192.0.2.{}:1", a + 1)).await;
+            statuses.push(s);
+        }
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::LOCKED)
+            .count(),
+        statuses.len() - crate::core::accounts::ACCOUNT_LOCKOUT_THRESHOLD + 1,
+        "{statuses:?}"
+    );
+    let right = json!({"email": "admin@example.com", "password": PASSWORD});
+    let (s, v) = login_from(&f.state, &right, "198.51.100.1:1").await;
+    assert_eq!((s, code(&v)), (StatusCode::LOCKED, "account_locked"), "{v}");
+    let admin = f
+        .state
+        .store
+        .user_by_email("admin@example.com")
+        .expect("read")
+        .expect("admin");
+    assert!(admin.locked_until_ms.is_some(), "the lock is on the record");
+}
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_account_for_that_address() {
     let f = fixture();
     let wrong = json!({"email": "admin@example.com", "password": "Wrong-Password-1"});
     for _ in 0..4 {
@@ -1085,21 +1134,23 @@ async fn five_failed_logins_lock_the_account() {
         "session.failed".into(),
         "bad credentials; account locked".into()
     )));
-    // Fifteen minutes later (moved on the record, not slept) the right password works.
+    // The lock holds for the address that caused it; the owner, from another address, still
+    // gets in (one address cannot lock an account out for everyone).
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/v1/sessions")
+        .body(Full::new(Bytes::from(right.to_string())))
+        .expect("request");
+    req.extensions_mut()
+        .insert(PeerAddr("192.0.2.7:4000".parse().expect("peer")));
+    let s = handle(&f.state, req).await.status();
+    assert_eq!(s, StatusCode::CREATED);
     let admin = f
         .state
         .store
         .user_by_email("admin@example.com")
         .expect("read")
         .expect("admin");
-    f.state
-        .store
-        .update_user(&admin.id, |u| {
-            u.locked_until_ms = Some(crate::core::clock::now_ms() - 1);
-        })
-        .expect("update");
-    let (s, _) = call(&f.state, "POST", "/v1/sessions", None, right).await;
-    assert_eq!(s, StatusCode::CREATED);
     let u = f.state.store.user(&admin.id).expect("read").expect("user");
     assert!(u.failed_logins.is_empty() && u.locked_until_ms.is_none());
 }
@@ -1879,6 +1930,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         mesh_addrs: vec![],
         heartbeat_interval: Duration::from_secs(10),
         failures: f.state.failures.clone(),
+        limits: limits::Limits::default(),
     };
     let resp = handle(
         &off,

@@ -100,6 +100,11 @@ pub struct FileConfig {
     /// the system roots are always trusted).
     #[serde(alias = "spapi-ca-file")]
     pub spapi_ca_file: Option<PathBuf>,
+    /// Whether SP-API connections may name their own `endpoint`/`lwa_endpoint` (default
+    /// false: only Amazon's hosts). Even then, overrides that resolve to internal addresses
+    /// are refused.
+    #[serde(alias = "allow-spapi-endpoint-override")]
+    pub allow_spapi_endpoint_override: Option<bool>,
     /// Days after a label's creation its PII (label bytes, shipment and tracking ids) is
     /// purged, 1..=30 (default 30: never longer).
     #[serde(alias = "pii-retention-days")]
@@ -164,6 +169,10 @@ pub struct Overrides {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// `--spapi-ca-file`.
     pub spapi_ca_file: Option<PathBuf>,
+    /// `--allow-spapi-endpoint-override`.
+    pub allow_spapi_endpoint_override: bool,
+    /// `--insecure-allow-loopback-outbound` (tests and development only; no file key).
+    pub insecure_allow_loopback_outbound: bool,
     /// `--attempt-window-secs`.
     pub attempt_window_secs: Option<u64>,
     /// `--allowed-clock-skew-ms`.
@@ -201,6 +210,10 @@ pub struct ServeConfig {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// Extra trusted CA certificates for SP-API endpoint overrides.
     pub spapi_ca_file: Option<PathBuf>,
+    /// Whether SP-API connections may carry endpoint overrides.
+    pub allow_spapi_endpoint_override: bool,
+    /// Whether outgoing calls may reach loopback addresses (tests and development only).
+    pub allow_loopback_outbound: bool,
     /// PII and audit retention, and the periods of their sweeps.
     pub retention: crate::services::retention::RetentionConfig,
     /// Period of the monitoring sweep.
@@ -356,6 +369,9 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                     .billing_webhook_secret_file
                     .or(file.billing_webhook_secret_file),
                 spapi_ca_file: flags.spapi_ca_file.or(file.spapi_ca_file),
+                allow_spapi_endpoint_override: flags.allow_spapi_endpoint_override
+                    || file.allow_spapi_endpoint_override.unwrap_or(false),
+                allow_loopback_outbound: flags.insecure_allow_loopback_outbound,
                 retention,
                 monitor_interval: Duration::from_secs(monitor),
                 delivery,

@@ -112,6 +112,9 @@ pub async fn start(
         &config.mesh_advertise
     };
     let dispatch: Arc<dyn Dispatch> = Arc::new(mesh.handle.clone());
+    if config.allow_loopback_outbound {
+        warn!("outgoing calls may reach loopback addresses: for tests and development only");
+    }
     let spapi = spapi::SpApi::new(
         spapi::SpApiOptions {
             extra_ca_pem: config
@@ -119,6 +122,10 @@ pub async fn start(
                 .as_deref()
                 .map(client::read_ca_file)
                 .transpose()?,
+            allow_endpoint_override: config.allow_spapi_endpoint_override,
+            egress: crate::outbound::egress::EgressPolicy {
+                allow_loopback: config.allow_loopback_outbound,
+            },
             ..spapi::SpApiOptions::default()
         },
         store.clone(),
@@ -135,6 +142,7 @@ pub async fn start(
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
         failures,
+        limits: api::limits::Limits::default(),
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -157,6 +165,7 @@ pub async fn start(
         api_listener,
         tls,
         state,
+        api::ServerLimits::default(),
         shutdown,
         tracker.clone(),
     ));
