@@ -9,6 +9,12 @@
 //!   queues whose `device-uri` is `file:`, `/dev/null`, `cups-pdf:`… (asked from the scheduler
 //!   over IPP, as `cups://` printers are), and on Windows spooler printers on `FILE:`,
 //!   `PORTPROMPT:`, `NUL:`, `XPSPort:`, `SHRFAX:` or with PDF/XPS/OneNote/fax drivers.
+//! - **cups job files**: what the CUPS scheduler keeps after printing (`PreserveJobFiles`,
+//!   `PreserveJobHistory`, `RequestRoot`, CUPS' defaults where unset); a warning unless job
+//!   files are not kept. sealprint never prints through the scheduler.
+//! - **windows printer NAME**: for every spooler printer, whether it prints directly and
+//!   whether it keeps printed documents (either would leave a label in the spool directory;
+//!   sealprint refuses such a printer).
 //! - **printer NAME**: each configured printer's verdict and status (probed read-only: no
 //!   identity is recorded).
 //!
@@ -27,6 +33,11 @@ use sealprint_protocol::{PrinterStatus, PrinterVerdict};
 
 use crate::printer::inventory::{self, Device};
 use crate::printer::{Printer, PrinterConfig, Timeouts};
+
+mod spoolers;
+
+/// Where CUPS keeps its configuration unless told otherwise.
+const CUPS_CONFIG_DIR: &str = "/etc/cups";
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,6 +90,8 @@ pub struct DoctorOptions {
     pub printers: Vec<PrinterConfig>,
     /// The CUPS scheduler (socket path or `HOST[:PORT]`); `None`: the local default.
     pub cups_server: Option<String>,
+    /// CUPS' configuration directory (cupsd.conf, cups-files.conf); `None`: `/etc/cups`.
+    pub cups_config_dir: Option<PathBuf>,
     /// The oldest agent version accepted, when known (the coordinator's minimum).
     pub min_version: Option<String>,
     /// Printer timeouts.
@@ -95,6 +108,12 @@ pub async fn run(options: &DoctorOptions) -> Vec<Check> {
     )];
     checks.extend(check_data_dir(&options.data_dir));
     checks.extend(check_cups(options).await);
+    checks.extend(check_cups_retention(
+        options
+            .cups_config_dir
+            .as_deref()
+            .unwrap_or(Path::new(CUPS_CONFIG_DIR)),
+    ));
     checks.extend(check_spooler().await);
     checks.extend(check_printers(options).await);
     checks
@@ -298,30 +317,44 @@ async fn check_spooler() -> Vec<Check> {
     }
     match inventory::spooler_printers().await {
         Err(why) => vec![Check::new("windows printers", Outcome::Warn, why)],
-        Ok(printers) => {
-            let mut checks: Vec<Check> = printers
-                .iter()
-                .filter_map(|p| {
-                    let why = inventory::spooler_virtual(&p.port, &p.driver)?;
-                    Some(Check::new(
-                        format!("windows printer {}", p.name),
-                        Outcome::Fail,
-                        format!("print-to-file/PDF/XPS printer on the station: {why}; remove it"),
-                    ))
-                })
-                .collect();
-            if checks.is_empty() {
-                checks.push(Check::new(
-                    "windows printers",
-                    Outcome::Pass,
-                    format!(
-                        "{} printer(s), none prints to a file, PDF or XPS",
-                        printers.len()
-                    ),
-                ));
-            }
-            checks
-        }
+        Ok(printers) if printers.is_empty() => vec![Check::new(
+            "windows printers",
+            Outcome::Pass,
+            "no printer installed",
+        )],
+        Ok(printers) => printers.iter().map(spoolers::spooler_check).collect(),
+    }
+}
+
+/// CUPS' job file and history retention, from its configuration files (Linux and other
+/// unix systems with CUPS; nothing on Windows).
+fn check_cups_retention(config_dir: &Path) -> Vec<Check> {
+    if cfg!(windows) {
+        return Vec::new();
+    }
+    let cupsd = std::fs::read_to_string(config_dir.join("cupsd.conf"));
+    let files = std::fs::read_to_string(config_dir.join("cups-files.conf")).unwrap_or_default();
+    match cupsd {
+        Ok(cupsd) => vec![spoolers::cups_check(&spoolers::cups_retention(
+            &cupsd, &files,
+        ))],
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![Check::new(
+            "cups job files",
+            Outcome::Pass,
+            format!(
+                "no {} (CUPS is not installed)",
+                config_dir.join("cupsd.conf").display()
+            ),
+        )],
+        Err(e) => vec![Check::new(
+            "cups job files",
+            Outcome::Warn,
+            format!(
+                "cannot read {}: {}",
+                config_dir.join("cupsd.conf").display(),
+                e.kind()
+            ),
+        )],
     }
 }
 
@@ -432,6 +465,7 @@ mod tests {
                 PrinterConfig::from_flag("w=winspool://Microsoft Print to PDF").expect("valid"),
             ],
             cups_server: Some(unused.to_string()),
+            cups_config_dir: Some(dir.path().join("no-cups")),
             min_version: None,
             timeouts: Timeouts::default(),
         };
@@ -441,6 +475,14 @@ mod tests {
             .find(|c| c.name == "cups queues")
             .expect("cups check");
         assert_ne!(cups.outcome, Outcome::Fail);
+        if !cfg!(windows) {
+            let retention = checks
+                .iter()
+                .find(|c| c.name == "cups job files")
+                .expect("cups retention check");
+            assert_eq!(retention.outcome, Outcome::Pass, "{}", retention.detail);
+            assert!(retention.detail.contains("not installed"));
+        }
         if !cfg!(windows) {
             let printer = checks
                 .iter()

@@ -55,6 +55,8 @@ pub async fn enroll(
     let keys = DeviceKeys::generate();
     let mut swarm = build_swarm(keys.libp2p_keypair(), &SwarmOptions::default())
         .map_err(|e| AgentError::Mesh(e.to_string()))?;
+    // Pinned by the token: its answers are not limited to a stranger's frame size.
+    swarm.behaviour_mut().admission.trust(coordinator);
     swarm
         .dial(DialOpts::peer_id(coordinator).addresses(addrs).build())
         .map_err(|e| AgentError::Enroll(format!("cannot dial the coordinator: {e}")))?;

@@ -1,16 +1,14 @@
 //! `sealprint-agent`: enroll a Print Station, run it, list its printers, or self-check it.
+//! This file parses the command line, installs tracing and the signal handler, and hands each
+//! command to [`run`], which wires the agent.
+
+mod run;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use sealprint_agent::config::{self, Flags};
-use sealprint_agent::mesh::{self, MeshOptions};
-use sealprint_agent::printer::Timeouts;
-use sealprint_agent::station::Station;
-use sealprint_agent::{doctor, enroll, identity::DeviceIdentity};
-use sealprint_protocol::{EnrollmentToken, PrinterVerdict};
+use sealprint_agent::config::Flags;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -92,20 +90,13 @@ struct Common {
     printers: Vec<String>,
 }
 
-fn load(common: Common, mut flags: Flags) -> anyhow::Result<config::RunConfig> {
-    let file = match &common.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            config::parse_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => config::FileConfig::default(),
-    };
-    flags.data_dir = common.data_dir;
-    flags.printers = common.printers;
-    config::resolve(file, flags).map_err(|problems| {
-        anyhow::anyhow!("invalid configuration:\n  - {}", problems.join("\n  - "))
-    })
+impl Common {
+    /// The configuration file (if any) and flags, validated together.
+    fn load(self, mut flags: Flags) -> anyhow::Result<sealprint_agent::config::RunConfig> {
+        flags.data_dir = self.data_dir;
+        flags.printers = self.printers;
+        run::load(self.config.as_deref(), flags)
+    }
 }
 
 fn init_tracing(format: &str) {
@@ -132,28 +123,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             token,
             timeout_secs,
-        } => {
-            let token = if token == "-" {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_line(&mut s)
-                    .context("reading the token")?;
-                s
-            } else {
-                token
-            };
-            let token: EnrollmentToken = token.parse().context("enrollment token")?;
-            let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "station".into());
-            let id = enroll::enroll(
-                &data_dir,
-                &token,
-                &hostname,
-                Duration::from_secs(timeout_secs),
-            )
-            .await?;
-            // The operator's confirmation, on stdout by design.
-            println!("enrolled as {}", id.device_id());
-        }
+        } => run::enroll(&data_dir, &token, Duration::from_secs(timeout_secs)).await,
         Command::Run {
             common,
             listen,
@@ -170,84 +140,15 @@ async fn main() -> anyhow::Result<()> {
                 no_mdns,
                 ..Flags::default()
             };
-            let cfg = load(common, flags)?;
-            let identity = DeviceIdentity::load(&cfg.data_dir)?;
-            // The station's own compliance checks (no printer probes: the station does those),
-            // reported to the coordinator in every heartbeat.
-            let checks = doctor::run(&doctor::DoctorOptions {
-                data_dir: cfg.data_dir.clone(),
-                printers: Vec::new(),
-                cups_server: None,
-                min_version: None,
-                timeouts: Timeouts::default(),
-            })
-            .await;
-            let findings = doctor::findings(&checks);
-            let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
-            station.probe_all().await;
-            let opts = MeshOptions {
-                findings,
-                listen: cfg.listen,
-                peers: cfg.peers,
-                uplink: cfg.uplink,
-                mdns: cfg.mdns,
-                heartbeat_interval: cfg.heartbeat_interval,
-                drain_grace: Duration::from_secs(20),
-                data_dir: cfg.data_dir.clone(),
-            };
-            let (ready, event_loop) = mesh::start(identity, station, opts, shutdown).await?;
-            // Harnesses and operators read this line to learn the bound addresses.
-            println!("READY {}", serde_json::to_string(&ready)?);
-            event_loop.await;
+            run::agent(common.load(flags)?, shutdown).await
         }
-        Command::Printers { common } => {
-            let cfg = load(common, Flags::default())?;
-            let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
-            station.probe_all().await;
-            let mut failed = false;
-            // The operator's table, on stdout by design (names, serials and verdicts; no PII).
-            println!(
-                "{:<16} {:<10} {:<12} {:<10} {:<20} reason",
-                "printer", "pool", "verdict", "status", "identity"
-            );
-            for r in station.reports() {
-                failed |= r.verdict != PrinterVerdict::Verified;
-                println!(
-                    "{:<16} {:<10} {:<12} {:<10} {:<20} {}",
-                    r.name,
-                    r.pool,
-                    format!("{:?}", r.verdict).to_lowercase(),
-                    format!("{:?}", r.status).to_lowercase(),
-                    r.identity.as_deref().unwrap_or("-"),
-                    r.reason
-                );
-            }
-            if failed {
-                bail!("some printers are not verified");
-            }
-        }
+        Command::Printers { common } => run::printers(common.load(Flags::default())?).await,
         Command::Doctor {
             common,
             cups_server,
             min_version,
-        } => {
-            let cfg = load(common, Flags::default())?;
-            let options = doctor::DoctorOptions {
-                data_dir: cfg.data_dir,
-                printers: cfg.printers,
-                cups_server,
-                min_version,
-                timeouts: Timeouts::default(),
-            };
-            let checks = doctor::run(&options).await;
-            // The operator's report, on stdout by design.
-            print!("{}", doctor::render(&checks));
-            if doctor::failed(&checks) {
-                bail!("the station fails the self-check");
-            }
-        }
+        } => run::doctor(common.load(Flags::default())?, cups_server, min_version).await,
     }
-    Ok(())
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

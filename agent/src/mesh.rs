@@ -30,7 +30,9 @@ use libp2p::request_response::{
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{mdns, Multiaddr, PeerId, Swarm};
-use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_mesh::{
+    build_swarm, ed25519_of_peer, AdmissionLimits, Behaviour, BehaviourEvent, SwarmOptions,
+};
 use sealprint_protocol::{
     open, Certificate, CertificateBody, ErrorCode, Expectation, Heartbeat, Hello, JobOutcome,
     MeshPeerReport, OutcomeStatement, RelayReply, Relayed, Request, Response, SealedJob,
@@ -47,6 +49,10 @@ use crate::revocations::Revocations;
 use crate::sequence::HeartbeatCounter;
 use crate::station::Station;
 use crate::{now_ms, AgentError, VERSION};
+
+/// Established inbound mesh connections (site peers) an agent accepts. The agent's systemd
+/// unit sets `LimitNOFILE=4096` to stay above it plus handshakes, printers and files.
+pub const MAX_INCOMING: u32 = 1024;
 
 /// How the mesh endpoint runs.
 #[derive(Debug, Clone)]
@@ -156,6 +162,14 @@ pub async fn start(
     let id = Arc::new(id);
     let swarm_opts = SwarmOptions {
         mdns: opts.mdns,
+        // A station talks to a handful of site peers: keep the file limit of its systemd
+        // unit (LimitNOFILE, deploy/systemd) well above these.
+        max_established_incoming: MAX_INCOMING,
+        max_pending_incoming: 64,
+        admission: AdmissionLimits {
+            max_unverified: 64,
+            ..AdmissionLimits::default()
+        },
         ..SwarmOptions::default()
     };
     let mut swarm = build_swarm(id.keys.libp2p_keypair(), &swarm_opts)
@@ -181,6 +195,8 @@ pub async fn start(
         .peer_id
         .parse()
         .map_err(|_| AgentError::Mesh("pinned coordinator peer id is invalid".into()))?;
+    // The coordinator is pinned by its PeerId (Noise authenticates it): no hello needed.
+    swarm.behaviour_mut().admission.trust(coordinator);
     let coordinator_addrs = id
         .coordinator
         .addrs
@@ -480,6 +496,7 @@ impl EventLoop {
                 if !was_verified {
                     info!(%peer, device = %cert.body.device_id, "site peer verified");
                 }
+                self.swarm.behaviour_mut().admission.verify(peer);
                 self.peers.insert(
                     peer,
                     Peer::Verified {
@@ -492,7 +509,7 @@ impl EventLoop {
             }
             Err(reason) => {
                 warn!(%peer, %reason, "peer certificate refused; disconnecting");
-                let _ = self.swarm.disconnect_peer_id(peer);
+                self.swarm.behaviour_mut().admission.refuse(peer);
                 false
             }
         }
@@ -530,7 +547,7 @@ impl EventLoop {
                         channel,
                         refuse(ErrorCode::Unauthenticated, "send hello first"),
                     );
-                    let _ = self.swarm.disconnect_peer_id(peer);
+                    self.swarm.behaviour_mut().admission.refuse(peer);
                     return;
                 }
             }
@@ -830,6 +847,7 @@ impl EventLoop {
         for p in revoked_peers {
             warn!(peer = %p, "peer certificate revoked; disconnecting");
             self.peers.remove(&p);
+            self.swarm.behaviour_mut().admission.refuse(p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
     }

@@ -29,10 +29,16 @@
 //!   in a document format the printer lists. For `ipps://` the certificate is pinned for the
 //!   process's lifetime.
 //! - `cups://QUEUE` (`cups`): the queue's `device-uri` from the scheduler over IPP, judged by
-//!   backend, and the device behind it asked where possible; printed with Print-Job to the
-//!   queue.
+//!   backend; the device behind it is verified and printed to directly as its own kind
+//!   (`socket` as raw, `ipp`/`ipps` as IPP, `usb` through its usblp node), never through the
+//!   scheduler, which would spool the label to disk.
 //! - `usb:///dev/usb/lpN` (`usb`): the node, the sysfs IEEE 1284 device id and its serial.
-//! - `winspool://NAME` (`winspool`): port and driver from the Windows spooler.
+//! - `winspool://NAME` (`winspool`): port and driver from the Windows spooler; refused when
+//!   the spooler would keep the label on disk (not printing directly, or keeping printed
+//!   documents).
+//!
+//! Transports: `raw` (TCP 9100, Zebra host queries), `ipp_job` (IPP over `http`, codec in
+//! `ipp`, judgement of the attributes in `facts`), `usb`, `winspool`.
 //!
 //! Every kind re-checks identity and status before each job, on the same terms as a probe.
 //!
@@ -41,73 +47,41 @@
 //! retries and no queueing: the caller decides where a refused label goes. Label bytes are
 //! never logged, copied into errors or kept after [`Printer::print`] returns.
 
+mod config;
 mod cups;
+mod facts;
 mod graphic;
 mod http;
 mod ipp;
+mod ipp_job;
+mod raw;
 mod uri;
 mod usb;
 mod winspool;
 mod zpl;
 
-/// The station self-check's view of the local print system (used by `crate::doctor`).
+/// The station self-check's view of the local print system (used by the doctor module).
 pub(crate) mod inventory {
     pub(crate) use super::cups::{all_queues, judge_device_uri, Device, Server};
-    pub(crate) use super::ipp::names_a_writer;
-    pub(crate) use super::winspool::{all as spooler_printers, virtual_reason as spooler_virtual};
+    pub(crate) use super::facts::names_a_writer;
+    pub(crate) use super::winspool::{
+        all as spooler_printers, disk_reason as spooler_disk, virtual_reason as spooler_virtual,
+        DiskSettings, SpoolerPrinter,
+    };
+    #[cfg(test)]
+    pub(crate) use super::winspool::{
+        ATTRIBUTE_DIRECT as SPOOLER_DIRECT, ATTRIBUTE_KEEP_PRINTED_JOBS as SPOOLER_KEEP_PRINTED,
+    };
 }
-
-use std::fmt;
-use std::io;
-use std::time::Duration;
 
 use sealprint_protocol::{LabelFormat, PrinterReport, PrinterStatus, PrinterVerdict};
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument as _};
 
+pub use config::{PrinterConfig, PrinterError, Timeouts, DEFAULT_POOL};
 pub use uri::{PrinterUri, DEFAULT_IPP_PORT, DEFAULT_RAW_PORT};
 
-use zpl::{Connection, HostIdentification, HostStatus, HqesErrors, QueryFailure};
-
-/// The pool a printer serves when its config names none.
-pub const DEFAULT_POOL: &str = "default";
-
-/// The longest printer or pool name accepted.
-const MAX_NAME_LEN: usize = 64;
-
-/// The reason given for a device that accepts a connection and answers nothing.
-const SILENT_REASON: &str =
-    "device accepted the connection but did not answer ~HI/~HS like a printer";
-
-fn default_pool() -> String {
-    DEFAULT_POOL.to_owned()
-}
-
-/// Why a printer's configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PrinterError {
-    /// A `--printer` flag was not `NAME=URI`.
-    #[error("printer flag must be NAME=URI, for example zebra-1=raw://10.0.0.5:9100")]
-    BadFlag,
-    /// The printer's name is empty, too long or has control characters.
-    #[error("invalid printer name: {0}")]
-    InvalidName(&'static str),
-    /// The pool's name is empty, too long or has control characters.
-    #[error("invalid pool name: {0}")]
-    InvalidPool(&'static str),
-    /// The URI could not be parsed.
-    #[error("invalid printer uri: {0}")]
-    InvalidUri(String),
-    /// The URI's scheme is not supported (yet); holds the lower-cased scheme.
-    #[error(
-        "unsupported printer uri scheme {0:?}: use raw://, ipp://, ipps://, cups://, \
-         usb:///dev/usb/lpN or winspool://"
-    )]
-    UnsupportedScheme(String),
-}
+use facts::PrinterFacts;
+use zpl::Connection;
 
 /// Why a label was not (or maybe not) printed. Reasons are for a person and never hold label
 /// content or other PII.
@@ -120,81 +94,6 @@ pub enum PrintError {
     /// the label, so sending it elsewhere risks a duplicate.
     #[error("print in doubt: {0}")]
     InDoubt(String),
-}
-
-/// One `[[printer]]` entry of the agent config, or one `--printer NAME=URI` flag (pool
-/// `default`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrinterConfig {
-    /// Name of the printer, unique on its agent (shown to admins; not PII).
-    pub name: String,
-    /// Where it is, for example `raw://10.0.0.5:9100` (see [`PrinterUri`]).
-    pub uri: String,
-    /// The pool it serves. Default: `default`.
-    #[serde(default = "default_pool")]
-    pub pool: String,
-}
-
-impl PrinterConfig {
-    /// Parses a `--printer NAME=URI` flag into a printer of the `default` pool.
-    ///
-    /// # Errors
-    /// [`PrinterError::BadFlag`] without `=`, and any error of [`PrinterConfig::validate`].
-    pub fn from_flag(s: &str) -> Result<PrinterConfig, PrinterError> {
-        let (name, uri) = s.split_once('=').ok_or(PrinterError::BadFlag)?;
-        let config = PrinterConfig {
-            name: name.trim().to_owned(),
-            uri: uri.trim().to_owned(),
-            pool: default_pool(),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks the name and pool and parses the URI.
-    ///
-    /// # Errors
-    /// [`PrinterError::InvalidName`], [`PrinterError::InvalidPool`],
-    /// [`PrinterError::InvalidUri`] or [`PrinterError::UnsupportedScheme`].
-    pub fn validate(&self) -> Result<PrinterUri, PrinterError> {
-        check_name(&self.name).map_err(PrinterError::InvalidName)?;
-        check_name(&self.pool).map_err(PrinterError::InvalidPool)?;
-        self.uri.parse()
-    }
-}
-
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.trim().is_empty() {
-        Err("empty")
-    } else if name.chars().count() > MAX_NAME_LEN {
-        Err("longer than 64 characters")
-    } else if name.chars().any(char::is_control) {
-        Err("control characters")
-    } else {
-        Ok(())
-    }
-}
-
-/// How long the agent waits on a printer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// To open the TCP connection. Default: 2 s.
-    pub connect: Duration,
-    /// For each query's answer. Default: 2 s.
-    pub answer: Duration,
-    /// To write one whole label and close the sending side. Default: 10 s.
-    pub write: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(2),
-            answer: Duration::from_secs(2),
-            write: Duration::from_secs(10),
-        }
-    }
 }
 
 /// One configured printer and what the agent knows of it.
@@ -247,36 +146,23 @@ impl Assessment {
     }
 }
 
-/// Where a verified printer takes its job, with what the check learnt.
-#[derive(Debug)]
+/// Where a verified printer takes its job, with what the check learnt. Every route reaches the
+/// device itself: none goes through a spooler that would keep the label on disk.
 enum Route {
     /// Nothing to print to (not verified).
     None,
-    /// An IPP printer or CUPS queue: Print-Job to `endpoint`; `cups` picks CUPS's raw format.
+    /// A raw ZPL device (`raw://`, or a CUPS queue's `socket://` device): the connection the
+    /// device was just verified on, where the label follows.
+    Raw(Connection),
+    /// An IPP printer (`ipp://`, or a CUPS queue's `ipp://` device): Print-Job to `endpoint`.
     Ipp {
         endpoint: http::Endpoint,
-        facts: Box<ipp::PrinterFacts>,
-        cups: bool,
+        facts: Box<PrinterFacts>,
     },
-    /// A Linux USB node.
+    /// A Linux USB node (`usb://`, or a CUPS queue's USB device found as a usblp node).
     Usb(String),
-    /// A Windows spooler printer.
+    /// A Windows spooler printer that prints directly and keeps no documents.
     Winspool(String),
-}
-
-/// What talking to the device found out, before judging it.
-#[derive(Debug)]
-enum Findings {
-    /// The TCP connection could not be opened.
-    NoConnection(String),
-    /// `~HI` got no usable answer.
-    NoIdentification(QueryFailure),
-    /// `~HI` answered, the serial query did not (or answered no serial).
-    NoSerial(HostIdentification, Option<QueryFailure>),
-    /// `~HI` and the serial answered, `~HS` did not; what `~HQES` answered, if anything.
-    NoStatus(HostIdentification, String, QueryFailure, Option<HqesErrors>),
-    /// All three answered.
-    Complete(HostIdentification, String, HostStatus),
 }
 
 impl Printer {
@@ -430,21 +316,15 @@ impl Printer {
         data: &[u8],
         deadline_ms: u64,
     ) -> Result<(), PrintError> {
-        // A raw ZPL printer takes ZPL; a PNG label becomes a ZPL graphic, in memory.
+        // A raw ZPL printer takes ZPL; a PNG label becomes a ZPL graphic, in memory. Checked
+        // before the device is asked, so a label it cannot take costs no connection.
         let converted;
-        let data = match (&self.uri, format) {
-            (PrinterUri::Raw { .. }, LabelFormat::Png) => {
-                converted = graphic::png_to_zpl(data).map_err(|e| {
-                    PrintError::NotPrinted(format!("png label not converted to zpl: {e}"))
-                })?;
-                converted.as_slice()
+        let (format, data) = match &self.uri {
+            PrinterUri::Raw { .. } => {
+                converted = as_zpl(format, data)?;
+                (LabelFormat::Zpl, converted.as_slice())
             }
-            (PrinterUri::Raw { .. }, LabelFormat::Pdf) => {
-                return Err(PrintError::NotPrinted(
-                    "format pdf not supported by a raw ZPL printer".to_owned(),
-                ))
-            }
-            _ => data,
+            _ => (format, data),
         };
         if data.is_empty() {
             return Err(PrintError::NotPrinted("empty label".to_owned()));
@@ -452,45 +332,25 @@ impl Printer {
         if self.recorded_identity.is_none() {
             return Err(PrintError::NotPrinted("printer not verified".to_owned()));
         }
-        if let PrinterUri::Raw { host, port } = &self.uri {
-            let stream = match connect_raw(host, *port, self.timeouts).await {
-                Ok(stream) => stream,
-                Err(findings) => {
-                    self.last = self.settle(assess_raw(findings));
-                    return Err(PrintError::NotPrinted(self.last.reason.clone()));
-                }
-            };
-            let mut conn = Connection::new(stream);
-            let findings = interrogate(&mut conn, self.timeouts).await;
-            self.last = self.settle(assess_raw(findings));
-            self.ready_to_print()?;
-            before_deadline(deadline_ms)?;
-            let mut stream = conn.into_stream();
-            return write_label(&mut stream, data, self.timeouts).await;
-        }
         let (assessment, route) = self.examine().await;
         self.last = self.settle(assessment);
         self.ready_to_print()?;
         before_deadline(deadline_ms)?;
         match route {
             Route::None => Err(PrintError::NotPrinted("printer not verified".to_owned())),
-            Route::Ipp {
-                endpoint,
-                facts,
-                cups,
-            } => {
-                let document_format = if cups {
-                    cups::document_format(format, &facts)
-                } else {
-                    facts.document_format(format)
-                };
-                let Some(document_format) = document_format else {
+            Route::Raw(conn) => {
+                let converted = as_zpl(format, data)?;
+                let mut stream = conn.into_stream();
+                raw::write_label(&mut stream, converted.as_slice(), self.timeouts).await
+            }
+            Route::Ipp { endpoint, facts } => {
+                let Some(document_format) = facts.document_format(format) else {
                     return Err(PrintError::NotPrinted(format!(
                         "the printer does not take {} documents (document-format-supported)",
                         format.as_str()
                     )));
                 };
-                print_job(&endpoint, document_format, data, self.timeouts).await
+                ipp_job::print_job(&endpoint, document_format, data, self.timeouts).await
             }
             Route::Usb(path) => usb::write(&path, format, data, self.timeouts).await,
             Route::Winspool(name) => {
@@ -529,11 +389,8 @@ impl Printer {
         let timeouts = self.timeouts;
         match self.uri.clone() {
             PrinterUri::Raw { host, port } => {
-                let findings = match connect_raw(&host, port, timeouts).await {
-                    Ok(stream) => interrogate(&mut Connection::new(stream), timeouts).await,
-                    Err(findings) => findings,
-                };
-                (assess_raw(findings), Route::None)
+                let (assessment, conn) = raw::examine(&host, port, timeouts).await;
+                (assessment, conn.map_or(Route::None, Route::Raw))
             }
             PrinterUri::Ipp {
                 tls,
@@ -545,23 +402,7 @@ impl Printer {
                     target: http::Target::Tcp { tls, host, port },
                     path,
                 };
-                match ipp_facts(&endpoint, timeouts).await {
-                    Ok((facts, certificate)) => {
-                        let mut assessment = facts.assess();
-                        if assessment.verdict == PrinterVerdict::Verified {
-                            if let Some(reason) = self.check_pin(certificate) {
-                                assessment = Assessment::refused(reason, assessment.identity);
-                            }
-                        }
-                        let route = Route::Ipp {
-                            endpoint,
-                            facts: Box::new(facts),
-                            cups: false,
-                        };
-                        (assessment, route)
-                    }
-                    Err(assessment) => (assessment, Route::None),
-                }
+                self.examine_ipp(endpoint).await
             }
             PrinterUri::Cups { queue } => {
                 let server = self.cups_server.clone().unwrap_or_else(cups::Server::local);
@@ -572,6 +413,28 @@ impl Printer {
         }
     }
 
+    /// An IPP printer's attributes, judged; an `ipps://` certificate is pinned.
+    async fn examine_ipp(&mut self, endpoint: http::Endpoint) -> (Assessment, Route) {
+        match ipp_job::printer_facts(&endpoint, self.timeouts).await {
+            Ok((facts, certificate)) => {
+                let mut assessment = facts.assess();
+                if assessment.verdict == PrinterVerdict::Verified {
+                    if let Some(reason) = self.check_pin(certificate) {
+                        assessment = Assessment::refused(reason, assessment.identity);
+                    }
+                }
+                let route = Route::Ipp {
+                    endpoint,
+                    facts: Box::new(facts),
+                };
+                (assessment, route)
+            }
+            Err(assessment) => (assessment, Route::None),
+        }
+    }
+
+    /// A CUPS queue: its device-uri from the scheduler, then the device behind it, asked and
+    /// printed to directly. The scheduler never gets the label: it would spool it to disk.
     async fn examine_cups(&mut self, server: &cups::Server, queue: &str) -> (Assessment, Route) {
         let timeouts = self.timeouts;
         let facts = match cups::queue_facts(server, queue, timeouts).await {
@@ -582,36 +445,29 @@ impl Printer {
             Ok(device) => device,
             Err(refused) => return (refused, Route::None),
         };
-        let assessment = match device {
-            cups::Device::Virtual(why) => Assessment::refused(why, None),
+        let (assessment, route) = match device {
+            cups::Device::Virtual(why) => (Assessment::refused(why, None), Route::None),
             cups::Device::Socket { host, port } => {
-                let findings = match connect_raw(&host, port, timeouts).await {
-                    Ok(stream) => interrogate(&mut Connection::new(stream), timeouts).await,
-                    Err(findings) => findings,
-                };
-                let mut a = assess_raw(findings);
-                if a.reason == SILENT_REASON {
+                let (mut a, conn) = raw::examine(&host, port, timeouts).await;
+                if a.reason == raw::SILENT_REASON {
                     a.reason = format!(
                         "its socket://{} device did not answer Zebra host queries; a socket \
                          device must (use the printer's ipp:// address for other printers)",
                         uri::bracketed(&host)
                     );
                 }
-                a
+                (a, conn.map_or(Route::None, Route::Raw))
             }
-            cups::Device::Ipp(endpoint) => match ipp_facts(&endpoint, timeouts).await {
-                Ok((device_facts, _)) => device_facts.assess(),
-                Err(a) => a,
+            cups::Device::Ipp(endpoint) => self.examine_ipp(endpoint).await,
+            cups::Device::Named { backend, identity } => match cups::direct(&backend, identity) {
+                cups::Direct::Usb(path) => (usb::assess(&path, timeouts).await, Route::Usb(path)),
+                cups::Direct::Refused(why) => (
+                    Assessment::refused(format!("CUPS queue {queue}: {why}"), None),
+                    Route::None,
+                ),
             },
-            cups::Device::Named { backend, identity } => cups::named(&backend, identity, &facts),
         };
-        let assessment = cups::combine(queue, &facts, assessment);
-        let route = Route::Ipp {
-            endpoint: server.queue(queue),
-            facts: Box::new(facts),
-            cups: true,
-        };
-        (assessment, route)
+        (cups::combine(queue, &facts, assessment), route)
     }
 
     /// Pins an `ipps://` certificate on first verification; a different one later is refused.
@@ -682,203 +538,32 @@ impl Printer {
     }
 }
 
-async fn connect_raw(host: &str, port: u16, timeouts: Timeouts) -> Result<TcpStream, Findings> {
-    let connecting = TcpStream::connect((host, port));
-    match tokio::time::timeout(timeouts.connect, connecting).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(Findings::NoConnection(format!(
-            "connect failed: {}",
-            e.kind()
-        ))),
-        Err(_) => Err(Findings::NoConnection("connect timed out".to_owned())),
-    }
+/// A label as a raw device takes it: ZPL as given, or a PNG converted to a ZPL graphic (in
+/// memory, wiped when dropped).
+enum Zpl<'a> {
+    Given(&'a [u8]),
+    Converted(zeroize::Zeroizing<Vec<u8>>),
 }
 
-/// Judges what a raw ZPL device answered (identity not compared yet).
-fn assess_raw(findings: Findings) -> Assessment {
-    use PrinterStatus as S;
-    use PrinterVerdict as V;
-    let (verdict, status, identity, reason) = match findings {
-        Findings::NoConnection(reason) => (V::Unreachable, S::Offline, None, reason),
-        Findings::NoIdentification(QueryFailure::Silent) => {
-            (V::Refused, S::Unknown, None, SILENT_REASON.to_owned())
-        }
-        Findings::NoIdentification(QueryFailure::Garbled(why)) => (
-            V::Refused,
-            S::Unknown,
-            None,
-            format!("device did not answer ~HI like a printer ({why})"),
-        ),
-        Findings::NoIdentification(failure) => (
-            V::Unreachable,
-            S::Offline,
-            None,
-            format!("connection lost before ~HI was answered ({failure})"),
-        ),
-        Findings::NoSerial(id, failure) => {
-            let why = failure.map_or_else(|| "no serial".to_owned(), |f| f.to_string());
-            (
-                V::Refused,
-                S::Unknown,
-                None,
-                format!(
-                    "device answered ~HI (claims {}) but not its serial (getvar \
-                     device.unique_id: {why}); a printer without a serial cannot be verified",
-                    id.model
-                ),
-            )
-        }
-        Findings::NoStatus(id, serial, failure, hqes) => match (failure, hqes) {
-            // Silent on ~HS but ~HQES names the fault: a verified printer that is not ready.
-            (QueryFailure::Silent, Some(errors)) if errors.any() => (
-                V::Verified,
-                errors.status(),
-                Some(serial.clone()),
-                format!(
-                    "verified: {} (firmware {}), serial {serial}; silent on ~HS, ~HQES reports {}",
-                    id.model,
-                    id.firmware,
-                    errors.describe()
-                ),
-            ),
-            (QueryFailure::Silent, hqes) => (
-                V::Unreachable,
-                S::Offline,
-                Some(serial),
-                format!(
-                    "{} answered ~HI and its serial but not ~HS{}; some firmware is silent \
-                     while faulted (paper out, head open): check the printer",
-                    id.model,
-                    if hqes.is_some() {
-                        " (~HQES reports no error)"
-                    } else {
-                        ""
-                    }
-                ),
-            ),
-            (QueryFailure::Garbled(why), _) => (
-                V::Refused,
-                S::Unknown,
-                Some(serial),
-                format!("device did not answer ~HS like a printer ({why})"),
-            ),
-            (failure, _) => (
-                V::Unreachable,
-                S::Offline,
-                Some(serial),
-                format!("connection lost before ~HS was answered ({failure})"),
-            ),
-        },
-        Findings::Complete(id, serial, host_status) => (
-            V::Verified,
-            host_status.status(),
-            Some(serial.clone()),
-            format!(
-                "verified: {} (firmware {}), serial {serial}",
-                id.model, id.firmware
-            ),
-        ),
-    };
-    Assessment {
-        verdict,
-        status,
-        identity,
-        reason,
-    }
-}
-
-/// Get-Printer-Attributes on an IPP printer: its facts and (ipps) certificate hash.
-async fn ipp_facts(
-    endpoint: &http::Endpoint,
-    timeouts: Timeouts,
-) -> Result<(ipp::PrinterFacts, Option<[u8; 32]>), Assessment> {
-    let body = ipp::Request::new(ipp::OP_GET_PRINTER_ATTRIBUTES, 1, &endpoint.printer_uri())
-        .attributes(
-            ipp::TAG_KEYWORD,
-            "requested-attributes",
-            ipp::VERIFY_ATTRIBUTES,
-        )
-        .finish();
-    let exchange = match http::exchange(endpoint, body.into(), timeouts).await {
-        Ok(exchange) => exchange,
-        Err(e @ (http::HttpError::Connect(_) | http::HttpError::Timeout { .. })) => {
-            return Err(Assessment::unreachable(format!(
-                "ipp printer not reachable: {e}"
-            )))
-        }
-        Err(e) => {
-            return Err(Assessment::refused(
-                format!("device did not answer like an ipp printer ({e})"),
-                None,
-            ))
-        }
-    };
-    let message = exchange.message;
-    if !message.is_success() {
-        return Err(Assessment::refused(
-            format!(
-                "Get-Printer-Attributes refused (ipp status 0x{:04x}{})",
-                message.code,
-                message
-                    .status_message()
-                    .map(|m| format!(": {}", ipp::printable_cut(m, 80)))
-                    .unwrap_or_default()
-            ),
-            None,
-        ));
-    }
-    Ok((
-        ipp::PrinterFacts::from_message(&message),
-        exchange.certificate,
-    ))
-}
-
-/// Print-Job: the encoded request followed by the label, from memory, in one POST.
-async fn print_job(
-    endpoint: &http::Endpoint,
-    document_format: &str,
-    data: &[u8],
-    timeouts: Timeouts,
-) -> Result<(), PrintError> {
-    let header = ipp::Request::new(ipp::OP_PRINT_JOB, 2, &endpoint.printer_uri())
-        .attribute(ipp::TAG_NAME, "requesting-user-name", b"sealprint")
-        .attribute(ipp::TAG_NAME, "job-name", b"sealprint label")
-        .attribute(ipp::TAG_MIME, "document-format", document_format.as_bytes())
-        .finish();
-    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(header.len() + data.len()));
-    body.extend_from_slice(&header);
-    body.extend_from_slice(data);
-    // The body owns the only extra copy of the label and wipes it when hyper drops it.
-    let body = bytes::Bytes::from_owner(body);
-    let message = match http::exchange(endpoint, body, timeouts).await {
-        Ok(exchange) => exchange.message,
-        Err(e) if e.nothing_sent() => return Err(PrintError::NotPrinted(format!("ipp: {e}"))),
-        Err(e) => return Err(PrintError::InDoubt(format!("ipp: {e}"))),
-    };
-    if message.is_success() {
-        let job = message.int(0x02, "job-id");
-        debug!(job_id = ?job, "ipp job accepted");
-        return Ok(());
-    }
-    // An IPP error status means the printer did not accept the job.
-    Err(PrintError::NotPrinted(format!(
-        "Print-Job refused (ipp status 0x{:04x}{})",
-        message.code,
-        message
-            .status_message()
-            .map(|m| format!(": {}", ipp::printable_cut(m, 80)))
-            .unwrap_or_default()
-    )))
-}
-
-impl fmt::Display for QueryFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Zpl<'_> {
+    fn as_slice(&self) -> &[u8] {
         match self {
-            QueryFailure::Silent => f.write_str("no answer"),
-            QueryFailure::Garbled(why) => f.write_str(why),
-            QueryFailure::Closed => f.write_str("device closed the connection"),
-            QueryFailure::Io(kind) => write!(f, "{kind}"),
+            Zpl::Given(data) => data,
+            Zpl::Converted(data) => data,
         }
+    }
+}
+
+/// ZPL as is, PNG converted to a ZPL graphic, PDF refused.
+fn as_zpl(format: LabelFormat, data: &[u8]) -> Result<Zpl<'_>, PrintError> {
+    match format {
+        LabelFormat::Zpl => Ok(Zpl::Given(data)),
+        LabelFormat::Png => graphic::png_to_zpl(data)
+            .map(Zpl::Converted)
+            .map_err(|e| PrintError::NotPrinted(format!("png label not converted to zpl: {e}"))),
+        LabelFormat::Pdf => Err(PrintError::NotPrinted(
+            "format pdf not supported by a raw ZPL printer".to_owned(),
+        )),
     }
 }
 
@@ -893,37 +578,6 @@ fn status_text(status: PrinterStatus) -> &'static str {
     }
 }
 
-/// Asks `~HI`, the serial and `~HS`, in that order, stopping at the first failure.
-async fn interrogate(conn: &mut Connection, timeouts: Timeouts) -> Findings {
-    let within = timeouts.answer;
-    let id = match conn.query(zpl::QUERY_HI, zpl::parse_hi, within).await {
-        Ok(id) => id,
-        Err(failure) => return Findings::NoIdentification(failure),
-    };
-    let serial = match conn
-        .query(zpl::QUERY_UNIQUE_ID, zpl::parse_quoted, within)
-        .await
-    {
-        Ok(value) => match zpl::valid_serial(&value) {
-            Some(serial) => serial.to_owned(),
-            None => return Findings::NoSerial(id, None),
-        },
-        Err(failure) => return Findings::NoSerial(id, Some(failure)),
-    };
-    match conn.query(zpl::QUERY_HS, zpl::parse_hs, within).await {
-        Ok(status) => Findings::Complete(id, serial, status),
-        Err(QueryFailure::Silent) => {
-            // Some firmware is silent on ~HS while faulted but answers ~HQES.
-            let hqes = conn
-                .query(zpl::QUERY_HQES, zpl::parse_hqes, within)
-                .await
-                .ok();
-            Findings::NoStatus(id, serial, QueryFailure::Silent, hqes)
-        }
-        Err(failure) => Findings::NoStatus(id, serial, failure, None),
-    }
-}
-
 /// Nothing may be written once a job's deadline has passed: the coordinator may already
 /// have sent it to another printer.
 fn before_deadline(deadline_ms: u64) -> Result<(), PrintError> {
@@ -932,51 +586,6 @@ fn before_deadline(deadline_ms: u64) -> Result<(), PrintError> {
             "deadline passed before printing".to_owned(),
         ));
     }
-    Ok(())
-}
-
-/// Writes the whole label, closes the sending side, then waits (at most the answer timeout)
-/// for the device to close, so unread bytes on our side cannot reset the connection under
-/// data the device has not read yet.
-async fn write_label(
-    stream: &mut TcpStream,
-    data: &[u8],
-    timeouts: Timeouts,
-) -> Result<(), PrintError> {
-    let mut written = 0usize;
-    let outcome = tokio::time::timeout(timeouts.write, async {
-        while written < data.len() {
-            let n = stream.write(&data[written..]).await?;
-            if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::WriteZero));
-            }
-            written += n;
-        }
-        stream.flush().await?;
-        stream.shutdown().await
-    })
-    .await;
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("write failed: {}", e.kind())),
-        Err(_) => Some("write timed out".to_owned()),
-    };
-    if let Some(failure) = failure {
-        return Err(if written == 0 {
-            PrintError::NotPrinted(format!("{failure} before any byte was sent"))
-        } else {
-            PrintError::InDoubt(format!("{failure} after {written} of {} bytes", data.len()))
-        });
-    }
-    let mut scratch = [0u8; 256];
-    let _ = tokio::time::timeout(timeouts.answer, async {
-        while let Ok(n) = stream.read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
     Ok(())
 }
 

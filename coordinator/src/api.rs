@@ -2,8 +2,11 @@
 //!
 //! # Layout
 //! - this file: [`ApiState`], the [`Dispatch`] boundary to the mesh, routing, body limits,
-//!   [`handle`] (one request to one response, no socket: what the unit tests drive) and
-//!   [`serve`] (the accept loop with TLS and graceful shutdown);
+//!   [`handle`] (one request to one response, no socket: what the unit tests drive);
+//! - `server`: [`serve`], the accept loop with TLS, the connection caps, timeouts and HTTP/2
+//!   limits ([`ServerLimits`]), and graceful shutdown;
+//! - `limits`: per-address rate limits of the unauthenticated routes, the login guard and
+//!   the bound on password work;
 //! - `auth`: bearer tokens to principals, and the one `authorize` decision;
 //! - `sessions`: login and password change; `admin`: tenants, sites, enrollment tokens,
 //!   agents, printers, audit; `labels`: label submission and job state;
@@ -19,7 +22,10 @@
 //!   self-signed certificate of `init`.
 //!
 //! Times in answers are unix milliseconds (integers) everywhere. Unknown JSON fields are
-//! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,
+//! refused; bodies are capped at [`BODY_LIMIT`] ([`PUBLIC_BODY_LIMIT`] before
+//! authentication) and read into buffers that grow with the bytes received. The
+//! unauthenticated routes (login, password change, billing webhook) are rate-limited per
+//! address (429 with a Retry-After); `/healthz` is not (it reads nothing). Nothing here logs label bytes, names,
 //! addresses, tokens or passwords: only ids and hashes.
 //!
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
@@ -32,37 +38,32 @@ mod auth;
 mod compliance;
 mod error;
 mod labels;
+pub mod limits;
 mod notifications;
 mod security;
+mod server;
 mod sessions;
 mod spapi;
 mod tls;
 mod users;
 
-use std::convert::Infallible;
-use std::fmt::Display;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use sealprint_protocol::validate_id;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 pub use access::PeerAddr;
 pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
+pub use server::{serve, BodyError, ServerLimits};
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
 use crate::core::dispatcher::Dispatch;
@@ -70,10 +71,9 @@ use crate::store::{AuditEntry, Store};
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
 pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
-/// Most TLS connections served at once.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Time a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body of the unauthenticated routes (login, password change, billing
+/// webhook).
+pub const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
 
 /// What every handler needs.
 pub struct ApiState {
@@ -91,6 +91,11 @@ pub struct ApiState {
     pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
     /// The SP-API client (connections, shopping, background label fetches).
     pub spapi: crate::services::spapi::SpApi,
+    /// Unauthenticated failures (unknown logins, bad billing signatures), summarised.
+    pub failures: crate::services::failures::FailureLog,
+    /// Per-address limits of the unauthenticated routes, the login guard, the bound on
+    /// password work.
+    pub limits: limits::Limits,
 }
 
 impl ApiState {
@@ -186,6 +191,8 @@ enum Route<'a> {
     Labels(&'a str),
     Label(&'a str, &'a str),
     Audit(&'a str),
+    /// Audit entries of no tenant (platform admins): summaries of strangers' failures.
+    SystemAudit,
     Compliance(compliance::Route<'a>),
     Security(security::Route<'a>),
     Notifications(notifications::Route<'a>),
@@ -200,7 +207,8 @@ impl Route<'_> {
             | Route::Agents(_)
             | Route::Printers(_)
             | Route::Label(..)
-            | Route::Audit(_) => m == Method::GET,
+            | Route::Audit(_)
+            | Route::SystemAudit => m == Method::GET,
             Route::Sessions
             | Route::EnrollmentTokens(..)
             | Route::Revoke(..)
@@ -240,6 +248,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         ["v1", "tenants", t, "labels"] => Route::Labels(t),
         ["v1", "tenants", t, "labels", j] => Route::Label(t, j),
         ["v1", "tenants", t, "audit"] => Route::Audit(t),
+        ["v1", "audit"] => Route::SystemAudit,
         ["v1", "tenants", t, "spapi-connections", ..] => Route::Spapi(
             t,
             path.split_once("/spapi-connections").map_or("", |(_, r)| r),
@@ -250,6 +259,7 @@ fn route(path: &str) -> Option<Route<'_>> {
         Route::Healthz
         | Route::Sessions
         | Route::Tenants
+        | Route::SystemAudit
         | Route::Compliance(_)
         | Route::Security(_)
         | Route::Notifications(_) => true,
@@ -267,40 +277,60 @@ fn route(path: &str) -> Option<Route<'_>> {
     ok.then_some(r)
 }
 
+/// Reads a body of at most `limit` bytes into a zeroizing buffer that grows with the bytes
+/// received (never reserved from a declared length).
 async fn read_body<B>(
     body: B,
     content_length: Option<usize>,
+    limit: usize,
 ) -> Result<Zeroizing<Vec<u8>>, ApiError>
 where
     B: Body<Data = Bytes>,
-    B::Error: Display,
+    B::Error: std::error::Error + 'static,
 {
-    if content_length.is_some_and(|n| n > BODY_LIMIT) {
-        return Err(ApiError::too_large(BODY_LIMIT));
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
     }
-    // Reserve up front so the buffer (which may hold PII) is not reallocated and left behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(content_length.unwrap_or(0)));
+    let mut buf = Zeroizing::new(Vec::new());
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            debug!(error = %e, "request body not read");
-            ApiError::bad_request("request body could not be read")
+            let e: &(dyn std::error::Error + 'static) = &e;
+            if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::Deadline)) {
+                debug!("request body too slow");
+                ApiError::body_timeout()
+            } else {
+                debug!(error = %e, "request body not read");
+                ApiError::bad_request("request body could not be read")
+            }
         })?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > BODY_LIMIT {
-                return Err(ApiError::too_large(BODY_LIMIT));
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(limit));
             }
-            buf.extend_from_slice(&data);
+            crate::core::buffer::push_zeroizing(&mut buf, &data, limit);
         }
     }
     Ok(buf)
+}
+
+/// The per-address rate limit of the unauthenticated routes.
+fn public_rate(state: &ApiState, peer: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    state
+        .limits
+        .public
+        .check(limits::AddressKey::of(peer), Instant::now())
+        .map_err(|secs| {
+            debug!("unauthenticated request over the address's rate");
+            ApiError::rate_limited("too many requests from this address: retry later", secs)
+        })
 }
 
 /// Answers one request. Never panics on bad input; every failure is a JSON error answer.
 pub async fn handle<B>(state: &ApiState, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes>,
-    B::Error: Display,
+    B::Error: std::error::Error + 'static,
 {
     match handle_inner(state, req).await {
         Ok(Reply {
@@ -317,9 +347,13 @@ where
         Ok(r) => respond(r.status, &r.body),
         Err(e) => {
             let mut resp = respond(e.status, &e.body());
-            if e.status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = e
+                .retry_after_secs
+                .or((e.status == StatusCode::TOO_MANY_REQUESTS)
+                    .then_some(error::BUSY_RETRY_AFTER_SECS));
+            if let Some(secs) = retry_after {
                 resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(error::BUSY_RETRY_AFTER_SECS));
+                    .insert(RETRY_AFTER, HeaderValue::from(secs));
             }
             resp
         }
@@ -329,7 +363,7 @@ where
 async fn handle_inner<B>(state: &ApiState, req: Request<B>) -> Result<Reply, ApiError>
 where
     B: Body<Data = Bytes>,
-    B::Error: Display,
+    B::Error: std::error::Error + 'static,
 {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -347,18 +381,20 @@ where
     match r {
         Route::Healthz => return Ok(Reply::ok(serde_json::json!({"status": "ok"}))),
         Route::Sessions => {
-            let body = read_body(body, content_length).await?;
+            public_rate(state, peer)?;
+            let body = read_body(body, content_length, PUBLIC_BODY_LIMIT).await?;
             return sessions::create(state, &body, peer).await;
         }
         Route::Compliance(c) if c.is_public() => {
-            let body = read_body(body, content_length).await?;
+            public_rate(state, peer)?;
+            let body = read_body(body, content_length, PUBLIC_BODY_LIMIT).await?;
             return compliance::handle_public(state, c, &parts.headers, &body, peer).await;
         }
         _ => {}
     }
     let who = auth::authenticate(state, &parts.headers, now)?;
     access::check_ip(state, &who, peer, now)?;
-    let body = read_body(body, content_length).await?;
+    let body = read_body(body, content_length, BODY_LIMIT).await?;
     let post = parts.method == Method::POST;
     match r {
         Route::Tenants if post => admin::create_tenant(state, &who, &body, now),
@@ -383,6 +419,7 @@ where
             security::export_audit(state, &who, t)
         }
         Route::Audit(t) => admin::list_audit(state, &who, t),
+        Route::SystemAudit => admin::list_system_audit(state, &who),
         Route::Compliance(c) => compliance::handle(state, &who, c, &parts.method, &body, now).await,
         Route::Security(r) => security::handle(state, &who, r, &parts.method, &body, peer, now),
         Route::Notifications(r) => notifications::handle(state, &who, r, &parts.method, &body, now),
@@ -405,89 +442,6 @@ pub(crate) fn tenant_scope(
         return Err(ApiError::not_found("tenant"));
     }
     Ok(())
-}
-
-/// Serves the API on `listener` until `shutdown`: TLS per connection (10 s handshake
-/// timeout), HTTP/1.1 and HTTP/2, at most [`MAX_CONNECTIONS`] at once. On shutdown it stops
-/// accepting and asks every connection to finish its in-flight requests; connection tasks run
-/// on `tracker`, so the caller drains them with a grace period.
-///
-/// Cancel-safe: it returns when `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    state: Arc<ApiState>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(
-            async move {
-                let _permit = permit;
-                let tls =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!("tls handshake timed out");
-                            return;
-                        }
-                    };
-                let svc =
-                    hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        // The IP allowlist is checked against the TCP peer (never a header).
-                        req.extensions_mut().insert(PeerAddr(peer));
-                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                    });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            debug!(error = %e, "connection ended with an error");
-                        }
-                    }
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        if let Err(e) = conn.await {
-                            debug!(error = %e, "connection ended with an error while draining");
-                        }
-                    }
-                }
-            }
-            .instrument(info_span!("api_conn", %peer)),
-        );
-    }
-    info!("api stopped accepting");
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ impl SimAgent {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let mut swarm =
             build_swarm(keypair, &SwarmOptions::default()).map_err(|e| anyhow!("swarm: {e}"))?;
+        swarm.behaviour_mut().admission.trust(coordinator);
         swarm.dial(DialOpts::peer_id(coordinator).addresses(addrs).build())?;
         loop {
             match swarm.select_next_some().await {

@@ -89,7 +89,7 @@ pub enum Target {
 type Answer = oneshot::Sender<anyhow::Result<Response>>;
 
 enum Command {
-    Ask(Target, Request, Answer),
+    Ask(Target, Box<Request>, Answer),
     HelloCert(Vec<u8>),
 }
 
@@ -227,7 +227,7 @@ impl Rogue {
     pub async fn ask(&self, target: Target, req: Request) -> anyhow::Result<Response> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Ask(target, req, tx))
+            .send(Command::Ask(target, Box::new(req), tx))
             .await
             .map_err(|_| anyhow!("rogue task gone"))?;
         tokio::time::timeout(Duration::from_secs(30), rx)
@@ -303,7 +303,7 @@ impl State {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Ask(target, req, answer)) => self.on_ask(target, req, answer),
+                    Some(Command::Ask(target, req, answer)) => self.on_ask(target, *req, answer),
                     Some(Command::HelloCert(cert)) => self.hello_cert = cert,
                     None => break,
                 },

@@ -2,25 +2,30 @@
 //! over IPP (never parsed from `lpstat -v`, which drops `file:` and is translated), judged by
 //! its backend, and the device behind it verified where it can be asked.
 //!
-//! Accepted backends reach a device: `usb` (identity: the URI's serial), `socket` (the device
-//! must answer Zebra host queries: identity its serial, status its `~HS`), `ipp`/`ipps`
-//! (the device's Get-Printer-Attributes, as for `ipp://`), `lpd`, `dnssd` and HPLIP's `hp`
-//! (identity: the URI's serial or uuid, else the URI itself, so re-pointing the queue is
-//! noticed). Refused: `file:` (including `file:/dev/null`), bare paths, `cups-pdf:`,
+//! Backends that reach a device: `socket` (the device must answer Zebra host queries: identity
+//! its serial, status its `~HS`), `ipp`/`ipps` (the device's Get-Printer-Attributes, as for
+//! `ipp://`), `usb` (the usblp node whose device id has the URI's serial, verified as for
+//! `usb://`); `lpd`, `dnssd` and HPLIP's `hp` reach a device but not one the agent can print
+//! to directly. Refused as virtual: `file:` (including `file:/dev/null`), bare paths, `cups-pdf:`,
 //! `cups-brf:`, fax backends, an `ipp://` device that is another local CUPS queue, a queue
 //! whose make-and-model names a PDF/XPS writer, and any backend not known to reach a device.
 //!
-//! Printing is an IPP Print-Job to the queue (ZPL as `application/vnd.cups-raw`, so CUPS
-//! passes it through unfiltered), never a temporary file.
+//! The scheduler is only asked where the device is: the label goes to the device directly
+//! (`socket`: raw TCP; `ipp`/`ipps`: Print-Job to the device; `usb`: the printer's usblp node),
+//! never to the scheduler, which writes every job to its spool directory (`RequestRoot`) and
+//! keeps the file after printing (`PreserveJobFiles`, one day by default). A device the agent
+//! cannot reach directly (`lpd`, `dnssd`, `hp`, a USB printer the scheduler holds through
+//! libusb) is refused with what to configure instead.
 //!
-//! This module does not manage queues and does not read `cupsd.conf`.
+//! This module does not manage queues; `cupsd.conf` is read by the doctor only.
 
 use std::path::{Path, PathBuf};
 
 use sealprint_protocol::{PrinterStatus, PrinterVerdict};
 
+use super::facts::{self, printable_cut, valid_identity, PrinterFacts};
 use super::http::{self, Endpoint, Target, CUPS_SOCKET};
-use super::ipp::{self, printable_cut, valid_identity, PrinterFacts, Request};
+use super::ipp::{self, Request};
 use super::Assessment;
 
 /// IPP status client-error-not-found.
@@ -231,7 +236,7 @@ pub(crate) async fn queue_facts(
         .attributes(
             ipp::TAG_KEYWORD,
             "requested-attributes",
-            ipp::VERIFY_ATTRIBUTES,
+            facts::VERIFY_ATTRIBUTES,
         )
         .finish();
     let exchange = http::exchange(&endpoint, body.into(), timeouts)
@@ -349,37 +354,48 @@ pub(crate) fn combine(queue: &str, facts: &PrinterFacts, device: Assessment) -> 
     assessment
 }
 
-/// The assessment of a device known only by its URI.
-pub(crate) fn named(backend: &str, identity: Option<String>, facts: &PrinterFacts) -> Assessment {
-    match identity {
-        Some(identity) => Assessment {
-            verdict: PrinterVerdict::Verified,
-            status: PrinterStatus::Ready,
-            identity: Some(identity.clone()),
-            reason: format!(
-                "verified: {backend} device {} ({}), identity {identity}",
-                facts.model(),
-                facts.device_uri.as_deref().map(shown).unwrap_or_default()
-            ),
-        },
-        None => Assessment::refused(
-            format!("{backend} device without a serial in its uri; it cannot be verified"),
-            None,
-        ),
-    }
+/// How the agent reaches a device the scheduler names only by its URI (`usb`, `lpd`, `dnssd`,
+/// `hp`), without going through the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// The USB printer with the URI's serial, found as a usblp node: written to directly.
+    Usb(String),
+    /// It cannot be reached directly; the reason says what to configure instead.
+    Refused(String),
 }
 
-/// The Print-Job document format for a label sent through CUPS.
-pub(crate) fn document_format(
-    format: sealprint_protocol::LabelFormat,
-    facts: &PrinterFacts,
-) -> Option<&'static str> {
-    use sealprint_protocol::LabelFormat;
-    match format {
-        // Raw: CUPS sends it to the device unfiltered (what `lp -o raw` does).
-        LabelFormat::Zpl => Some("application/vnd.cups-raw"),
-        other => facts.document_format(other),
+/// Decides how to reach a device named only by its URI: a USB printer with a serial through
+/// its usblp node (looked up in sysfs), everything else refused, since printing through the
+/// scheduler would spool the label to its disk.
+pub(crate) fn direct(backend: &str, identity: Option<String>) -> Direct {
+    if backend == "usb" {
+        let Some(serial) = identity else {
+            return Direct::Refused(
+                "usb device without a serial in its uri; it cannot be verified".to_owned(),
+            );
+        };
+        return match super::usb::node_with_serial(&serial) {
+            Some(path) => Direct::Usb(path),
+            None => Direct::Refused(usb_held(&serial)),
+        };
     }
+    Direct::Refused(format!(
+        "the agent cannot print to a {backend} device directly, and printing through the CUPS \
+         scheduler would spool the label to its disk; point the queue at the printer's network \
+         address (lpadmin -p QUEUE -v socket://HOST:9100 or ipp://HOST/ipp/print), or configure \
+         the printer as raw://HOST:9100 or ipp://HOST"
+    ))
+}
+
+/// The reason for a USB printer that has no usblp node (the CUPS usb backend holds it
+/// through libusb).
+pub(crate) fn usb_held(serial: &str) -> String {
+    format!(
+        "its usb printer (serial {serial}) has no usblp device node the agent can write to \
+         (the CUPS usb backend holds it), and printing through the scheduler would spool the \
+         label to its disk; let the kernel's usblp driver take the printer and configure it as \
+         usb:///dev/usb/lpN, or connect it to the network and use raw:// or ipp://"
+    )
 }
 
 #[cfg(test)]

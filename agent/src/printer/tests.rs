@@ -9,10 +9,12 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::raw::SILENT_REASON;
 use super::*;
 
 const SERIAL: &str = "XXZEJ1234567";
@@ -511,14 +513,13 @@ async fn raw_printers_refuse_pdf_and_convert_png_to_a_zpl_graphic() {
     );
 }
 
-#[tokio::test]
-async fn reset_during_write_is_in_doubt_or_not_printed() {
-    // A device that verifies fine, then drops the connection as soon as label data starts.
+/// A device that verifies fine, then resets the connection once label data has started to
+/// arrive.
+async fn resetting_device() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = Vec::new();
             let mut chunk = [0u8; 256];
             for answer in [
                 HI.to_vec(),
@@ -527,25 +528,38 @@ async fn reset_during_write_is_in_doubt_or_not_printed() {
             ] {
                 // Wait for one query, answer it.
                 match stream.read(&mut chunk).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) if n > 0 => {}
                     _ => break,
                 }
                 if stream.write_all(&answer).await.is_err() {
                     break;
                 }
             }
+            // Label bytes reached the device: from here on it may print.
+            let _ = stream.read(&mut chunk).await;
             let _ = stream.set_zero_linger();
             drop(stream);
         }
     });
+    addr
+}
+
+/// Bytes reached the device before the reset: the outcome is unknown, so the job is in doubt
+/// and never `NotPrinted` (which would let it go to another printer: a second copy).
+#[tokio::test]
+async fn reset_after_label_bytes_arrived_is_in_doubt() {
+    let addr = resetting_device().await;
     let config = PrinterConfig::from_flag(&format!("z=raw://{addr}")).expect("valid");
     let mut printer = Printer::new(config, Some(SERIAL.to_owned()), quick()).expect("valid");
     let label = vec![b'^'; 32 * 1024 * 1024];
     match printer.print(LabelFormat::Zpl, &label).await {
-        Err(PrintError::InDoubt(reason)) | Err(PrintError::NotPrinted(reason)) => {
-            assert!(reason.contains("write"), "{reason}");
+        Err(PrintError::InDoubt(reason)) => {
+            assert!(
+                reason.contains("write") && reason.contains(" of 33554432 bytes"),
+                "{reason}"
+            );
         }
-        Ok(()) => panic!("a reset connection cannot have printed 32 MiB"),
+        other => panic!("label bytes reached the device: in doubt, got {other:?}"),
     }
 }
 
@@ -890,7 +904,7 @@ async fn cups_virtual_queues_are_refused() {
 }
 
 #[tokio::test]
-async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
+async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_to_the_device_directly() {
     let zebra = Fake::start(Answers::zebra(SERIAL)).await;
     let uri = format!("socket://{}", zebra.addr);
     let fake = FakeIpp::start(queue_attrs(&uri, "Local Raw Printer")).await;
@@ -913,15 +927,11 @@ async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
         .print(LabelFormat::Zpl, label)
         .await
         .expect("printed");
-    {
-        let state = fake.state();
-        assert_eq!(state.jobs.len(), 1);
-        assert_eq!(state.jobs[0].0, "/printers/Zebra");
-        assert_eq!(state.jobs[0].1, "application/vnd.cups-raw");
-        assert_eq!(state.jobs[0].2, label.to_vec());
-    }
-    // The label went through CUPS, not straight to the device.
-    assert!(zebra.received().is_empty());
+    // The label went straight to the device, never to the scheduler (which would spool it to
+    // disk): the scheduler was only asked for the queue's attributes.
+    assert_eq!(zebra.received(), vec![label.to_vec()]);
+    assert!(fake.state().jobs.is_empty(), "the scheduler got a job");
+    assert!(fake.state().paths.iter().all(|p| p == "/printers/Zebra"));
 
     // A paused queue is not ready even when the device is.
     set(
@@ -932,6 +942,38 @@ async fn cups_socket_queue_to_a_zebra_is_verified_and_prints_through_cups() {
     );
     let result = printer.print(LabelFormat::Zpl, label).await;
     assert_eq!(result, Err(PrintError::NotPrinted("paused".to_owned())));
+    assert_eq!(zebra.received().len(), 1);
+}
+
+#[tokio::test]
+async fn cups_ipp_queue_prints_to_the_device_directly() {
+    let device = FakeIpp::start(zebra_attrs(DEVICE_ID)).await;
+    let uri = format!("ipp://{}/ipp/print", device.addr);
+    let scheduler = FakeIpp::start(queue_attrs(&uri, "Zebra ZD421")).await;
+    let mut printer = cups_printer(&scheduler, "Zebra", None);
+    let report = printer.probe().await;
+    assert_eq!(
+        report.verdict,
+        PrinterVerdict::Verified,
+        "{}",
+        report.reason
+    );
+    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+    let label = b"^XA^FDipp label^FS^XZ";
+    printer
+        .print(LabelFormat::Zpl, label)
+        .await
+        .expect("printed");
+    let jobs = device.state().jobs.clone();
+    assert_eq!(
+        jobs,
+        vec![(
+            "/ipp/print".to_owned(),
+            "application/vnd.zebra-zpl".to_owned(),
+            label.to_vec()
+        )]
+    );
+    assert!(scheduler.state().jobs.is_empty(), "the scheduler got a job");
 }
 
 #[tokio::test]
@@ -949,20 +991,32 @@ async fn cups_socket_queue_to_an_impostor_is_refused() {
 }
 
 #[tokio::test]
-async fn cups_usb_queue_uses_the_uri_serial() {
-    let fake = FakeIpp::start(queue_attrs(
-        "usb://Zebra%20Technologies/ZTC%20ZD230-203dpi%20ZPL?serial=D4J222603053",
-        "Zebra ZPL Label Printer",
-    ))
-    .await;
-    let report = cups_printer(&fake, "Zebra", None).probe().await;
-    assert_eq!(
-        report.verdict,
-        PrinterVerdict::Verified,
-        "{}",
-        report.reason
-    );
-    assert_eq!(report.identity.as_deref(), Some("D4J222603053"));
+async fn cups_queues_the_agent_cannot_print_to_directly_are_refused_with_what_to_do() {
+    for (uri, why) in [
+        // No usblp node on a test machine has this serial: the scheduler holds the printer.
+        (
+            "usb://Zebra%20Technologies/ZTC%20ZD230-203dpi%20ZPL?serial=D4J2NOTHERE",
+            "configure it as usb:///dev/usb/lpN",
+        ),
+        ("usb://Zebra/ZD230", "without a serial"),
+        ("lpd://10.0.0.9/queue", "lpadmin -p QUEUE -v socket://"),
+        (
+            "dnssd://Zebra._pdl-datastream._tcp.local/",
+            "raw://HOST:9100",
+        ),
+    ] {
+        let fake = FakeIpp::start(queue_attrs(uri, "Zebra ZPL Label Printer")).await;
+        let mut printer = cups_printer(&fake, "Zebra", Some("D4J2NOTHERE"));
+        let report = printer.probe().await;
+        assert_eq!(report.verdict, PrinterVerdict::Refused, "{uri}");
+        assert!(report.reason.contains(why), "{uri}: {}", report.reason);
+        let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+        assert!(matches!(result, Err(PrintError::NotPrinted(_))), "{uri}");
+        assert!(
+            fake.state().jobs.is_empty(),
+            "{uri}: the scheduler got a job"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1013,3 +1067,38 @@ async fn winspool_and_usb_are_refused_where_they_cannot_exist() {
 
 #[cfg(target_os = "linux")]
 mod real;
+
+/// The device is asked again before each label: one swapped after verification gets nothing.
+#[tokio::test]
+async fn a_device_swapped_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.verdict, PrinterVerdict::Verified);
+    fake.set(Answers::zebra("OTHER0000001"));
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert!(
+        matches!(&result, Err(PrintError::NotPrinted(r)) if r.starts_with("identity changed")),
+        "{result:?}"
+    );
+    assert!(
+        fake.received().is_empty(),
+        "a label reached the swapped device"
+    );
+}
+
+/// A printer that ran out of paper after its last check gets no label.
+#[tokio::test]
+async fn a_printer_out_of_paper_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.status, PrinterStatus::Ready);
+    let mut answers = Answers::zebra(SERIAL);
+    answers.hs = Some(hs(1, 0, 0));
+    fake.set(answers);
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert_eq!(result, Err(PrintError::NotPrinted("paper out".to_owned())));
+    assert!(
+        fake.received().is_empty(),
+        "a label reached a printer out of paper"
+    );
+}

@@ -14,7 +14,7 @@ use sealprint_protocol::LabelFormat;
 #[cfg(target_os = "linux")]
 use sealprint_protocol::{PrinterStatus, PrinterVerdict};
 
-use super::ipp::{printable_cut, DeviceId};
+use super::facts::{printable_cut, DeviceId};
 use super::{Assessment, PrintError, Timeouts};
 
 /// The sysfs file holding the IEEE 1284 device id of `/dev/usb/lpN`.
@@ -22,6 +22,43 @@ use super::{Assessment, PrintError, Timeouts};
 pub(crate) fn device_id_file(path: &str) -> Option<String> {
     let n = path.strip_prefix("/dev/usb/lp")?;
     Some(format!("/sys/class/usbmisc/lp{n}/device/ieee1284_id"))
+}
+
+/// The usblp node (`/dev/usb/lpN`) of the printer whose IEEE 1284 device id carries `serial`,
+/// when the kernel's usblp driver has it (a printer the CUPS usb backend claimed through
+/// libusb has none). Reads sysfs only.
+pub(crate) fn node_with_serial(serial: &str) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let entries = std::fs::read_dir("/sys/class/usbmisc").ok()?;
+        let nodes = entries.flatten().filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("lp")?.parse::<u32>().ok()?;
+            let id = std::fs::read(entry.path().join("device/ieee1284_id")).ok()?;
+            (id.len() <= 4096).then(|| {
+                let id = String::from_utf8_lossy(&id).trim().to_owned();
+                (format!("/dev/usb/{name}"), id)
+            })
+        });
+        pick_node(nodes, serial)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = serial;
+        None
+    }
+}
+
+/// The first node whose device id's serial is `serial`. Pure.
+#[cfg_attr(not(any(target_os = "linux", test)), allow(dead_code))]
+pub(crate) fn pick_node(
+    nodes: impl IntoIterator<Item = (String, String)>,
+    serial: &str,
+) -> Option<String> {
+    nodes
+        .into_iter()
+        .find(|(_, id)| DeviceId::parse(id).serial().as_deref() == Some(serial))
+        .map(|(path, _)| path)
 }
 
 /// Judges a device id read from sysfs, before any status is read. Pure.
@@ -34,7 +71,7 @@ pub(crate) fn judge_device_id(id: &str) -> Result<(String, String, bool), Assess
         parsed.get(&["MDL", "MODEL"]).unwrap_or("?")
     );
     let model = printable_cut(&model, 64);
-    let facts = super::ipp::PrinterFacts {
+    let facts = super::facts::PrinterFacts {
         device_id: Some(id.to_owned()),
         ..Default::default()
     };
@@ -287,6 +324,21 @@ mod tests {
         assert!(zpl);
         assert!(judge_device_id("MFG:Zebra;MDL:ZD421;CMD:ZPL;").is_err());
         assert!(judge_device_id("MFG:Generic;MDL:PDF Writer;SN:1234;").is_err());
+        let nodes = [
+            (
+                "/dev/usb/lp0".to_owned(),
+                "MFG:HP;MDL:LaserJet;SN:OTHER;".to_owned(),
+            ),
+            (
+                "/dev/usb/lp1".to_owned(),
+                "MFG:Zebra;MDL:ZD421;SN:D4J2;".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            pick_node(nodes.clone(), "D4J2").as_deref(),
+            Some("/dev/usb/lp1")
+        );
+        assert_eq!(pick_node(nodes, "NOPE"), None);
         assert_eq!(
             device_id_file("/dev/usb/lp3").as_deref(),
             Some("/sys/class/usbmisc/lp3/device/ieee1284_id")

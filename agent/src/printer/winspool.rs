@@ -8,6 +8,13 @@
 //! serial, so re-pointing a printer at another port or driver is what is noticed. Status comes
 //! from the spooler's status bits (the spooler's view, not the device's).
 //!
+//! A printer is usable only when the spooler keeps no copy of the label on disk: it must print
+//! directly (`PRINTER_ATTRIBUTE_DIRECT`, "Print directly to the printer"; otherwise the
+//! spooler writes each job to a `.SPL` file under its spool directory first) and must not keep
+//! printed documents (`PRINTER_ATTRIBUTE_KEEPPRINTEDJOBS`, "Keep printed documents"). Both are
+//! judged by [`disk_reason`] before every job, so a setting changed while the agent runs
+//! stops the next label.
+//!
 //! Printing opens the printer, starts a RAW document with no output file, writes the label
 //! and ends the document (KB 138594); only ZPL labels go this way.
 //!
@@ -36,6 +43,55 @@ mod status {
     pub const DOOR_OPEN: u32 = 0x40_0000;
     /// PRINTER_ATTRIBUTE_WORK_OFFLINE, in the attributes.
     pub const ATTRIBUTE_WORK_OFFLINE: u32 = 0x400;
+}
+
+/// PRINTER_ATTRIBUTE_DIRECT (winspool.h): jobs go to the port without a spool file.
+pub(crate) const ATTRIBUTE_DIRECT: u32 = 0x2;
+/// PRINTER_ATTRIBUTE_KEEPPRINTEDJOBS (winspool.h): the spooler keeps printed jobs' files.
+pub(crate) const ATTRIBUTE_KEEP_PRINTED_JOBS: u32 = 0x100;
+
+/// What a printer's attributes say about label bytes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DiskSettings {
+    /// "Print directly to the printer": no spool file.
+    pub direct: bool,
+    /// "Keep printed documents": spool files kept after printing.
+    pub keeps_printed: bool,
+}
+
+impl DiskSettings {
+    /// Reads the two settings from PRINTER_INFO_2's Attributes. Pure.
+    pub fn from_attributes(attributes: u32) -> DiskSettings {
+        DiskSettings {
+            direct: attributes & ATTRIBUTE_DIRECT != 0,
+            keeps_printed: attributes & ATTRIBUTE_KEEP_PRINTED_JOBS != 0,
+        }
+    }
+}
+
+/// Why the spooler would leave a label on the station's disk with these attributes, if it
+/// would; the reason says what to change. Pure.
+pub(crate) fn disk_reason(attributes: u32) -> Option<String> {
+    let settings = DiskSettings::from_attributes(attributes);
+    let mut problems = Vec::new();
+    if !settings.direct {
+        problems.push(
+            "it spools jobs to a file first (set \"Print directly to the printer\" in the \
+             printer's properties, Advanced tab)",
+        );
+    }
+    if settings.keeps_printed {
+        problems.push(
+            "it keeps printed documents (clear \"Keep printed documents\" in the printer's \
+             properties, Advanced tab)",
+        );
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "the Windows spooler would keep the label on disk: {}",
+            problems.join("; ")
+        )
+    })
 }
 
 /// What the spooler says about one printer.
@@ -67,7 +123,7 @@ pub(crate) fn virtual_reason(port: &str, driver: &str) -> Option<String> {
     if virtual_port {
         return Some(format!("its port {port:?} writes to a file or nowhere"));
     }
-    let writer = super::ipp::names_a_writer(driver);
+    let writer = super::facts::names_a_writer(driver);
     writer.then(|| format!("its driver {driver:?} is a document writer, not a printer"))
 }
 
@@ -79,6 +135,9 @@ pub(crate) fn judge(printer: &SpoolerPrinter) -> Assessment {
     }
     if printer.port.trim().is_empty() {
         return Assessment::refused("the printer has no port".to_owned(), None);
+    }
+    if let Some(why) = disk_reason(printer.attributes) {
+        return Assessment::refused(why, None);
     }
     let identity = format!("{}|{}", printer.port.trim(), printer.driver.trim());
     let bits = printer.status;
@@ -352,8 +411,57 @@ mod tests {
             port: port.to_owned(),
             driver: driver.to_owned(),
             status,
-            attributes: 0,
+            attributes: ATTRIBUTE_DIRECT,
         }
+    }
+
+    #[test]
+    fn judges_disk_settings() {
+        // Direct, nothing kept: the only setting that leaves no file.
+        assert_eq!(disk_reason(ATTRIBUTE_DIRECT), None);
+        assert_eq!(
+            disk_reason(ATTRIBUTE_DIRECT | status::ATTRIBUTE_WORK_OFFLINE),
+            None
+        );
+        let spools = disk_reason(0).expect("spooling refused");
+        assert!(spools.contains("Print directly to the printer"), "{spools}");
+        assert!(!spools.contains("Keep printed"), "{spools}");
+        let keeps = disk_reason(ATTRIBUTE_DIRECT | ATTRIBUTE_KEEP_PRINTED_JOBS).expect("refused");
+        assert!(keeps.contains("Keep printed documents"), "{keeps}");
+        assert!(!keeps.contains("Print directly"), "{keeps}");
+        let both = disk_reason(ATTRIBUTE_KEEP_PRINTED_JOBS).expect("refused");
+        assert!(
+            both.contains("Print directly") && both.contains("Keep printed"),
+            "{both}"
+        );
+        assert_eq!(
+            DiskSettings::from_attributes(ATTRIBUTE_KEEP_PRINTED_JOBS),
+            DiskSettings {
+                direct: false,
+                keeps_printed: true
+            }
+        );
+
+        // A physical printer with a spooling setting is refused with that reason, whatever
+        // its status.
+        let mut spooling = printer("USB001", "ZDesigner ZD421-203dpi ZPL", 0);
+        for attributes in [
+            0,
+            ATTRIBUTE_KEEP_PRINTED_JOBS,
+            ATTRIBUTE_DIRECT | ATTRIBUTE_KEEP_PRINTED_JOBS,
+        ] {
+            spooling.attributes = attributes;
+            let a = judge(&spooling);
+            assert_eq!(a.verdict, PrinterVerdict::Refused, "{attributes:#x}");
+            assert!(
+                a.reason.contains("would keep the label on disk"),
+                "{}",
+                a.reason
+            );
+            assert_eq!(a.identity, None);
+        }
+        spooling.attributes = ATTRIBUTE_DIRECT;
+        assert_eq!(judge(&spooling).verdict, PrinterVerdict::Verified);
     }
 
     #[test]

@@ -124,6 +124,15 @@ fn create_connection(
     if !token_like(&req.refresh_token.0, 4096) {
         problems.push("refresh_token must be 1 to 4096 printable characters".to_owned());
     }
+    if (req.endpoint.is_some() || req.lwa_endpoint.is_some())
+        && !state.spapi.allows_endpoint_override()
+    {
+        problems.push(
+            "endpoint overrides are turned off on this coordinator \
+             (serve --allow-spapi-endpoint-override)"
+                .to_owned(),
+        );
+    }
     if let Some(e) = req.endpoint.as_deref() {
         if let Err(why) = check_https(e, true) {
             problems.push(format!("endpoint {why}"));
@@ -206,6 +215,7 @@ fn spapi_error(e: &SpApiError) -> ApiError {
         status,
         code,
         message: e.to_string(),
+        retry_after_secs: None,
     }
 }
 

@@ -29,7 +29,9 @@ use libp2p::request_response::{self, Message, OutboundFailure, OutboundRequestId
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use rand::RngCore;
-use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_mesh::{
+    build_swarm, ed25519_of_peer, AdmissionLimits, Behaviour, BehaviourEvent, SwarmOptions,
+};
 use sealprint_protocol::{
     seal, AcceptedIdentity, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
     ErrorCode, Expectation, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome,
@@ -50,7 +52,10 @@ use crate::core::dispatch::{
     judge_lost_answer, printer_id, AgentLive, Choice, DispatchConfig, Fleet, LostAnswer, Route,
     Want,
 };
+use crate::core::failures::FailureKind;
+use crate::services::audit_writer::AuditWriter;
 use crate::services::ca::{issue_certificate, DeviceSubject, Identity};
+use crate::services::failures::{source_of, FailureLog};
 use crate::store::{AgentRecord, AuditEntry, JobRecord, JobStatus, Store};
 
 /// How the mesh endpoint runs.
@@ -66,6 +71,10 @@ pub struct MeshConfig {
     pub cert_validity: Duration,
     /// Delivery windows and the queue bound.
     pub delivery: crate::services::delivery_config::DeliveryConfig,
+    /// How long a peer has to show a valid hello (or enroll) before it is disconnected.
+    pub hello_deadline: Duration,
+    /// Where unauthenticated failures are counted.
+    pub failures: FailureLog,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -209,6 +218,9 @@ struct EventLoop {
     in_doubt: HashMap<String, Doubt>,
     commands: mpsc::Receiver<Command>,
     backlog: Arc<Backlog>,
+    /// Audit entries leave the loop through a writer task.
+    audit_writer: AuditWriter,
+    failures: FailureLog,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -223,7 +235,14 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<MeshStarted> {
-    let mut swarm = build_swarm(identity.libp2p_keypair(), &SwarmOptions::default())
+    let swarm_opts = SwarmOptions {
+        admission: AdmissionLimits {
+            hello_deadline: config.hello_deadline,
+            ..AdmissionLimits::default()
+        },
+        ..SwarmOptions::default()
+    };
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &swarm_opts)
         .map_err(|e| anyhow::anyhow!("building the mesh endpoint: {e}"))?;
     for addr in &config.listen {
         swarm
@@ -254,7 +273,7 @@ pub async fn start(
         signal: signal.clone(),
         heartbeat_seqs: HashMap::new(),
         cert_validity_s: config.cert_validity.as_secs().max(1),
-        store,
+        store: store.clone(),
         identity,
         cfg: DispatchConfig {
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
@@ -270,6 +289,8 @@ pub async fn start(
         in_doubt: HashMap::new(),
         commands,
         backlog: backlog.clone(),
+        audit_writer: AuditWriter::spawn(store.clone(), &tracker),
+        failures: config.failures.clone(),
     };
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
@@ -434,6 +455,7 @@ impl EventLoop {
         for p in peers {
             warn!(device = %device_id, peer = %p, "revoked device disconnected");
             self.peers.remove(&p);
+            self.swarm.behaviour_mut().admission.refuse(p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.revoked_devices.insert(device_id);
@@ -518,9 +540,16 @@ impl EventLoop {
             object: object.map(str::to_owned),
             outcome: outcome.to_owned(),
         };
-        if let Err(e) = self.store.append_audit(entry) {
-            warn!(error = %e, action, "audit entry not written");
-        }
+        self.audit_writer.write(entry);
+    }
+
+    /// Counts an unauthenticated failure of `peer` (summarised by its address, since a
+    /// stranger can mint PeerIds at will) and has its connection closed once the refusal
+    /// has left.
+    fn failed(&mut self, peer: PeerId, kind: FailureKind, reason: &str) {
+        let ip = self.swarm.behaviour().admission.remote_ip(&peer);
+        self.failures.record(&source_of(ip), kind, reason);
+        self.swarm.behaviour_mut().admission.refuse(peer);
     }
 
     fn on_request(&mut self, peer: PeerId, req: Request) -> Response {
@@ -532,8 +561,8 @@ impl EventLoop {
                 let device_id = match self.peers.get(&peer) {
                     Some(v) => v.device_id.clone(),
                     None => {
-                        warn!(%peer, "message before a verified hello; disconnecting");
-                        let _ = self.swarm.disconnect_peer_id(peer);
+                        debug!(%peer, "message before a verified hello; disconnecting");
+                        self.failed(peer, FailureKind::NoHello, "message before a hello");
                         return refuse(ErrorCode::Unauthenticated, "send hello first");
                     }
                 };
@@ -550,7 +579,7 @@ impl EventLoop {
                         );
                         self.peers.remove(&peer);
                         self.fleet.remove(&device_id);
-                        let _ = self.swarm.disconnect_peer_id(peer);
+                        self.swarm.behaviour_mut().admission.refuse(peer);
                         return refuse(ErrorCode::Forbidden, "certificate revoked");
                     }
                     Err(e) => {
@@ -576,6 +605,7 @@ impl EventLoop {
         match self.verify_agent(&peer, &hello.certificate) {
             Ok(record) => {
                 info!(device = %record.device_id, %peer, "agent verified");
+                self.swarm.behaviour_mut().admission.verify(peer);
                 self.peers.insert(
                     peer,
                     Verified {
@@ -589,9 +619,8 @@ impl EventLoop {
                 })
             }
             Err(reason) => {
-                warn!(%peer, %reason, "agent certificate refused; disconnecting");
-                self.audit(None, &peer.to_string(), "agent.refused", None, &reason);
-                let _ = self.swarm.disconnect_peer_id(peer);
+                debug!(%peer, %reason, "agent certificate refused; disconnecting");
+                self.failed(peer, FailureKind::BadHello, &reason);
                 refuse(ErrorCode::Unauthenticated, &reason)
             }
         }
@@ -639,14 +668,8 @@ impl EventLoop {
         let grant = match self.store.redeem_enrollment_token(&hash, now / 1000) {
             Ok(g) => g,
             Err(e) => {
-                warn!(%peer, error = %e, "enrollment refused");
-                self.audit(
-                    None,
-                    &peer.to_string(),
-                    "agent.enroll",
-                    None,
-                    &e.to_string(),
-                );
+                debug!(%peer, error = %e, "enrollment refused");
+                self.failed(peer, FailureKind::FailedEnrollment, &e.to_string());
                 return refuse(ErrorCode::BadToken, &e.to_string());
             }
         };
