@@ -55,6 +55,8 @@ pub async fn enroll(
     let keys = DeviceKeys::generate();
     let mut swarm = build_swarm(keys.libp2p_keypair(), &SwarmOptions::default())
         .map_err(|e| AgentError::Mesh(e.to_string()))?;
+    // Pinned by the token: its answers are not limited to a stranger's frame size.
+    swarm.behaviour_mut().admission.trust(coordinator);
     swarm
         .dial(DialOpts::peer_id(coordinator).addresses(addrs).build())
         .map_err(|e| AgentError::Enroll(format!("cannot dial the coordinator: {e}")))?;
@@ -110,7 +112,7 @@ pub async fn enroll(
         .map_err(|e| AgentError::Enroll(format!("issued certificate: {e}")))?;
     let ca_public = ed25519_dalek::VerifyingKey::from_bytes(&enrolled.ca_public)
         .map_err(|_| AgentError::Enroll("coordinator sent an invalid ca key".into()))?;
-    let none_revoked = |_: u64| false;
+    let none_revoked = |_: &sealprint_protocol::CertificateBody| false;
     certificate
         .verify(
             &ca_public,

@@ -14,6 +14,8 @@
 //! - [`station`]: this station's printers, locked and probed.
 //! - [`printer`]: talking to one printer (verification, status, delivery).
 //! - [`receipts`]: what became of each job received, for heartbeats.
+//! - [`revocations`]: the coordinator-signed list of revoked devices, kept on disk.
+//! - [`sequence`]: the heartbeat counter that grows across restarts.
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
 //!
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
@@ -25,6 +27,8 @@ pub mod identity;
 pub mod mesh;
 pub mod printer;
 pub mod receipts;
+pub mod revocations;
+pub mod sequence;
 pub mod station;
 
 use thiserror::Error;

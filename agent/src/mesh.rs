@@ -2,15 +2,22 @@
 //!
 //! It keeps the uplink to the pinned coordinator (when this station has one), joins the site
 //! mesh (static peers and mDNS), and verifies every site peer's certificate (same CA, tenant
-//! and site, unexpired, unrevoked, issued for the key the connection authenticated) before it
-//! accepts any other message from it. It opens sealed jobs in memory and hands them to one
-//! printer, relays heartbeats for peers without an uplink, forwards jobs the coordinator
-//! routes through it, and sends heartbeats.
+//! and site, unexpired, device not revoked, issued for the key the connection authenticated)
+//! before it accepts any other message from it. It opens sealed jobs in memory and hands them
+//! to one printer, relays heartbeats for peers without an uplink, forwards jobs the
+//! coordinator routes through it, and sends heartbeats.
+//!
+//! What a relaying peer carries is checked end to end: this agent signs the outcome of every
+//! job it opened ([`SignedOutcome`], over the envelope's digest) and answers an envelope that
+//! does not open with a refusal that settles nothing and leaves no receipt; it applies a
+//! heartbeat reply only when the coordinator signed it for this device and for a heartbeat
+//! it sent and has not had answered ([`SignedReply`]), and keeps the signed revocation list
+//! on disk ([`crate::revocations`]).
 //!
 //! What it does not do: talk to printers (see [`crate::station`]) or decide where a job goes
 //! (the coordinator does).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +30,13 @@ use libp2p::request_response::{
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{mdns, Multiaddr, PeerId, Swarm};
-use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_mesh::{
+    build_swarm, ed25519_of_peer, AdmissionLimits, Behaviour, BehaviourEvent, SwarmOptions,
+};
 use sealprint_protocol::{
-    open, Certificate, ErrorCode, Expectation, Heartbeat, HeartbeatReply, Hello, JobOutcome,
-    MeshPeerReport, RelayReply, Relayed, Request, Response, SealedJob,
+    open, Certificate, CertificateBody, ErrorCode, Expectation, Heartbeat, Hello, JobOutcome,
+    MeshPeerReport, OutcomeStatement, RelayReply, Relayed, Request, Response, SealedJob,
+    SignedOutcome, SignedReply,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +45,14 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::identity::{write_private, DeviceIdentity};
 use crate::printer::PrintError;
 use crate::receipts::{JobState, Receipts};
+use crate::revocations::Revocations;
+use crate::sequence::HeartbeatCounter;
 use crate::station::Station;
 use crate::{now_ms, AgentError, VERSION};
+
+/// Established inbound mesh connections (site peers) an agent accepts. The agent's systemd
+/// unit sets `LimitNOFILE=4096` to stay above it plus handshakes, printers and files.
+pub const MAX_INCOMING: u32 = 1024;
 
 /// How the mesh endpoint runs.
 #[derive(Debug, Clone)]
@@ -90,6 +106,8 @@ enum Pending {
 struct Finished {
     channel: ResponseChannel<Response>,
     attempt: u32,
+    /// Digest of the envelope that was opened: the signed outcome names it.
+    envelope: [u8; 32],
     outcome: JobOutcome,
 }
 
@@ -113,7 +131,14 @@ struct EventLoop {
     /// Site peers found by mDNS and not expired, with their addresses: redialled while not
     /// connected (a first dial can fail, e.g. when both peers dial each other at once).
     discovered: HashMap<PeerId, Vec<Multiaddr>>,
-    revoked: HashSet<u64>,
+    /// The tenant's revoked devices, as the coordinator last signed them (kept on disk).
+    revocations: Revocations,
+    /// Heartbeat counters, growing across restarts.
+    counter: HeartbeatCounter,
+    /// The counter of the last heartbeat sent, and of the last one whose reply was applied:
+    /// a reply is applied only for a counter between the two (never twice, never unasked).
+    sent_seq: u64,
+    applied_seq: u64,
     receipts: Receipts,
     pending: HashMap<OutboundRequestId, Pending>,
     finished_tx: mpsc::Sender<Finished>,
@@ -137,6 +162,14 @@ pub async fn start(
     let id = Arc::new(id);
     let swarm_opts = SwarmOptions {
         mdns: opts.mdns,
+        // A station talks to a handful of site peers: keep the file limit of its systemd
+        // unit (LimitNOFILE, deploy/systemd) well above these.
+        max_established_incoming: MAX_INCOMING,
+        max_pending_incoming: 64,
+        admission: AdmissionLimits {
+            max_unverified: 64,
+            ..AdmissionLimits::default()
+        },
         ..SwarmOptions::default()
     };
     let mut swarm = build_swarm(id.keys.libp2p_keypair(), &swarm_opts)
@@ -162,6 +195,8 @@ pub async fn start(
         .peer_id
         .parse()
         .map_err(|_| AgentError::Mesh("pinned coordinator peer id is invalid".into()))?;
+    // The coordinator is pinned by its PeerId (Noise authenticates it): no hello needed.
+    swarm.behaviour_mut().admission.trust(coordinator);
     let coordinator_addrs = id
         .coordinator
         .addrs
@@ -173,6 +208,12 @@ pub async fn start(
         peer_id: swarm.local_peer_id().to_string(),
         listen,
     };
+    let revocations = Revocations::load(
+        &opts.data_dir,
+        &id.ca_public.to_bytes(),
+        &id.certificate.body.tenant_id,
+    )?;
+    let counter = HeartbeatCounter::load(&opts.data_dir)?;
     let (finished_tx, finished_rx) = mpsc::channel(256);
     let static_peers = opts.peers.iter().map(|a| (a.clone(), None)).collect();
     let ev = EventLoop {
@@ -190,7 +231,10 @@ pub async fn start(
         peers: HashMap::new(),
         static_peers,
         discovered: HashMap::new(),
-        revoked: HashSet::new(),
+        revocations,
+        counter,
+        sent_seq: 0,
+        applied_seq: 0,
         receipts: Receipts::default(),
         pending: HashMap::new(),
         finished_tx,
@@ -434,7 +478,7 @@ impl EventLoop {
         let cert = Certificate::decode(cert_bytes).map_err(|e| e.to_string())?;
         cert.check_key(&key).map_err(|e| e.to_string())?;
         let own = &self.id.certificate.body;
-        let revoked = |s: u64| self.revoked.contains(&s);
+        let revoked = |b: &CertificateBody| self.revocations.contains(&b.device_id);
         let expect = Expectation {
             tenant_id: &own.tenant_id,
             site_id: Some(&own.site_id),
@@ -452,6 +496,7 @@ impl EventLoop {
                 if !was_verified {
                     info!(%peer, device = %cert.body.device_id, "site peer verified");
                 }
+                self.swarm.behaviour_mut().admission.verify(peer);
                 self.peers.insert(
                     peer,
                     Peer::Verified {
@@ -464,7 +509,7 @@ impl EventLoop {
             }
             Err(reason) => {
                 warn!(%peer, %reason, "peer certificate refused; disconnecting");
-                let _ = self.swarm.disconnect_peer_id(peer);
+                self.swarm.behaviour_mut().admission.refuse(peer);
                 false
             }
         }
@@ -495,14 +540,14 @@ impl EventLoop {
         }
         if !from_coordinator {
             match self.verified_peer(&peer) {
-                Some((_, serial)) if !self.revoked.contains(&serial) => {}
+                Some((device_id, _)) if !self.revocations.contains(device_id) => {}
                 _ => {
                     warn!(%peer, "message from an unverified peer refused; disconnecting");
                     self.respond(
                         channel,
                         refuse(ErrorCode::Unauthenticated, "send hello first"),
                     );
-                    let _ = self.swarm.disconnect_peer_id(peer);
+                    self.swarm.behaviour_mut().admission.refuse(peer);
                     return;
                 }
             }
@@ -547,29 +592,10 @@ impl EventLoop {
     fn accept_job(&mut self, sealed: SealedJob, channel: ResponseChannel<Response>) {
         let header = sealed.header.clone();
         let _span = info_span!("job", job = %header.job_id, attempt = header.attempt).entered();
-        if self.shutting_down {
-            let outcome = not_printed(&header.job_id, "agent is shutting down");
-            return self.respond(channel, Response::Outcome(outcome));
-        }
-        match self.receipts.state(&header.job_id) {
-            Some(JobState::InProgress { .. }) => {
-                return self.respond(
-                    channel,
-                    refuse(ErrorCode::BadRequest, "job already in progress"),
-                );
-            }
-            Some(JobState::Done { attempt, outcome }) => {
-                let retry_allowed =
-                    matches!(outcome, JobOutcome::NotPrinted { .. }) && header.attempt > *attempt;
-                if !retry_allowed {
-                    // A repeat (replay or lost answer): answer what happened, never print again.
-                    let outcome = outcome.clone();
-                    return self.respond(channel, Response::Outcome(outcome));
-                }
-            }
-            None => {}
-        }
         let now = now_ms();
+        // Only an envelope that opens says anything about a job: its header (job, attempt,
+        // device, printer, deadline) is then the coordinator's. Anything else is refused and
+        // leaves no receipt, so a peer cannot settle, or crowd out, another job's receipt.
         let label = match open(
             &sealed,
             &self.id.keys.x25519_secret,
@@ -580,15 +606,46 @@ impl EventLoop {
             Ok(label) => label,
             Err(e) => {
                 warn!(error = %e, "sealed job refused");
-                let outcome = not_printed(&header.job_id, &e.to_string());
-                self.receipts.finish(header.attempt, outcome.clone(), now);
-                return self.respond(channel, Response::Outcome(outcome));
+                return self.respond(
+                    channel,
+                    refuse(ErrorCode::BadRequest, &format!("envelope refused: {e}")),
+                );
             }
         };
+        let envelope = match sealed.digest() {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "sealed job refused");
+                return self.respond(channel, refuse(ErrorCode::BadRequest, "envelope refused"));
+            }
+        };
+        drop(sealed);
+        match self.receipts.state(&header.job_id) {
+            Some(JobState::InProgress { .. }) => {
+                return self.respond(
+                    channel,
+                    refuse(ErrorCode::BadRequest, "job already in progress"),
+                );
+            }
+            Some(JobState::Done { attempt, signed }) => {
+                let retry_allowed =
+                    matches!(signed.statement.outcome, JobOutcome::NotPrinted { .. })
+                        && header.attempt > *attempt;
+                if !retry_allowed {
+                    // A repeat (replay or lost answer): answer what happened, never print again.
+                    let signed = signed.clone();
+                    return self.respond(channel, Response::Outcome(signed));
+                }
+            }
+            None => {}
+        }
+        if self.shutting_down {
+            let outcome = not_printed(&header.job_id, "agent is shutting down");
+            return self.settle(channel, header.attempt, envelope, outcome);
+        }
         let Some(printer) = self.station.get(&header.printer) else {
             let outcome = not_printed(&header.job_id, "no printer of that name on this station");
-            self.receipts.finish(header.attempt, outcome.clone(), now);
-            return self.respond(channel, Response::Outcome(outcome));
+            return self.settle(channel, header.attempt, envelope, outcome);
         };
         self.receipts.start(&header.job_id, header.attempt);
         self.in_flight += 1;
@@ -629,6 +686,7 @@ impl EventLoop {
                 let done = Finished {
                     channel,
                     attempt: header.attempt,
+                    envelope,
                     outcome,
                 };
                 if tx.send(done).await.is_err() {
@@ -641,9 +699,34 @@ impl EventLoop {
 
     fn on_finished(&mut self, done: Finished) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.receipts
-            .finish(done.attempt, done.outcome.clone(), now_ms());
-        self.respond(done.channel, Response::Outcome(done.outcome));
+        self.settle(done.channel, done.attempt, done.envelope, done.outcome);
+    }
+
+    /// Signs the outcome of an attempt whose envelope opened, keeps it as the receipt, and
+    /// answers it.
+    fn settle(
+        &mut self,
+        channel: ResponseChannel<Response>,
+        attempt: u32,
+        envelope: [u8; 32],
+        outcome: JobOutcome,
+    ) {
+        let statement = OutcomeStatement {
+            attempt,
+            device_id: self.id.device_id().to_owned(),
+            outcome,
+            envelope,
+        };
+        match SignedOutcome::sign(statement, &self.id.keys.signing_key()) {
+            Ok(signed) => {
+                self.receipts.finish(signed.clone(), now_ms());
+                self.respond(channel, Response::Outcome(signed));
+            }
+            Err(e) => {
+                warn!(error = %e, "outcome not signed");
+                self.respond(channel, refuse(ErrorCode::Internal, "outcome not signed"));
+            }
+        }
     }
 
     fn on_response(&mut self, id: OutboundRequestId, resp: Response) {
@@ -710,8 +793,31 @@ impl EventLoop {
         }
     }
 
-    fn apply_reply(&mut self, reply: HeartbeatReply) {
-        self.revoked = reply.revoked_serials.into_iter().collect();
+    /// Applies a heartbeat reply, after checking that the coordinator signed it for this
+    /// device and for a heartbeat sent and not answered yet: a relay can drop or delay it,
+    /// but neither write nor replay one.
+    fn apply_reply(&mut self, signed: SignedReply) {
+        let own = &self.certificate.body;
+        let reply = match signed.verify(
+            &self.id.ca_public.to_bytes(),
+            &own.device_id,
+            &own.tenant_id,
+            self.applied_seq,
+            self.sent_seq,
+        ) {
+            Ok(r) => r.clone(),
+            Err(e) => return warn!(error = %e, "heartbeat reply refused"),
+        };
+        self.applied_seq = reply.heartbeat_seq;
+        match self.revocations.update(&reply.revocations) {
+            Ok(true) => info!(
+                version = reply.revocations.list.version,
+                revoked = reply.revocations.list.devices.len(),
+                "revocation list updated"
+            ),
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "revocation list not saved; applied until restart"),
+        }
         if let Some(bytes) = reply.renewed_certificate {
             self.renew(&bytes);
         }
@@ -732,13 +838,16 @@ impl EventLoop {
             .peers
             .iter()
             .filter_map(|(p, s)| match s {
-                Peer::Verified { serial, .. } if self.revoked.contains(serial) => Some(*p),
+                Peer::Verified { device_id, .. } if self.revocations.contains(device_id) => {
+                    Some(*p)
+                }
                 _ => None,
             })
             .collect();
         for p in revoked_peers {
             warn!(peer = %p, "peer certificate revoked; disconnecting");
             self.peers.remove(&p);
+            self.swarm.behaviour_mut().admission.refuse(p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
     }
@@ -751,7 +860,7 @@ impl EventLoop {
             Err(e) => return warn!(error = %e, "renewed certificate refused"),
         };
         let own = &self.certificate.body;
-        let none = |_: u64| false;
+        let none = |_: &CertificateBody| false;
         let checked = cert
             .verify(
                 &self.id.ca_public,
@@ -797,9 +906,10 @@ impl EventLoop {
         }
     }
 
-    fn heartbeat(&self) -> Heartbeat {
+    fn heartbeat(&self, seq: u64) -> Heartbeat {
         Heartbeat {
             device_id: self.id.device_id().to_owned(),
+            seq,
             version: VERSION.to_owned(),
             uptime_s: self.started.elapsed().as_secs(),
             clock_ms: now_ms(),
@@ -825,7 +935,12 @@ impl EventLoop {
     }
 
     fn send_heartbeat(&mut self) {
-        let hb = self.heartbeat();
+        let seq = match self.counter.issue() {
+            Ok(n) => n,
+            Err(e) => return warn!(error = %e, "heartbeat counter not reserved; heartbeat skipped"),
+        };
+        self.sent_seq = seq;
+        let hb = self.heartbeat(seq);
         if self.uplink_ready {
             let coordinator = self.coordinator;
             return self.request(coordinator, Request::Heartbeat(hb), Pending::Heartbeat);

@@ -3,10 +3,16 @@
 //! The coordinator settles a job whose answer was lost from these receipts, and it relies on
 //! their completeness: a job the agent received is always in the list (until it ages out),
 //! whatever became of it. Receipts hold job ids and outcomes, never label bytes.
+//!
+//! Only a job whose envelope opened gets a receipt, keyed by the job id and attempt the
+//! coordinator sealed (authenticated: the header is the envelope's Noise prologue). A peer
+//! that sends envelopes that do not open gets a refusal and leaves no trace here, so it can
+//! neither forge a receipt for another device's job nor push real receipts out of the
+//! bounded list: only the coordinator's own jobs fill it.
 
 use std::collections::{HashMap, VecDeque};
 
-use sealprint_protocol::{JobOutcome, PrintReceipt, ReceiptState};
+use sealprint_protocol::{PrintReceipt, ReceiptState, SignedOutcome};
 
 /// How many finished attempts are remembered (oldest forgotten first). At a label a second
 /// this covers over half an hour, far longer than any delivery window.
@@ -24,8 +30,8 @@ pub enum JobState {
     Done {
         /// The attempt that finished.
         attempt: u32,
-        /// What happened.
-        outcome: JobOutcome,
+        /// What happened, as this device signed it (the answer to a repeat).
+        signed: SignedOutcome,
     },
 }
 
@@ -48,17 +54,18 @@ impl Receipts {
             .insert(job_id.to_owned(), JobState::InProgress { attempt });
     }
 
-    /// Records how `attempt` ended.
-    pub fn finish(&mut self, attempt: u32, outcome: JobOutcome, at_ms: u64) {
-        let job_id = outcome.job_id().to_owned();
+    /// Records how an attempt ended, as signed.
+    pub fn finish(&mut self, signed: SignedOutcome, at_ms: u64) {
+        let attempt = signed.statement.attempt;
+        let job_id = signed.job_id().to_owned();
         self.order.push_back(PrintReceipt {
             job_id: job_id.clone(),
             attempt,
-            state: ReceiptState::Done(outcome.clone()),
+            state: ReceiptState::Done(signed.statement.outcome.clone()),
             at_ms,
         });
         self.states
-            .insert(job_id, JobState::Done { attempt, outcome });
+            .insert(job_id, JobState::Done { attempt, signed });
         while self.order.len() > MAX_RECEIPTS {
             if let Some(old) = self.order.pop_front() {
                 let latest = matches!(
@@ -93,17 +100,31 @@ impl Receipts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
+    use sealprint_protocol::{JobOutcome, OutcomeStatement};
+
+    fn signed(attempt: u32, outcome: JobOutcome) -> SignedOutcome {
+        let statement = OutcomeStatement {
+            attempt,
+            device_id: "dev-1".into(),
+            outcome,
+            envelope: [0u8; 32],
+        };
+        SignedOutcome::sign(statement, &SigningKey::from_bytes(&[4u8; 32])).expect("signs")
+    }
 
     #[test]
     fn each_attempt_has_its_own_receipt() {
         let mut r = Receipts::default();
         r.start("job-a", 1);
         r.finish(
-            1,
-            JobOutcome::NotPrinted {
-                job_id: "job-a".into(),
-                reason: "paper out".into(),
-            },
+            signed(
+                1,
+                JobOutcome::NotPrinted {
+                    job_id: "job-a".into(),
+                    reason: "paper out".into(),
+                },
+            ),
             10,
         );
         r.start("job-a", 2);
@@ -125,11 +146,13 @@ mod tests {
         for i in 0..(MAX_RECEIPTS + 10) {
             let job_id = format!("job-{i}");
             r.finish(
-                1,
-                JobOutcome::Printed {
-                    job_id,
-                    printer: "p".into(),
-                },
+                signed(
+                    1,
+                    JobOutcome::Printed {
+                        job_id,
+                        printer: "p".into(),
+                    },
+                ),
                 i as u64,
             );
         }

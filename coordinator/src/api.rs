@@ -2,12 +2,15 @@
 //!
 //! # Layout
 //! - this file: [`ApiState`], replies and error answers, body limits, [`app`] (the route
-//!   table behind tower-http's request ids, tracing, timeout and body limit), [`handle`] (one
-//!   request to one response, no socket: what the unit tests drive) and [`serve`] (the accept
-//!   loop with TLS and graceful shutdown);
+//!   table behind tower-http's request ids, tracing, timeout and body limit) and [`handle`]
+//!   (one request to one response, no socket: what the unit tests drive);
+//! - `server`: [`serve`], the accept loop with TLS, the connection caps, timeouts and HTTP/2
+//!   limits ([`ServerLimits`]), and graceful shutdown; it serves [`app`];
+//! - `limits`: per-address rate limits of the unauthenticated routes, the login guard and
+//!   the bound on password work;
 //! - `routes`: every route declared once with the access it needs, and the one place where
-//!   authentication, the IP allowlist and tenant scoping run; `openapi`: the OpenAPI 3.1
-//!   document built from that table (`GET /v1/openapi.json`);
+//!   authentication, the IP allowlist, the public rate limit and tenant scoping run;
+//!   `openapi`: the OpenAPI 3.1 document built from that table (`GET /v1/openapi.json`);
 //! - `auth`: principals, actions and the one `authorize` decision; `access`: bearer tokens
 //!   (sessions and API keys) to principals, API keys, the IP allowlist, [`PeerAddr`];
 //! - one file per resource: `sessions` (login, password change), `admin` (tenants, sites,
@@ -20,7 +23,10 @@
 //!   configuration and the self-signed certificate of `init`.
 //!
 //! Times in answers are unix milliseconds (integers) everywhere. Unknown JSON fields are
-//! refused; bodies are capped at [`BODY_LIMIT`]. Nothing here logs label bytes, names,
+//! refused; bodies are capped at [`BODY_LIMIT`] ([`PUBLIC_BODY_LIMIT`] before
+//! authentication) and read into buffers that grow with the bytes received. The
+//! unauthenticated routes (login, password change, billing webhook) are rate-limited per
+//! address (429 with a Retry-After); `/healthz` is not (it reads nothing). Nothing here logs label bytes, names,
 //! addresses, tokens or passwords: only ids and hashes.
 //!
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
@@ -33,37 +39,33 @@ mod auth;
 mod compliance;
 mod error;
 mod labels;
+pub mod limits;
 mod notifications;
 mod openapi;
 mod routes;
 mod security;
+mod server;
 mod sessions;
 mod spapi;
 mod tls;
 mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::Body as _;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn};
 use zeroize::Zeroizing;
 
 pub use access::PeerAddr;
 pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
+pub use server::{serve, BodyError, ServerLimits};
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
 use crate::core::dispatcher::Dispatch;
@@ -71,10 +73,9 @@ use crate::store::{AuditEntry, Store};
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
 pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
-/// Most TLS connections served at once.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// Time a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body of the unauthenticated routes (login, password change, billing
+/// webhook).
+pub const PUBLIC_BODY_LIMIT: usize = 64 * 1024;
 
 /// What every handler needs.
 pub struct ApiState {
@@ -92,6 +93,11 @@ pub struct ApiState {
     pub billing_webhook_secret: Option<Zeroizing<Vec<u8>>>,
     /// The SP-API client (connections, shopping, background label fetches).
     pub spapi: crate::services::spapi::SpApi,
+    /// Unauthenticated failures (unknown logins, bad billing signatures), summarised.
+    pub failures: crate::services::failures::FailureLog,
+    /// Per-address limits of the unauthenticated routes, the login guard, the bound on
+    /// password work.
+    pub limits: limits::Limits,
 }
 
 impl ApiState {
@@ -187,9 +193,13 @@ pub(crate) fn respond(result: Result<Reply, ApiError>, request_id: Option<&str>)
                 err["request_id"] = serde_json::Value::from(id);
             }
             let mut resp = json_response(e.status, &body);
-            if e.status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = e
+                .retry_after_secs
+                .or((e.status == StatusCode::TOO_MANY_REQUESTS)
+                    .then_some(error::BUSY_RETRY_AFTER_SECS));
+            if let Some(secs) = retry_after {
                 resp.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(error::BUSY_RETRY_AFTER_SECS));
+                    .insert(RETRY_AFTER, HeaderValue::from(secs));
             }
             resp
         }
@@ -207,34 +217,60 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| error::json_error(&e))
 }
 
-/// Reads a whole body of at most [`BODY_LIMIT`] bytes (413 past it, whether announced by
-/// Content-Length or not).
-async fn read_body(body: axum::body::Body) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
-    if declared > BODY_LIMIT {
-        return Err(ApiError::too_large(BODY_LIMIT));
+/// Reads a body of at most `limit` bytes into a zeroizing buffer that grows with the bytes
+/// received (never reserved from a declared length): 413 past it, whether announced by
+/// Content-Length or not; 408 when the server's body deadline ([`BodyError::Deadline`])
+/// passes.
+async fn read_body(
+    body: axum::body::Body,
+    content_length: Option<usize>,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    if content_length.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
     }
-    // Reserve up front so the buffer (which may hold PII) is not reallocated and left behind.
-    let mut buf = Zeroizing::new(Vec::with_capacity(declared));
+    let mut buf = Zeroizing::new(Vec::new());
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            let limited = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if limited {
-                return ApiError::too_large(BODY_LIMIT);
+            // The cause sits somewhere down the chain (axum and tower-http box it).
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(c) = cause {
+                if c.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::too_large(BODY_LIMIT);
+                }
+                if matches!(c.downcast_ref::<BodyError>(), Some(BodyError::Deadline)) {
+                    debug!("request body too slow");
+                    return ApiError::body_timeout();
+                }
+                cause = c.source();
             }
             debug!(error = %e, "request body not read");
             ApiError::bad_request("request body could not be read")
         })?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > BODY_LIMIT {
-                return Err(ApiError::too_large(BODY_LIMIT));
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(limit));
             }
-            buf.extend_from_slice(&data);
+            crate::core::buffer::push_zeroizing(&mut buf, &data, limit);
         }
     }
     Ok(buf)
+}
+
+/// The per-address rate limit of the unauthenticated routes.
+pub(crate) fn public_rate(
+    state: &ApiState,
+    peer: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    state
+        .limits
+        .public
+        .check(limits::AddressKey::of(peer), Instant::now())
+        .map_err(|secs| {
+            debug!("unauthenticated request over the address's rate");
+            ApiError::rate_limited("too many requests from this address: retry later", secs)
+        })
 }
 
 /// Gives a JSON error body (with the request id) to the answers that the middleware makes
@@ -325,89 +361,6 @@ pub(crate) fn tenant_scope(
         return Err(ApiError::not_found("tenant"));
     }
     Ok(())
-}
-
-/// Serves the API on `listener` until `shutdown`: TLS per connection (10 s handshake
-/// timeout), HTTP/1.1 and HTTP/2, at most [`MAX_CONNECTIONS`] at once. On shutdown it stops
-/// accepting and asks every connection to finish its in-flight requests; connection tasks run
-/// on `tracker`, so the caller drains them with a grace period.
-///
-/// Cancel-safe: it returns when `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    state: Arc<ApiState>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    let app = app(state);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(
-            async move {
-                let _permit = permit;
-                let tls =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "tls handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!("tls handshake timed out");
-                            return;
-                        }
-                    };
-                let svc =
-                    hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                        // The IP allowlist is checked against the TCP peer (never a header).
-                        req.extensions_mut().insert(PeerAddr(peer));
-                        tower::ServiceExt::oneshot(app.clone(), req)
-                    });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            debug!(error = %e, "connection ended with an error");
-                        }
-                    }
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        if let Err(e) = conn.await {
-                            debug!(error = %e, "connection ended with an error while draining");
-                        }
-                    }
-                }
-            }
-            .instrument(info_span!("api_conn", %peer)),
-        );
-    }
-    info!("api stopped accepting");
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`dispatch`]: the rules of choosing a printer and judging answers; [`dispatcher`]: the
 //!   [`dispatcher::Dispatch`] trait the API and SP-API hand jobs to; [`agents`]: what
 //!   agents must run.
+//! - [`failures`]: the tally that summarises strangers' failures per source and interval.
 
 pub mod accounts;
 pub mod agents;
@@ -20,4 +21,5 @@ pub mod compliance;
 pub mod crypto;
 pub mod dispatch;
 pub mod dispatcher;
+pub mod failures;
 pub mod paths;

@@ -93,6 +93,14 @@ struct ServeArgs {
     /// Extra trusted CA certificates (PEM) for SP-API endpoint overrides.
     #[arg(long)]
     spapi_ca_file: Option<PathBuf>,
+    /// Let SP-API connections name their own endpoint and LWA endpoint (default: only
+    /// Amazon's hosts). Overrides resolving to internal addresses are refused even then.
+    #[arg(long)]
+    allow_spapi_endpoint_override: bool,
+    /// TESTS AND DEVELOPMENT ONLY: let outgoing calls (webhooks, SP-API) reach loopback
+    /// addresses, e.g. a stand-in on 127.0.0.1. Off by default; never set it in production.
+    #[arg(long)]
+    insecure_allow_loopback_outbound: bool,
     /// Seconds an agent has to print one delivery attempt (default 30).
     #[arg(long)]
     attempt_window_secs: Option<u64>,
@@ -102,6 +110,12 @@ struct ServeArgs {
     /// Jobs waiting for a printer before labels get 429 (default 10000).
     #[arg(long)]
     max_queued_jobs: Option<u64>,
+    /// Seconds a mesh peer has to show a valid hello or enroll (default 10).
+    #[arg(long)]
+    mesh_hello_deadline_secs: Option<u64>,
+    /// Period of the audit summaries of unauthenticated failures, seconds (default 60).
+    #[arg(long)]
+    failure_summary_interval_secs: Option<u64>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -134,9 +148,13 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         log_format,
         billing_webhook_secret_file: a.billing_webhook_secret_file,
         spapi_ca_file: a.spapi_ca_file,
+        allow_spapi_endpoint_override: a.allow_spapi_endpoint_override,
+        insecure_allow_loopback_outbound: a.insecure_allow_loopback_outbound,
         attempt_window_secs: a.attempt_window_secs,
         allowed_clock_skew_ms: a.allowed_clock_skew_ms,
         max_queued_jobs: a.max_queued_jobs,
+        mesh_hello_deadline_secs: a.mesh_hello_deadline_secs,
+        failure_summary_interval_secs: a.failure_summary_interval_secs,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);

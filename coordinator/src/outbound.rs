@@ -1,4 +1,5 @@
-//! Outbound HTTPS: the client (system roots plus an optional extra CA, https only), the
+//! Outbound HTTPS: the client (system roots plus an optional extra CA, https only, through
+//! the address guard of `egress`), the
 //! backoff with jitter and the `user-agent` shared by the SP-API client and webhook
 //! deliveries.
 //!
@@ -7,6 +8,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod egress;
 
 pub use backoff::backoff;
 

@@ -7,9 +7,13 @@
 //! - [`notifications`]: webhook deliveries; [`monitor`]: alert rules, tiers and renewals;
 //!   [`retention`]: PII purge, audit retention and checkpoints (these three run as background
 //!   tasks of `app::run::start`).
+//! - [`failures`]: counts strangers' failures and writes their summaries;
+//!   [`audit_writer`]: the mesh loop's audit entries, written by a task of their own.
 
+pub mod audit_writer;
 pub mod ca;
 pub mod delivery_config;
+pub mod failures;
 pub mod mesh;
 pub mod monitor;
 pub mod notifications;

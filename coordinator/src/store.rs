@@ -689,17 +689,19 @@ impl Store {
         )
     }
 
-    /// Serials of the revoked certificates of a tenant.
+    /// The revoked devices of a tenant, sorted: every certificate of each is refused.
     ///
     /// # Errors
     /// [`StoreError::Db`], [`StoreError::Corrupt`].
-    pub fn revoked_serials(&self, tenant_id: &str) -> Result<Vec<u64>, StoreError> {
-        Ok(self
+    pub fn revoked_devices(&self, tenant_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut devices: Vec<String> = self
             .agents(tenant_id)?
             .into_iter()
             .filter(|a| a.revoked)
-            .map(|a| a.serial)
-            .collect())
+            .map(|a| a.device_id)
+            .collect();
+        devices.sort();
+        Ok(devices)
     }
 
     /// Records a heartbeat of `device_id` that arrived at `now_ms` (directly, or relayed by
@@ -729,6 +731,7 @@ impl Store {
                 a.last_heartbeat_at_ms = Some(now_ms);
                 a.clock_offset_ms = Some(offset);
                 a.relay = via.map(str::to_owned);
+                a.heartbeat_seq = a.heartbeat_seq.max(hb.seq);
                 a.findings = hb
                     .findings
                     .iter()

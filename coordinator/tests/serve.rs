@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sealprint_coordinator::app::config::{resolve, FileConfig, Overrides};
 use sealprint_coordinator::app::init::{init, InitOptions};
@@ -22,7 +23,7 @@ async fn https(
     req: Request<Full<Bytes>>,
 ) -> (u16, serde_json::Value) {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &cert_pem[..]) {
+    for c in CertificateDer::pem_slice_iter(cert_pem) {
         let c: CertificateDer<'static> = c.expect("pem");
         roots.add(c).expect("root");
     }

@@ -14,8 +14,9 @@ use sealprint_fuzz::{
 use sealprint_protocol::{
     encode_frame, seal, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
     ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, LabelFormat,
-    MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict, ReceiptState,
-    RelayReply, Relayed, Request, Response, SealedJob,
+    MeshPeerReport, OutcomeStatement, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
+    ReceiptState, RelayReply, Relayed, Request, Response, RevocationList, SealedJob,
+    SignedOutcome, SignedReply, SignedRevocations,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -69,6 +70,7 @@ fn sealed(job: &str, format: LabelFormat, data: &[u8]) -> SealedJob {
 fn heartbeat() -> Heartbeat {
     Heartbeat {
         device_id: DEVICE_ID.into(),
+        seq: 7,
         version: "0.1.0".into(),
         uptime_s: 42,
         clock_ms: NOW_MS,
@@ -224,13 +226,60 @@ fn main() {
     let mut two = req(&requests[0].1);
     two.extend(req(&requests[2].1));
     write("frame", "req-two-frames", &frame_seed(0, two));
-    let reply = HeartbeatReply {
-        now_ms: NOW_MS,
-        revoked_serials: vec![3, 5],
-        renewed_certificate: Some(cert(43, "dev-1", "site-1").encode()),
-        min_version: "0.1.0".into(),
-        accepted_identities: vec![],
+    let revocations = SignedRevocations::sign(
+        RevocationList {
+            tenant_id: "tnt-1".into(),
+            version: 2,
+            devices: vec!["dev-3".into(), "dev-5".into()],
+        },
+        &ca_key(),
+    )
+    .expect("signs");
+    let reply = SignedReply::sign(
+        HeartbeatReply {
+            device_id: DEVICE_ID.into(),
+            heartbeat_seq: 7,
+            now_ms: NOW_MS,
+            revocations: revocations.clone(),
+            renewed_certificate: Some(cert(43, "dev-1", "site-1").encode()),
+            min_version: "0.1.0".into(),
+            accepted_identities: vec![],
+        },
+        &ca_key(),
+    )
+    .expect("signs");
+    let outcome = |attempt, outcome| {
+        let statement = OutcomeStatement {
+            attempt,
+            device_id: DEVICE_ID.into(),
+            outcome,
+            envelope: small.digest().expect("digest"),
+        };
+        SignedOutcome::sign(statement, &device_signing_key()).expect("signs")
     };
+    let printed = outcome(
+        1,
+        JobOutcome::Printed {
+            job_id: "job-1".into(),
+            printer: "zebra-1".into(),
+        },
+    );
+    let in_doubt = outcome(
+        2,
+        JobOutcome::InDoubt {
+            job_id: "job-1".into(),
+            reason: "printer went silent".into(),
+        },
+    );
+    for (name, o) in [("printed", &printed), ("in-doubt", &in_doubt)] {
+        write("outcome", name, &postcard::to_allocvec(o).expect("encodes"));
+    }
+    write("reply", "reply", &postcard::to_allocvec(&reply).expect("encodes"));
+    write(
+        "reply",
+        "revocations",
+        &postcard::to_allocvec(&revocations).expect("encodes"),
+    );
     let responses = [
         ("resp-ok", Response::Ok),
         ("resp-hello", Response::Hello(hello)),
@@ -245,10 +294,7 @@ fn main() {
         ("resp-heartbeat", Response::HeartbeatReply(reply.clone())),
         (
             "resp-outcome",
-            Response::Outcome(JobOutcome::InDoubt {
-                job_id: "job-1".into(),
-                reason: "printer went silent".into(),
-            }),
+            Response::Outcome(in_doubt.clone()),
         ),
         (
             "resp-relayed",

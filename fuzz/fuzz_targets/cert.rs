@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert_eq!(cert.encode(), data, "accepted certificate is not canonical");
-    let not_revoked = |_: u64| false;
+    let not_revoked = |_: &sealprint_protocol::CertificateBody| false;
     let expect = Expectation {
         tenant_id: "tnt-1",
         site_id: Some("site-1"),

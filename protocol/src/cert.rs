@@ -40,7 +40,7 @@ pub enum CertError {
     /// The signature does not verify under the CA key.
     #[error("bad certificate signature")]
     BadSignature,
-    /// The certificate's serial is revoked.
+    /// The certificate (its device) is revoked; the serial is the certificate's.
     #[error("certificate serial {0} is revoked")]
     Revoked(u64),
     /// `now` is before `not_before`.
@@ -101,8 +101,9 @@ pub struct Expectation<'a> {
     /// The site it must belong to, when the verifier is a site peer (`None` for the
     /// coordinator, which serves every site).
     pub site_id: Option<&'a str>,
-    /// Says whether a serial is revoked.
-    pub is_revoked: &'a dyn Fn(u64) -> bool,
+    /// Says whether a certificate is revoked (the revocation lists name devices, so every
+    /// certificate ever issued to a revoked device is refused, whatever its serial).
+    pub is_revoked: &'a dyn Fn(&CertificateBody) -> bool,
 }
 
 impl CertificateBody {
@@ -221,7 +222,7 @@ impl Certificate {
         let signature = Signature::from_bytes(&self.signature);
         ca.verify_strict(&self.body.signed_message()?, &signature)
             .map_err(|_| CertError::BadSignature)?;
-        if (expect.is_revoked)(self.body.serial) {
+        if (expect.is_revoked)(&self.body) {
             return Err(CertError::Revoked(self.body.serial));
         }
         if now < self.body.not_before {
@@ -313,11 +314,14 @@ mod tests {
         }
     }
 
-    fn none_revoked(_: u64) -> bool {
+    fn none_revoked(_: &CertificateBody) -> bool {
         false
     }
 
-    fn expect<'a>(site: Option<&'a str>, revoked: &'a dyn Fn(u64) -> bool) -> Expectation<'a> {
+    fn expect<'a>(
+        site: Option<&'a str>,
+        revoked: &'a dyn Fn(&CertificateBody) -> bool,
+    ) -> Expectation<'a> {
         Expectation {
             tenant_id: "tnt-1",
             site_id: site,
@@ -354,7 +358,7 @@ mod tests {
         assert_eq!(cert.verify(&vk, &e, 2_001), Err(CertError::Expired));
         let other = SigningKey::from_bytes(&[9u8; 32]).verifying_key();
         assert_eq!(cert.verify(&other, &e, 1_500), Err(CertError::WrongCa));
-        let revoked = |s: u64| s == 42;
+        let revoked = |b: &CertificateBody| b.device_id == "dev-1";
         let e2 = expect(Some("site-1"), &revoked);
         assert_eq!(cert.verify(&vk, &e2, 1_500), Err(CertError::Revoked(42)));
         let e3 = expect(Some("site-2"), &none_revoked);

@@ -135,6 +135,34 @@ pub struct SealedJob {
     pub chunks: Vec<Vec<u8>>,
 }
 
+const DIGEST_DOMAIN: &[u8] = b"sealprint/sealed-job-digest/v1\0";
+
+impl SealedJob {
+    /// SHA-256 of the whole envelope (header, handshake message and every chunk, each
+    /// length-prefixed, under a domain prefix). The destination signs its outcome over this
+    /// digest, and the coordinator computed the same when it sealed the job, so an outcome
+    /// names the very envelope that was opened. Every envelope differs (fresh ephemeral key).
+    ///
+    /// # Errors
+    /// [`EnvelopeError::BadHeader`] when the header cannot be encoded.
+    pub fn digest(&self) -> Result<[u8; 32], EnvelopeError> {
+        use sha2::{Digest, Sha256};
+        let header = postcard::to_allocvec(&self.header).map_err(|_| EnvelopeError::BadHeader)?;
+        let mut h = Sha256::new();
+        h.update(DIGEST_DOMAIN);
+        for part in [&header, &self.handshake] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update((self.chunks.len() as u64).to_be_bytes());
+        for chunk in &self.chunks {
+            h.update((chunk.len() as u64).to_be_bytes());
+            h.update(chunk);
+        }
+        Ok(h.finalize().into())
+    }
+}
+
 /// An opened label. Its bytes are wiped when it is dropped.
 pub struct Label {
     /// The job.
@@ -320,6 +348,25 @@ mod tests {
             assert_eq!(label.job_id, "job-1");
             assert_eq!(label.format, LabelFormat::Zpl);
         }
+    }
+
+    #[test]
+    fn digest_names_one_envelope() {
+        let (cs, _) = keys(1);
+        let (_, dp) = keys(2);
+        let data = b"^XA^FDhello^FS^XZ";
+        let a = seal(header(), LabelFormat::Zpl, data, &cs, &dp).expect("seals");
+        let b = seal(header(), LabelFormat::Zpl, data, &cs, &dp).expect("seals");
+        let da = a.digest().expect("digest");
+        assert_eq!(da, a.clone().digest().expect("digest"));
+        // Same job, same label, sealed twice: fresh ephemeral keys, different envelopes.
+        assert_ne!(da, b.digest().expect("digest"));
+        let mut moved = a.clone();
+        moved.header.attempt = 2;
+        assert_ne!(da, moved.digest().expect("digest"));
+        let mut cut = a;
+        cut.chunks[0].pop();
+        assert_ne!(da, cut.digest().expect("digest"));
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //!   "invalid".
 //! - [`relay`]: uplink messages signed by the originating device, so a relaying peer can carry
 //!   them but not forge them.
+//! - [`outcome`]: job outcomes signed by the device that opened the job, over the digest of
+//!   the envelope it opened.
+//! - [`reply`]: heartbeat replies and revocation lists signed by the coordinator, with
+//!   counters and versions so they cannot be replayed.
 //!
 //! What this crate does not do: transport, storage, key generation policy, or deciding what a
 //! message means for a job's state. Those live in the coordinator and the agent.
@@ -25,7 +29,9 @@ pub mod codec;
 pub mod envelope;
 mod ident;
 pub mod message;
+pub mod outcome;
 pub mod relay;
+pub mod reply;
 pub mod token;
 
 pub use cert::{CertError, Certificate, CertificateBody, Expectation};
@@ -34,10 +40,13 @@ pub use envelope::{open, seal, EnvelopeError, JobHeader, Label, LabelFormat, Sea
 pub use ident::{validate_id, IdError};
 pub use message::{
     AcceptedIdentity, EnrollRequest, Enrolled, ErrorCode, Forward, Heartbeat, HeartbeatReply,
-    Hello, JobOutcome, MeshPeerReport, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
-    ReceiptState, RelayReply, Relayed, Request, Response,
+    Hello, JobOutcome, MeshPeerReport, OutcomeStatement, PrintReceipt, PrinterReport,
+    PrinterStatus, PrinterVerdict, ReceiptState, RelayReply, Relayed, Request, Response,
+    RevocationList, SignedOutcome, SignedReply, SignedRevocations,
 };
+pub use outcome::{OutcomeError, OutcomeExpectation};
 pub use relay::RelayError;
+pub use reply::ReplyError;
 pub use token::{EnrollmentToken, TokenError};
 
 /// Version string of this protocol crate; agents report theirs in heartbeats.

@@ -39,10 +39,13 @@ pub enum Response {
     Hello(Hello),
     /// The answer to [`Request::Enroll`].
     Enrolled(Enrolled),
-    /// The answer to [`Request::Heartbeat`] (also carried back through a relay).
-    HeartbeatReply(HeartbeatReply),
-    /// What became of a job: the answer to [`Request::Job`] and [`Request::Forward`].
-    Outcome(JobOutcome),
+    /// The answer to [`Request::Heartbeat`] (also carried back through a relay), signed by
+    /// the coordinator.
+    HeartbeatReply(SignedReply),
+    /// What became of a job, signed by the device the job was sealed to: the answer to
+    /// [`Request::Job`] and [`Request::Forward`]. A job whose envelope did not open gets a
+    /// [`Response::Error`] instead, which settles nothing.
+    Outcome(SignedOutcome),
     /// The answer a relay carries back from the coordinator to the agent that sent
     /// [`Request::Relay`]. Not a nested [`Response`], so a decoder can never be made to
     /// recurse.
@@ -73,8 +76,8 @@ pub struct Relayed {
 pub enum RelayReply {
     /// Accepted.
     Ok,
-    /// The answer to a relayed heartbeat.
-    HeartbeatReply(HeartbeatReply),
+    /// The answer to a relayed heartbeat, signed by the coordinator.
+    HeartbeatReply(SignedReply),
     /// Refused.
     Error {
         /// What kind of refusal.
@@ -145,6 +148,10 @@ pub struct Enrolled {
 pub struct Heartbeat {
     /// The reporting device.
     pub device_id: String,
+    /// The agent's heartbeat counter: larger than that of every heartbeat it sent before,
+    /// across restarts. The coordinator refuses a heartbeat whose counter is not above the
+    /// last one it recorded (a replay), and its reply names this counter.
+    pub seq: u64,
     /// The agent's version string.
     pub version: String,
     /// Seconds since the agent started.
@@ -161,13 +168,17 @@ pub struct Heartbeat {
     pub findings: Vec<String>,
 }
 
-/// The coordinator's answer to a heartbeat.
+/// The coordinator's answer to a heartbeat (travels signed, as a [`SignedReply`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
+    /// The device the reply is for.
+    pub device_id: String,
+    /// The counter of the heartbeat it answers ([`Heartbeat::seq`]).
+    pub heartbeat_seq: u64,
     /// The coordinator's clock, unix milliseconds.
     pub now_ms: u64,
-    /// Serials of revoked certificates of the agent's tenant; enforced on the next message.
-    pub revoked_serials: Vec<u64>,
+    /// The tenant's revoked devices; enforced on the next message and kept on disk.
+    pub revocations: SignedRevocations,
     /// A renewed certificate for the agent, when its current one nears expiry.
     pub renewed_certificate: Option<Vec<u8>>,
     /// The oldest agent version the coordinator still serves.
@@ -312,4 +323,57 @@ pub struct Forward {
     pub device_id: String,
     /// The sealed job; the relay reads only its header.
     pub job: SealedJob,
+}
+
+// ---- signed end to end (checked by `outcome` and `reply`) -------------------------------
+
+/// What the device states about one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeStatement {
+    /// The delivery attempt (the sealed header's `attempt`).
+    pub attempt: u32,
+    /// The device that opened the envelope (and signs).
+    pub device_id: String,
+    /// What became of the attempt; names the job.
+    pub outcome: JobOutcome,
+    /// [`SealedJob::digest`] of the envelope the device opened.
+    pub envelope: [u8; 32],
+}
+
+/// An outcome statement with the device's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOutcome {
+    /// What is signed.
+    pub statement: OutcomeStatement,
+    /// ed25519 signature (64 bytes) over the domain prefix and the statement's encoding.
+    pub signature: Vec<u8>,
+}
+
+/// A tenant's revoked devices.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RevocationList {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Grows with every revocation; a list with a lower version is older.
+    pub version: u64,
+    /// The revoked devices: every certificate ever issued to one of them is refused.
+    pub devices: Vec<String>,
+}
+
+/// A revocation list signed by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRevocations {
+    /// What is signed.
+    pub list: RevocationList,
+    /// ed25519 signature (64 bytes) of the coordinator CA.
+    pub signature: Vec<u8>,
+}
+
+/// A heartbeat reply signed by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReply {
+    /// What is signed.
+    pub reply: HeartbeatReply,
+    /// ed25519 signature (64 bytes) of the coordinator CA.
+    pub signature: Vec<u8>,
 }

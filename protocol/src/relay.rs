@@ -106,6 +106,7 @@ mod tests {
     fn hb() -> Request {
         Request::Heartbeat(Heartbeat {
             device_id: "dev-1".into(),
+            seq: 1,
             version: "0.1.0".into(),
             uptime_s: 5,
             clock_ms: 1,

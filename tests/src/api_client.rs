@@ -10,6 +10,8 @@ use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -27,7 +29,7 @@ impl ApiClient {
     pub fn new(addr: SocketAddr, ca_pem: &Path) -> anyhow::Result<ApiClient> {
         let pem = std::fs::read(ca_pem).with_context(|| format!("reading {}", ca_pem.display()))?;
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             roots.add(cert?)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -48,6 +50,11 @@ impl ApiClient {
             token: Some(token.to_owned()),
             ..self.clone()
         }
+    }
+
+    /// The session token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// Logs in and returns a client carrying the session token.

@@ -4,6 +4,8 @@
 //! it), so the link is slow, not narrow.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +18,14 @@ use tokio::time::Instant;
 pub struct DelayProxy {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    traffic: Arc<Traffic>,
+}
+
+/// What went through a proxy.
+#[derive(Debug, Default)]
+struct Traffic {
+    connections: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl DelayProxy {
@@ -31,27 +41,46 @@ impl DelayProxy {
     ) -> anyhow::Result<DelayProxy> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let traffic = Arc::new(Traffic::default());
+        let counted = traffic.clone();
         let task = tokio::spawn(async move {
             let mut links = tokio::task::JoinSet::new();
             while let Ok((inbound, _)) = listener.accept().await {
+                let traffic = counted.clone();
                 links.spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    traffic.connections.fetch_add(1, Ordering::Relaxed);
                     let _ = inbound.set_nodelay(true);
                     let _ = outbound.set_nodelay(true);
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
-                    tokio::join!(pipe(ri, wo, delay), pipe(ro, wi, delay));
+                    tokio::join!(
+                        pipe(ri, wo, delay, &traffic.bytes),
+                        pipe(ro, wi, delay, &traffic.bytes)
+                    );
                 });
             }
         });
-        Ok(DelayProxy { addr, task })
+        Ok(DelayProxy {
+            addr,
+            task,
+            traffic,
+        })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections forwarded and bytes carried (both directions) so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.traffic.connections.load(Ordering::Relaxed),
+            self.traffic.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -66,6 +95,7 @@ async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    bytes: &AtomicU64,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader = async move {
@@ -90,6 +120,7 @@ async fn pipe(
             if to.write_all(&chunk).await.is_err() {
                 break;
             }
+            bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         let _ = to.shutdown().await;
     };
@@ -125,5 +156,6 @@ mod tests {
         assert_eq!(&got, b"hello");
         // Out and back: two delays.
         assert!(started.elapsed() >= 2 * delay, "{:?}", started.elapsed());
+        assert_eq!(proxy.traffic(), (1, 10));
     }
 }

@@ -58,6 +58,7 @@ impl SimAgent {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let mut swarm =
             build_swarm(keypair, &SwarmOptions::default()).map_err(|e| anyhow!("swarm: {e}"))?;
+        swarm.behaviour_mut().admission.trust(coordinator);
         swarm.dial(DialOpts::peer_id(coordinator).addresses(addrs).build())?;
         loop {
             match swarm.select_next_some().await {
@@ -100,9 +101,12 @@ impl SimAgent {
         let (tx, mut rx) = mpsc::channel::<oneshot::Sender<anyhow::Result<Duration>>>(4);
         let started = Instant::now();
         tokio::spawn(async move {
+            let mut seq = 0u64;
             while let Some(done) = rx.recv().await {
+                seq += 1;
                 let hb = Heartbeat {
                     device_id: device_id.clone(),
+                    seq,
                     version: env!("CARGO_PKG_VERSION").into(),
                     uptime_s: started.elapsed().as_secs(),
                     clock_ms: crate::now_ms(),

@@ -34,6 +34,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument as _};
 
+use crate::sim_activity::Activity;
+pub use crate::sim_activity::ActivitySnapshot;
+
 /// The most label bytes one connection may send; beyond it the job is dropped.
 pub const MAX_JOB_LEN: usize = 64 * 1024 * 1024;
 
@@ -234,6 +237,7 @@ struct Shared {
     recorder: tokio::sync::Mutex<u64>,
     jobs_tx: watch::Sender<usize>,
     record_dir: Option<PathBuf>,
+    activity: Activity,
 }
 
 impl Shared {
@@ -283,11 +287,17 @@ impl Shared {
         Some(bytes.into_bytes())
     }
 
-    /// Records a finished job if the current mode prints; returns its number.
-    async fn finish_job(&self, data: Vec<u8>) -> Option<u64> {
+    /// Records a finished job if the current mode prints; returns its number. `arrived`: the
+    /// job just came in over a connection (not a held job printing later).
+    async fn finish_job(&self, data: Vec<u8>, arrived: bool) -> Option<u64> {
         let at = Instant::now();
         {
             let mut state = self.state();
+            if arrived {
+                self.activity.received(state.mode.prints());
+            } else {
+                self.activity.touch();
+            }
             if !state.mode.prints() {
                 info!(bytes = data.len(), mode = %state.mode, "job held: printer not ready");
                 state.held.push(data);
@@ -375,12 +385,14 @@ impl SimHandle {
         if held.is_empty() {
             return;
         }
+        // Not quiet until the held jobs are recorded (see `wait_quiet`).
+        self.shared.activity.touch();
         let shared = self.shared.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
                     for job in held {
-                        shared.finish_job(job).await;
+                        shared.finish_job(job, false).await;
                     }
                 });
             }
@@ -394,6 +406,11 @@ impl SimHandle {
     /// How many jobs are held, waiting for the fault to clear.
     pub fn held_count(&self) -> usize {
         self.shared.state().held.len()
+    }
+
+    /// The jobs held now, waiting for the fault to clear (they print when it does).
+    pub fn held_jobs(&self) -> Vec<Vec<u8>> {
+        self.shared.state().held.clone()
     }
 
     /// Changes the serial answered from now on (a swapped device).
@@ -430,6 +447,32 @@ impl SimHandle {
         match reached {
             Ok(Ok(_)) => Some(self.jobs()),
             _ => None,
+        }
+    }
+
+    /// Connections open, jobs received (printed or held) and jobs stalled, now.
+    pub fn activity(&self) -> ActivitySnapshot {
+        self.shared.activity.snapshot()
+    }
+
+    /// While on, jobs that finished arriving wait unrecorded and unanswered (in flight); when
+    /// turned off they are recorded in the mode of that moment.
+    pub fn set_stall(&self, on: bool) {
+        self.shared.activity.set_stall(on);
+    }
+
+    /// Waits until no connection is open and nothing arrived or was recorded for `quiet`,
+    /// for at most `within`; returns whether it got quiet.
+    pub async fn wait_quiet(&self, quiet: Duration, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        loop {
+            if self.shared.activity.is_quiet(quiet) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -473,6 +516,7 @@ pub async fn start(
         recorder: tokio::sync::Mutex::new(0),
         jobs_tx,
         record_dir,
+        activity: Activity::new(),
     });
     let cancel = CancellationToken::new();
     let task = tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
@@ -518,6 +562,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
 }
 
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _open = shared.activity.open();
     let mut pending: Vec<u8> = Vec::new();
     let mut label: Vec<u8> = Vec::new();
     let mut in_label = false;
@@ -529,6 +574,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        shared.activity.touch();
         if in_label {
             if label.len() + n > MAX_JOB_LEN {
                 too_long = true;
@@ -582,7 +628,9 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         label.append(&mut pending);
     }
     if !label.is_empty() {
-        shared.finish_job(label).await;
+        // A stall keeps a fully received job waiting here: in flight, not yet acknowledged.
+        shared.activity.pass_stall().await;
+        shared.finish_job(label, true).await;
     }
     // Close only after recording, so a client waiting for the close sees the job.
     let _ = stream.shutdown().await;

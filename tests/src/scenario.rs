@@ -97,6 +97,31 @@ impl Site {
         })
     }
 
+    /// A session of a new user of the tenant with `roles`, created by a new owner of the
+    /// tenant (only an owner grants `pii_reader`; a platform admin may not).
+    pub async fn tenant_user(&self, name: &str, roles: &[&str]) -> anyhow::Result<ApiClient> {
+        const PASSWORD: &str = "Tenant-User-Pass-9";
+        let users = format!("/v1/tenants/{}/users", self.tenant);
+        let owner_email = format!("owner-{name}@acme.example");
+        self.admin
+            .post(
+                &users,
+                json!({"email": owner_email, "password": PASSWORD, "roles": ["owner"]}),
+                StatusCode::CREATED,
+            )
+            .await?;
+        let owner = self.admin.login(&owner_email, PASSWORD).await?;
+        let email = format!("{name}@acme.example");
+        owner
+            .post(
+                &users,
+                json!({"email": email, "password": PASSWORD, "roles": roles}),
+                StatusCode::CREATED,
+            )
+            .await?;
+        self.admin.login(&email, PASSWORD).await
+    }
+
     /// A fresh one-time enrollment token for this site.
     pub async fn token(&self) -> anyhow::Result<String> {
         let path = format!(
@@ -220,27 +245,11 @@ impl Site {
     }
 }
 
-/// Every file under `dir` (recursively, each read whole) that contains `needle`: where a
-/// label's text would be on disk.
+/// Files under `dir` (recursively) that hold `needle` raw, in base64 or inside a gzip
+/// stream (see [`crate::leak_scan`]): where a label's text would be on disk. Run it once the
+/// processes have stopped, so every log line and store write is on disk.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    hits
+    crate::leak_scan::leaks(dir, needle)
 }
 
 /// A ZPL label carrying a made-up buyer's name and address with a unique marker, so tests
@@ -253,12 +262,30 @@ pub fn zpl_label(marker: &str, n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Which label of [`zpl_label`] `bytes` is (its `n`), if it carries `marker`.
+/// Which label of [`zpl_label`] `bytes` is (its `n`), if it carries `marker`: the first one
+/// when `bytes` hold several.
 pub fn label_index(bytes: &[u8], marker: &str) -> Option<usize> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let end = text.find(&format!(" Elm Street {marker}"))?;
-    let start = text[..end].rfind("^FD")? + 3;
-    text[start..end].parse().ok()
+    label_indices(bytes, marker).first().copied()
+}
+
+/// Every label of [`zpl_label`] with `marker` in `bytes` (a connection can carry several),
+/// in order, by their `n`; a marked label whose number cannot be read counts as `usize::MAX`,
+/// so a mangled copy is never missed.
+pub fn label_indices(bytes: &[u8], marker: &str) -> Vec<usize> {
+    let text = String::from_utf8_lossy(bytes);
+    let needle = format!(" Elm Street {marker}");
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&needle) {
+        let end = from + at;
+        let n = text[..end]
+            .rfind("^FD")
+            .and_then(|start| text[start + 3..end].parse().ok())
+            .unwrap_or(usize::MAX);
+        found.push(n);
+        from = end + needle.len();
+    }
+    found
 }
 
 /// A random marker of 16 hex characters.
@@ -276,5 +303,17 @@ mod tests {
     fn label_index_finds_n() {
         assert_eq!(label_index(&zpl_label("PIIab", 42), "PIIab"), Some(42));
         assert_eq!(label_index(&zpl_label("PIIab", 42), "PIIcd"), None);
+    }
+
+    #[test]
+    fn label_indices_finds_every_label_of_a_connection() {
+        let mut two = zpl_label("PIIab", 7);
+        two.extend(zpl_label("PIIab", 7));
+        two.extend(zpl_label("PIIab", 9));
+        assert_eq!(label_indices(&two, "PIIab"), [7, 7, 9]);
+        assert_eq!(
+            label_indices(b"^FDx Elm Street PIIab", "PIIab"),
+            [usize::MAX]
+        );
     }
 }

@@ -12,9 +12,6 @@ use serde_json::json;
 
 const FINAL: Duration = Duration::from_secs(60);
 
-#[path = "e2e/faults.rs"]
-mod faults;
-
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("sealprint-e2e-")
@@ -22,16 +19,33 @@ fn scratch() -> tempfile::TempDir {
         .expect("a scratch directory")
 }
 
+/// Watches `check` for `window`: it must hold at every look (every 100 ms). For promises that
+/// something does NOT happen, where no condition can end the wait early.
+async fn holds_for<F, Fut>(what: &str, window: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let until = tokio::time::Instant::now() + window;
+    loop {
+        anyhow::ensure!(check().await?, "{what}: broken");
+        if tokio::time::Instant::now() >= until {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_print_once_byte_identical_on_verified_printers_of_the_pool() -> anyhow::Result<()> {
     let tmp = scratch();
-    let site = Site::new(tmp.path()).await?;
+    let mut site = Site::new(tmp.path()).await?;
     // Two stations serve pool "outbound"; a third serves pool "returns".
-    let a = site.station(0, 2, "outbound", &[]).await?;
-    let b = site
+    let mut a = site.station(0, 2, "outbound", &[]).await?;
+    let mut b = site
         .station(1, 1, "outbound", &["--peer".into(), a.agent.dial_addr()])
         .await?;
-    let c = site.station(2, 1, "returns", &[]).await?;
+    let mut c = site.station(2, 1, "returns", &[]).await?;
     site.wait_printers(4).await?;
 
     let mark = marker();
@@ -52,6 +66,23 @@ async fn labels_print_once_byte_identical_on_verified_printers_of_the_pool() -> 
             "printed on {printer}, outside the pool"
         );
     }
+    // The audit log records requests and prints, without PII.
+    let audit = site
+        .admin
+        .get(&format!("/v1/tenants/{}/audit", site.tenant))
+        .await?;
+    let text = audit.to_string();
+    assert!(text.contains("label.printed"));
+    assert!(!text.contains(&mark));
+    // Count once every process has stopped and every printer is quiet: a late extra copy
+    // counts too.
+    for st in [&mut a, &mut b, &mut c] {
+        st.agent.stop().await?;
+    }
+    site.coordinator.stop().await?;
+    for (_, sim) in a.printers.iter().chain(&b.printers).chain(&c.printers) {
+        assert!(sim.wait_quiet(Duration::from_secs(1), FINAL).await);
+    }
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
     for (_, sim) in a.printers.iter().chain(b.printers.iter()) {
         for job in sim.jobs() {
@@ -71,18 +102,10 @@ async fn labels_print_once_byte_identical_on_verified_printers_of_the_pool() -> 
         "the other pool got nothing"
     );
 
-    // A label's text is in no file under any data directory, and in no log line.
+    // A label's text is in no file under any data directory, and in no log line, in no
+    // form (raw, base64, gzip).
     let hits = files_containing(tmp.path(), mark.as_bytes());
     assert!(hits.is_empty(), "label text found in {hits:?}");
-
-    // The audit log records requests and prints, without PII.
-    let audit = site
-        .admin
-        .get(&format!("/v1/tenants/{}/audit", site.tenant))
-        .await?;
-    let text = audit.to_string();
-    assert!(text.contains("label.printed"));
-    assert!(!text.contains(&mark));
     Ok(())
 }
 
@@ -146,13 +169,17 @@ async fn impostor_and_paper_out_printers_never_receive_labels() -> anyhow::Resul
         .admin
         .get(&format!("/v1/tenants/{}/printers", site.tenant))
         .await?;
-    for p in list.as_array().into_iter().flatten() {
-        match p["name"].as_str() {
-            Some("impostor") => assert_eq!(p["verified"], false, "{p}"),
-            Some("nopaper") => assert_ne!(p["status"], "ready", "{p}"),
-            _ => {}
-        }
-    }
+    let row = |name: &str| {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == json!(name))
+            .cloned()
+    };
+    let impostor_row = row("impostor").ok_or_else(|| anyhow::anyhow!("no impostor row: {list}"))?;
+    assert_eq!(impostor_row["verified"], false, "{impostor_row}");
+    let nopaper_row = row("nopaper").ok_or_else(|| anyhow::anyhow!("no nopaper row: {list}"))?;
+    assert_eq!(nopaper_row["status"], "paper_out", "{nopaper_row}");
     drop(printers);
     let mark = marker();
     // Labels to pool "default": only bad printers there, so nothing may print; labels to the
@@ -167,14 +194,17 @@ async fn impostor_and_paper_out_printers_never_receive_labels() -> anyhow::Resul
         site.wait_final(&good_job, FINAL).await?["status"],
         "printed"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let job = site.job(&bad_job).await?;
-    assert_eq!(job["status"], "queued", "{job}");
-    assert!(
-        impostor.jobs().is_empty(),
-        "the impostor never receives a label"
-    );
-    assert!(paper_out.jobs().is_empty());
+    holds_for(
+        "the label for bad printers stays queued, and they receive nothing",
+        Duration::from_secs(3),
+        || async {
+            let job = site.job(&bad_job).await?;
+            Ok(job["status"] == "queued"
+                && impostor.activity().received == 0
+                && paper_out.activity().received == 0)
+        },
+    )
+    .await?;
     assert_eq!(good.printers[0].1.jobs(), vec![zpl_label(&mark, 1)]);
     Ok(())
 }
@@ -260,11 +290,19 @@ async fn queued_labels_of_a_suspended_tenant_wait_until_it_resumes() -> anyhow::
     st.agent.restart().await?;
     site.wait_printers(1).await?;
     // The station is back and ready; the suspended tenant's labels still wait.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for id in &ids {
-        assert_eq!(site.job(id).await?["status"], "queued");
-    }
-    assert_eq!(st.printers[0].1.job_count(), 0);
+    holds_for(
+        "a suspended tenant's labels wait",
+        Duration::from_secs(3),
+        || async {
+            for id in &ids {
+                if site.job(id).await?["status"] != "queued" {
+                    return Ok(false);
+                }
+            }
+            Ok(st.printers[0].1.activity().received == 0)
+        },
+    )
+    .await?;
     site.admin
         .post(&format!("{tenant}/resume"), json!({}), StatusCode::OK)
         .await?;
@@ -474,15 +512,21 @@ async fn forged_revoked_and_foreign_certificates_are_refused() -> anyhow::Result
                 "content_base64": base64_encode(&zpl_label(&mark, 0))})),
         )
         .await?;
-    if status == StatusCode::ACCEPTED {
-        let id = body["id"].as_str().unwrap_or_default().to_owned();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_ne!(site.job(&id).await?["status"], "printed");
-    }
-    assert!(
-        b.printers[0].1.jobs().is_empty(),
-        "a revoked agent gets no label"
-    );
+    // The printer stays known and verified: the label is accepted, and never dispatched.
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no job id: {body}"))?
+        .to_owned();
+    holds_for(
+        "a revoked agent gets no label",
+        Duration::from_secs(3),
+        || async {
+            Ok(site.job(&id).await?["status"] == "queued"
+                && b.printers[0].1.activity().received == 0)
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -568,16 +612,21 @@ async fn a_swapped_printer_prints_nothing_until_an_admin_accepts_it() -> anyhow:
     );
     assert_eq!(row["identity"], "SWAPPED-1");
     let mark = marker();
-    let id = site
-        .submit(json!({"printer": printer_id}), &zpl_label(&mark, 0))
-        .await;
-    // Refused at the API (printer not verified) or held in the queue: never printed.
-    if let Ok(id) = &id {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_ne!(site.job(id).await?["status"], "printed");
-    }
-    assert!(
-        st.printers[0].1.jobs().is_empty(),
+    // Refused at the API: the printer is not verified.
+    let (status, body) = site
+        .admin
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{}/labels", site.tenant),
+            Some(json!({"printer": printer_id, "format": "zpl",
+                "content_base64": base64_encode(&zpl_label(&mark, 0))})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "unprocessable", "{body}");
+    assert_eq!(
+        st.printers[0].1.activity().received,
+        0,
         "nothing reached the swapped device"
     );
 
@@ -608,38 +657,95 @@ fn base64_encode(b: &[u8]) -> String {
 async fn api_refuses_bad_input_with_clear_errors() -> anyhow::Result<()> {
     let tmp = scratch();
     let site = Site::new(tmp.path()).await?;
+    let _st = site.station(0, 1, "outbound", &[]).await?;
+    site.wait_printers(1).await?;
     let anon = site.coordinator.client()?;
-    let (status, body) = anon.call(Method::GET, "/v1/tenants", None).await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert!(body["error"]["code"].is_string(), "{body}");
-    let (status, _) = anon
-        .call(
+    // Each refusal: its exact status, its error code, and a message saying what is wrong.
+    let expect = |what: &str, got: (StatusCode, serde_json::Value), status, code, says: &str| {
+        let (got_status, body) = got;
+        assert_eq!(got_status, status, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {message:?} lacks {says:?}");
+    };
+    expect(
+        "no session",
+        anon.call(Method::GET, "/v1/tenants", None).await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "",
+    );
+    expect(
+        "wrong password",
+        anon.call(
             Method::POST,
             "/v1/sessions",
             Some(json!({"email": "admin@example.test", "password": "wrong"})),
         )
-        .await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+        .await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "email or password is wrong",
+    );
     let labels = format!("/v1/tenants/{}/labels", site.tenant);
-    let (status, _) = site
-        .admin
-        .call_raw(Method::POST, &labels, b"{not json".to_vec())
-        .await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = site
-        .admin
-        .call(
-            Method::POST,
-            &labels,
-            Some(json!({"pool": "x", "format": "zpl", "content_base64": "%%%"})),
-        )
-        .await?;
-    assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = site
-        .admin
-        .call(Method::GET, "/v1/tenants/tnt-nope/labels/job-nope", None)
-        .await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    expect(
+        "not JSON",
+        site.admin
+            .call_raw(Method::POST, &labels, b"{not json".to_vec())
+            .await?,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "not valid JSON",
+    );
+    expect(
+        "bad base64",
+        site.admin
+            .call(
+                Method::POST,
+                &labels,
+                Some(json!({"pool": "outbound", "format": "zpl", "content_base64": "%%%"})),
+            )
+            .await?,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "not valid base64",
+    );
+    expect(
+        "unknown pool",
+        site.admin
+            .call(
+                Method::POST,
+                &labels,
+                Some(json!({"pool": "x", "format": "zpl", "content_base64": "XlhBXlha"})),
+            )
+            .await?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        "no printer of the tenant serves this pool",
+    );
+    expect(
+        "not ZPL",
+        site.admin
+            .call(
+                Method::POST,
+                &labels,
+                Some(json!({"pool": "outbound", "format": "zpl",
+                    "content_base64": base64_encode(b"hello")})),
+            )
+            .await?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+        "not a zpl label",
+    );
+    expect(
+        "unknown tenant",
+        site.admin
+            .call(Method::GET, "/v1/tenants/tnt-nope/labels/job-nope", None)
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "not found",
+    );
     let (status, _) = anon.call(Method::GET, "/healthz", None).await?;
     assert_eq!(status, StatusCode::OK);
     Ok(())
@@ -751,17 +857,40 @@ mod spapi {
 
     use super::{files_containing, scratch, FINAL};
 
-    /// No file under `root` (logs, stores) holds any of `needles`, except the stand-in's
-    /// certificate.
+    /// No file under `root` (logs, stores) holds any of `needles` raw, base64 or gzipped,
+    /// except the stand-in's certificate. Run after [`stop_all`].
     fn assert_nothing_leaked(root: &std::path::Path, needles: &[&str]) {
         for needle in needles {
             let hits = files_containing(root, needle.as_bytes());
             let hits: Vec<_> = hits
                 .iter()
-                .filter(|h| !h.ends_with("spapi-ca.pem"))
+                .filter(|h| !h.contains("spapi-ca.pem:"))
                 .collect();
             assert!(hits.is_empty(), "{needle:?} found in {hits:?}");
         }
+    }
+
+    /// Stops the station and the coordinator (so every log and store write is on disk) and
+    /// returns every job the printer got once it is quiet.
+    async fn stop_all(site: &mut Site, station: &mut Station) -> anyhow::Result<Vec<Vec<u8>>> {
+        station.agent.stop().await?;
+        site.coordinator.stop().await?;
+        let sim = &station.printers[0].1;
+        anyhow::ensure!(
+            sim.wait_quiet(Duration::from_secs(1), FINAL).await,
+            "the printer is still busy: {:?}",
+            sim.activity()
+        );
+        Ok(sim.jobs())
+    }
+
+    /// Watches `check` for `window`: it must hold at every look.
+    async fn holds_for<F, Fut>(what: &str, window: Duration, check: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bool>>,
+    {
+        super::holds_for(what, window, check).await
     }
 
     /// A stand-in selling `label`, and a site whose coordinator trusts it, with one station
@@ -773,8 +902,17 @@ mod spapi {
         let standin = Standin::start(Credentials::default(), label).await?;
         let ca = root.join("spapi-ca.pem");
         std::fs::write(&ca, standin.cert_pem())?;
-        let site =
-            Site::new_with(root, &["--spapi-ca-file".into(), ca.display().to_string()]).await?;
+        let site = Site::new_with(
+            root,
+            &[
+                "--spapi-ca-file".into(),
+                ca.display().to_string(),
+                // The stand-in is an override on 127.0.0.1: both test-only permissions.
+                "--allow-spapi-endpoint-override".into(),
+                "--insecure-allow-loopback-outbound".into(),
+            ],
+        )
+        .await?;
         let station = site.station(0, 1, "outbound", &[]).await?;
         site.wait_printers(1).await?;
         let c = Credentials::default();
@@ -810,8 +948,15 @@ mod spapi {
     }
 
     async fn submit(site: &Site, body: Value) -> anyhow::Result<String> {
-        let answer = site
-            .admin
+        submit_as(&site.admin, site, body).await
+    }
+
+    async fn submit_as(
+        who: &sealprint_testkit::api_client::ApiClient,
+        site: &Site,
+        body: Value,
+    ) -> anyhow::Result<String> {
+        let answer = who
             .post(
                 &format!("/v1/tenants/{}/labels", site.tenant),
                 body,
@@ -833,7 +978,7 @@ mod spapi {
         let tmp = scratch();
         let mark = marker();
         let label = zpl_label(&mark, 7);
-        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+        let (standin, mut site, mut station, conn) = setup(tmp.path(), label.clone()).await?;
         let base = format!("/v1/tenants/{}/spapi-connections", site.tenant);
 
         // The list shows the connection, never its secrets.
@@ -910,9 +1055,20 @@ mod spapi {
         let v2_reprint = json!({"source": "shipping_v2_shipment", "connection": conn,
             "shipment_id": v2_shipment, "package_client_reference_id": "pkg-1",
             "format": "ZPL", "dpi": 203, "pool": "outbound"});
+        // Reprints read PII again: a platform admin may not, a pii_reader may.
+        let (status, _) = site
+            .admin
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{}/labels", site.tenant),
+                Some(mfn_reprint.clone()),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let reader = site.tenant_user("reader", &["pii_reader"]).await?;
         let mut reprints = Vec::new();
         for body in [&mfn_reprint, &mfn_reprint, &mfn_reprint, &v2_reprint] {
-            reprints.push(submit(&site, body.clone()).await?);
+            reprints.push(submit_as(&reader, &site, body.clone()).await?);
         }
         for id in &reprints {
             let job = site.wait_final(id, FINAL).await?;
@@ -920,13 +1076,12 @@ mod spapi {
         }
         assert!(standin.lwa_exchanges() > exchanges);
 
-        // Byte-identical on the printer, six times; bought once each.
-        let printed = station.printers[0]
+        // Bought once each (the printer's six copies are counted once everything stopped).
+        station.printers[0]
             .1
-            .wait_for_jobs(6, Duration::from_secs(10))
+            .wait_for_jobs(6, FINAL)
             .await
-            .unwrap_or_default();
-        assert_eq!(printed, vec![label.clone(); 6]);
+            .ok_or_else(|| anyhow::anyhow!("six labels never arrived"))?;
         assert_eq!(standin.purchases(), (1, 1));
 
         // The restricted calls carried an RDT (never the LWA token); the RDT was asked for
@@ -972,6 +1127,9 @@ mod spapi {
         assert!(rdt[0].contains(&("GET".into(), "/mfn/v0/shipments/{shipmentId}".into())));
         assert!(rdt[0].contains(&("POST".into(), "/mfn/v0/shipments".into())));
 
+        // Byte-identical on the printer, six times and no more.
+        let printed = stop_all(&mut site, &mut station).await?;
+        assert_eq!(printed, vec![label.clone(); 6]);
         // No label text, buyer data or credential in any file (logs, store).
         assert_nothing_leaked(
             tmp.path(),
@@ -992,7 +1150,7 @@ mod spapi {
         let tmp = scratch();
         let mark = marker();
         let label = zpl_label(&mark, 3);
-        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+        let (standin, mut site, mut station, conn) = setup(tmp.path(), label.clone()).await?;
 
         // A createShipment whose answer is lost: in doubt, never bought again.
         standin.fault_next_purchase(PurchaseFault::LoseAnswer);
@@ -1005,13 +1163,19 @@ mod spapi {
         let id = submit(&site, mfn(&conn)).await?;
         let job = site.wait_final(&id, FINAL).await?;
         assert_eq!(job["status"], "in_doubt", "{job}");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let creates = standin
-            .calls()
-            .iter()
-            .filter(|c| c.method == Method::POST && c.path == "/mfn/v0/shipments")
-            .count();
-        assert_eq!(creates, 2, "each createShipment was sent once");
+        holds_for(
+            "each createShipment was sent once",
+            Duration::from_secs(2),
+            || async {
+                let creates = standin
+                    .calls()
+                    .iter()
+                    .filter(|c| c.method == Method::POST && c.path == "/mfn/v0/shipments")
+                    .count();
+                Ok(creates == 2)
+            },
+        )
+        .await?;
         assert_eq!(standin.purchases().0, 2);
 
         // A model-shaped refusal whose message echoes buyer data: a typed failure, code kept.
@@ -1070,10 +1234,11 @@ mod spapi {
                 json!({"source": "fax", "connection": conn, "pool": "outbound"}),
                 StatusCode::BAD_REQUEST,
             ),
+            // A reprint is a pii_reader's action: a platform admin is refused first.
             (
                 json!({"source": "mfn_shipment", "connection": "spc-nope", "shipment_id": "s",
                 "pool": "outbound"}),
-                StatusCode::NOT_FOUND,
+                StatusCode::FORBIDDEN,
             ),
             (
                 json!({"source": "shipping_v2", "connection": conn, "request_token": "t",
@@ -1102,10 +1267,8 @@ mod spapi {
         );
 
         // Only the good labels printed, byte-identical.
-        for printed in station.printers[0].1.jobs() {
-            assert_eq!(printed, label);
-        }
-        assert_eq!(station.printers[0].1.jobs().len(), 3);
+        let printed = stop_all(&mut site, &mut station).await?;
+        assert_eq!(printed, vec![label.clone(); 3]);
         assert_nothing_leaked(
             tmp.path(),
             &[mark.as_str(), BUYER_MARKER, "Atza|", "Atz.sprdt|"],
@@ -1139,7 +1302,7 @@ mod spapi {
         let tmp = scratch();
         let mark = marker();
         let label = zpl_label(&mark, 5);
-        let (standin, site, station, conn) = setup(tmp.path(), label.clone()).await?;
+        let (standin, mut site, mut station, conn) = setup(tmp.path(), label.clone()).await?;
         let base = format!("/v1/tenants/{}/spapi-connections/{conn}", site.tenant);
 
         // The shopping step's extra inputs pass through.
@@ -1188,8 +1351,10 @@ mod spapi {
                 .is_some_and(|t| t.starts_with("TBA")),
             "{job}"
         );
-        // Its package reference serves a reprint.
-        let id = submit(
+        // Its package reference serves a reprint (a pii_reader's action).
+        let reader = site.tenant_user("reader", &["pii_reader"]).await?;
+        let id = submit_as(
+            &reader,
             &site,
             json!({"source": "shipping_v2_shipment", "connection": conn,
                 "shipment_id": shipment, "package_client_reference_id": "pkg-oc",
@@ -1206,7 +1371,19 @@ mod spapi {
         let job = site.wait_final(&id, FINAL).await?;
         assert_eq!(job["status"], "in_doubt", "{job}");
         assert_eq!(job["spapi"]["failed_call"], "oneClickShipment", "{job}");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        holds_for(
+            "each one-click purchase was sent once",
+            Duration::from_secs(2),
+            || async {
+                let n = standin
+                    .calls()
+                    .iter()
+                    .filter(|c| c.operation == "oneClickShipment")
+                    .count();
+                Ok(n == 2)
+            },
+        )
+        .await?;
         let one_clicks: Vec<Call> = standin
             .calls()
             .into_iter()
@@ -1245,15 +1422,12 @@ mod spapi {
             .count();
         assert_eq!(creates, 3, "refused, bought without the format, refused");
 
-        // Byte-identical on the printer; within the rate limits; nothing leaked.
-        let printed = station.printers[0]
-            .1
-            .wait_for_jobs(3, Duration::from_secs(10))
-            .await
-            .unwrap_or_default();
-        assert_eq!(printed, vec![label.clone(); 3]);
+        // Byte-identical on the printer, three times and no more; within the rate limits;
+        // nothing leaked.
         let too_early = standin.rate_violations();
         assert!(too_early.is_empty(), "{too_early:#?}");
+        let printed = stop_all(&mut site, &mut station).await?;
+        assert_eq!(printed, vec![label.clone(); 3]);
         assert_nothing_leaked(
             tmp.path(),
             &[

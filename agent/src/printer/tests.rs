@@ -513,14 +513,13 @@ async fn raw_printers_refuse_pdf_and_convert_png_to_a_zpl_graphic() {
     );
 }
 
-#[tokio::test]
-async fn reset_during_write_is_in_doubt_or_not_printed() {
-    // A device that verifies fine, then drops the connection as soon as label data starts.
+/// A device that verifies fine, then resets the connection once label data has started to
+/// arrive.
+async fn resetting_device() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = Vec::new();
             let mut chunk = [0u8; 256];
             for answer in [
                 HI.to_vec(),
@@ -529,25 +528,38 @@ async fn reset_during_write_is_in_doubt_or_not_printed() {
             ] {
                 // Wait for one query, answer it.
                 match stream.read(&mut chunk).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) if n > 0 => {}
                     _ => break,
                 }
                 if stream.write_all(&answer).await.is_err() {
                     break;
                 }
             }
+            // Label bytes reached the device: from here on it may print.
+            let _ = stream.read(&mut chunk).await;
             let _ = stream.set_zero_linger();
             drop(stream);
         }
     });
+    addr
+}
+
+/// Bytes reached the device before the reset: the outcome is unknown, so the job is in doubt
+/// and never `NotPrinted` (which would let it go to another printer: a second copy).
+#[tokio::test]
+async fn reset_after_label_bytes_arrived_is_in_doubt() {
+    let addr = resetting_device().await;
     let config = PrinterConfig::from_flag(&format!("z=raw://{addr}")).expect("valid");
     let mut printer = Printer::new(config, Some(SERIAL.to_owned()), quick()).expect("valid");
     let label = vec![b'^'; 32 * 1024 * 1024];
     match printer.print(LabelFormat::Zpl, &label).await {
-        Err(PrintError::InDoubt(reason)) | Err(PrintError::NotPrinted(reason)) => {
-            assert!(reason.contains("write"), "{reason}");
+        Err(PrintError::InDoubt(reason)) => {
+            assert!(
+                reason.contains("write") && reason.contains(" of 33554432 bytes"),
+                "{reason}"
+            );
         }
-        Ok(()) => panic!("a reset connection cannot have printed 32 MiB"),
+        other => panic!("label bytes reached the device: in doubt, got {other:?}"),
     }
 }
 
@@ -1055,3 +1067,38 @@ async fn winspool_and_usb_are_refused_where_they_cannot_exist() {
 
 #[cfg(target_os = "linux")]
 mod real;
+
+/// The device is asked again before each label: one swapped after verification gets nothing.
+#[tokio::test]
+async fn a_device_swapped_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.verdict, PrinterVerdict::Verified);
+    fake.set(Answers::zebra("OTHER0000001"));
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert!(
+        matches!(&result, Err(PrintError::NotPrinted(r)) if r.starts_with("identity changed")),
+        "{result:?}"
+    );
+    assert!(
+        fake.received().is_empty(),
+        "a label reached the swapped device"
+    );
+}
+
+/// A printer that ran out of paper after its last check gets no label.
+#[tokio::test]
+async fn a_printer_out_of_paper_after_verification_gets_no_label() {
+    let fake = Fake::start(Answers::zebra(SERIAL)).await;
+    let mut printer = fake.printer(Some(SERIAL));
+    assert_eq!(printer.probe().await.status, PrinterStatus::Ready);
+    let mut answers = Answers::zebra(SERIAL);
+    answers.hs = Some(hs(1, 0, 0));
+    fake.set(answers);
+    let result = printer.print(LabelFormat::Zpl, b"^XA^XZ").await;
+    assert_eq!(result, Err(PrintError::NotPrinted("paper out".to_owned())));
+    assert!(
+        fake.received().is_empty(),
+        "a label reached a printer out of paper"
+    );
+}

@@ -310,9 +310,26 @@ pub(super) fn accept_printer(
 }
 
 pub(super) fn list_audit(state: &ApiState, tenant: &str) -> Result<Reply, ApiError> {
-    let list: Vec<Value> = state
-        .store
-        .audit_entries(Some(tenant))?
+    audit_list(state.store.audit_entries(Some(tenant))?)
+}
+
+/// `GET /v1/audit`: the entries of no tenant (platform events, summaries of unauthenticated
+/// failures), for platform admins.
+pub(super) fn list_system_audit(state: &ApiState, who: &Principal) -> Result<Reply, ApiError> {
+    if !who.platform_admin {
+        return Err(ApiError::forbidden());
+    }
+    let entries = state.store.audit_entries(None)?;
+    audit_list(
+        entries
+            .into_iter()
+            .filter(|e| e.entry.tenant_id.is_none())
+            .collect(),
+    )
+}
+
+fn audit_list(entries: Vec<crate::core::audit::ChainedEntry>) -> Result<Reply, ApiError> {
+    let list: Vec<Value> = entries
         .into_iter()
         .map(|e| {
             json!({

@@ -171,9 +171,10 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Whether `who` may grant `role` in its tenant.
+/// Whether `who` may grant `role` in its tenant. Only a tenant's owner grants `pii_reader`:
+/// a platform admin, who may not see PII, may not hand out the role that does.
 pub(super) fn may_grant(who: &Principal, role: Role) -> bool {
-    who.platform_admin
+    (who.platform_admin && role != Role::PiiReader)
         || who.roles.contains(&Role::Owner)
         || (who.roles.contains(&Role::Admin)
             && matches!(role, Role::Admin | Role::Operator | Role::Auditor))

@@ -115,6 +115,7 @@ pub(super) fn billing_webhook(
     state: &ApiState,
     header: Option<Result<&str, hyper::header::ToStrError>>,
     body: &[u8],
+    peer: Option<std::net::IpAddr>,
     now: u64,
 ) -> Result<Reply, ApiError> {
     let Some(secret) = state.billing_webhook_secret.as_deref() else {
@@ -124,13 +125,11 @@ pub(super) fn billing_webhook(
     };
     let header = header.and_then(Result::ok);
     if let Err(e) = billing::verify_signature(secret, header, body, now / 1000) {
-        state.audit(
-            None,
-            "billing",
-            "billing.refused",
-            None,
+        // Anyone can post to the webhook: failures are summarised per address.
+        state.failures.record(
+            &crate::services::failures::source_of(peer),
+            crate::core::failures::FailureKind::BadBillingSignature,
             &e.to_string(),
-            now,
         );
         warn!(error = %e, "billing webhook refused");
         return Err(ApiError::bad_request(e.to_string()));

@@ -20,6 +20,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// For a person.
     pub message: String,
+    /// The Retry-After of a 429 or 503, seconds (a 429 without one says
+    /// [`BUSY_RETRY_AFTER_SECS`]).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -116,6 +120,23 @@ impl ApiError {
     /// [`BUSY_RETRY_AFTER_SECS`].
     pub fn busy(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message)
+    }
+
+    /// 429 from a per-address limit (requests, logins, password work), with its Retry-After.
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
+    /// 408: the request body did not arrive within its deadline.
+    pub fn body_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
     }
 
     /// 503.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
@@ -24,8 +25,9 @@ use zeroize::Zeroizing;
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{
-    access, admin, alerts, compliance, labels, notifications, openapi, read_body, respond,
-    security, sessions, spapi, tenant_scope, users, ApiState, PeerAddr, Reply,
+    access, admin, alerts, compliance, labels, notifications, openapi, public_rate, read_body,
+    respond, security, sessions, spapi, tenant_scope, users, ApiState, PeerAddr, Reply, BODY_LIMIT,
+    PUBLIC_BODY_LIMIT,
 };
 
 /// Who may call a route.
@@ -38,6 +40,11 @@ pub(crate) enum Access {
     /// An authenticated principal allowed `Action` on the `{tenant}` of the path, which
     /// exists.
     Tenant(Action),
+    /// `POST …/labels`: as `Tenant(Action::SubmitLabel)`, except that a reprint (a source
+    /// that fetches a label already bought, `spapi::pii_actions`) needs
+    /// [`Action::Reprint`] and [`Action::ReadShipment`] instead: `pii_reader` only, never a
+    /// platform admin.
+    Label,
 }
 
 /// The request as a handler sees it, after the checks of its [`Access`].
@@ -102,7 +109,7 @@ macro_rules! route {
     };
 }
 
-use Access::{Public, Signed, Tenant};
+use Access::{Label, Public, Signed, Tenant};
 
 /// No body.
 const NONE: Option<BodySchema> = None;
@@ -117,10 +124,12 @@ pub(crate) static ROUTES: &[Route] = &[
         &c.state,
         c.headers.get(compliance::SIGNATURE_HEADER).map(|v| v.to_str()),
         &c.body,
+        c.peer,
         c.now,
     )),
     route!(GET "/v1/tenants", Signed, "List tenants (platform admin)", NONE, |c| admin::list_tenants(&c.state, c.who()?)),
     route!(POST "/v1/tenants", Signed, "Create a tenant (platform admin)", Some(openapi::schema::<admin::NameBody>), |c| admin::create_tenant(&c.state, c.who()?, &c.body, c.now)),
+    route!(GET "/v1/audit", Signed, "Entries of no tenant: summaries of strangers' failures (platform admin)", NONE, |c| admin::list_system_audit(&c.state, c.who()?)),
     route!(GET "/v1/tenants/{tenant}/sites", Tenant(Action::ReadSites), "List sites", NONE, |c| admin::list_sites(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/sites", Tenant(Action::CreateSite), "Create a site", Some(openapi::schema::<admin::NameBody>), |c| admin::create_site(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(POST "/v1/tenants/{tenant}/sites/{site}/enrollment-tokens", Tenant(Action::CreateEnrollmentToken), "Create an enrollment token for a site", Some(openapi::schema::<admin::TokenBody>), |c| admin::create_enrollment_token(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
@@ -128,7 +137,7 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(POST "/v1/tenants/{tenant}/agents/{agent}/revoke", Tenant(Action::RevokeAgent), "Revoke an agent", NONE, |c| admin::revoke_agent(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
-    route!(POST "/v1/tenants/{tenant}/labels", Tenant(Action::SubmitLabel), "Submit a label (bytes, or an SP-API source)", Some(openapi::any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(openapi::any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/labels/{job}", Tenant(Action::ReadLabel), "A label job's state", NONE, |c| labels::get(&c.state, c.param(0), c.param(1))),
     route!(GET "/v1/tenants/{tenant}/audit", Tenant(Action::ReadAudit), "The tenant's audit entries (`?format=jsonl`: JSON lines with chain hashes)", NONE, |c| {
         let jsonl = c.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=jsonl"));
@@ -192,17 +201,46 @@ async fn run(
     let now = crate::core::clock::now_ms();
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     let who = match route.access {
-        Public => None,
-        Signed | Tenant(_) => {
+        Public => {
+            // Anyone may call these: each address gets a bounded rate (what reads nothing,
+            // `/healthz` and the OpenAPI document, is exempt), and a small body.
+            if route.method != Method::GET {
+                public_rate(&state, peer)?;
+            }
+            None
+        }
+        Signed | Tenant(_) | Label => {
             let who = access::authenticate(&state, &parts.headers, now)?;
             access::check_ip(&state, &who, peer, now)?;
             Some(who)
         }
     };
-    let body = read_body(body).await?;
-    if let (Tenant(action), Some(who)) = (route.access, &who) {
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let limit = if who.is_some() {
+        BODY_LIMIT
+    } else {
+        PUBLIC_BODY_LIMIT
+    };
+    let body = read_body(body, content_length, limit).await?;
+    if let Some(who) = &who {
         let tenant = params.first().map_or("", String::as_str);
-        tenant_scope(&state, who, tenant, action)?;
+        match route.access {
+            Tenant(action) => tenant_scope(&state, who, tenant, action)?,
+            Label => {
+                let pii = spapi::pii_actions(&body);
+                if pii.is_empty() {
+                    tenant_scope(&state, who, tenant, Action::SubmitLabel)?;
+                }
+                for action in pii {
+                    tenant_scope(&state, who, tenant, *action)?;
+                }
+            }
+            Public | Signed => {}
+        }
     }
     let call = Call {
         state,

@@ -5,12 +5,17 @@
 //! Password verification (argon2id) runs on the blocking pool; an unknown email is checked
 //! against a dummy hash so both failures take the same time and get the same answer.
 //!
-//! The account rules of [`crate::core::accounts`] are enforced here: a locked account is refused
-//! with 423 before its password is even checked; every failed check counts towards the
-//! lockout ([`accounts::LOCKOUT_THRESHOLD`] within 15 minutes lock it for 15 minutes, the
-//! failure that locks is answered 423 too); a correct but expired password (90 days) is
-//! refused with 403 `password_expired`, and the answer says how to change it. Every outcome
-//! is audited by user id (or `unknown`), never by email or password.
+//! The account rules of [`crate::core::accounts`] and the lockout rule of [`super::limits`] are
+//! enforced here. Every attempt is reserved *before* its password is checked (per address,
+//! per address and account, per account), so concurrent guesses cannot outrun the count: 5
+//! failures of one address on one account within 15 minutes lock it for that address for 15
+//! minutes ([`accounts::LOCKOUT_THRESHOLD`]), 20 from any addresses lock it for everyone
+//! ([`accounts::ACCOUNT_LOCKOUT_THRESHOLD`]); a locked account is refused with 423 before its
+//! password is checked (the right one included), and the failure that locks is answered 423
+//! too. An address over its failure budget gets 429 with a Retry-After. argon2 runs under
+//! [`super::limits::PasswordWork`]. A correct but expired password (90 days) is refused with
+//! 403 `password_expired`, and the answer says how to change it. Every outcome is audited by
+//! user id (or `unknown`), never by email or password.
 //!
 //! A disabled user is refused (403 `account_disabled`, only once its password checked, so
 //! the answer tells nothing to whoever does not know it). Changing a password revokes every
@@ -23,11 +28,12 @@ use std::sync::OnceLock;
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use tracing::info;
+use tracing::{debug, info};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::auth::token_hash;
 use super::error::ApiError;
+use super::limits::{AddressKey, Refusal};
 use super::{parse_json, ApiState, Reply};
 use crate::core::accounts::{self, PasswordError};
 use crate::core::crypto;
@@ -80,8 +86,41 @@ fn locked(until_ms: u64, now_ms: u64) -> ApiError {
     ))
 }
 
-/// Checks email and password with the lockout rules; the user on success (whether or not its
-/// password has expired: callers decide). Audits failures under `action`.
+/// Refuses a login on a locked account (audited under `action`).
+fn refuse_locked(
+    state: &ApiState,
+    user: &UserRecord,
+    action: &str,
+    until: u64,
+    now: u64,
+) -> ApiError {
+    state.audit(
+        user.tenant_id.as_deref(),
+        &user.id,
+        action,
+        Some(&user.id),
+        "refused: account locked",
+        now,
+    );
+    info!(user = %user.id, "login refused: account locked");
+    super::alerts::login_failed(state, user.tenant_id.as_deref(), now);
+    locked(until, now)
+}
+
+/// Gives back the account-wide reservation made at `now` when no password was checked.
+fn release_record(state: &ApiState, user_id: &str, now: u64) -> Result<(), ApiError> {
+    state.store.update_user(user_id, |u| {
+        if let Some(i) = u.failed_logins.iter().position(|&t| t == now) {
+            u.failed_logins.swap_remove(i);
+        }
+    })?;
+    Ok(())
+}
+
+/// Checks email and password with the lockout rules of [`super::limits`]; the user on
+/// success (whether or not its password has expired: callers decide). The attempt is
+/// reserved (per address, per address and account, per account) before argon2 runs, and
+/// argon2 runs under [`super::limits::PasswordWork`]. Audits failures under `action`.
 async fn check_credentials(
     state: &ApiState,
     email: &str,
@@ -97,46 +136,79 @@ async fn check_credentials(
     if let Some(u) = &user {
         let tenant = u.tenant_id.as_deref().filter(|_| !u.platform_admin);
         super::access::check_ip_of(state, tenant, &u.id, action, peer, now)?;
-        if let Some(until) = accounts::locked_until(u.locked_until_ms, now) {
-            state.audit(
-                u.tenant_id.as_deref(),
-                &u.id,
-                action,
-                Some(&u.id),
-                "refused: account locked",
-                now,
-            );
-            info!(user = %u.id, "login refused: account locked");
-            super::alerts::login_failed(state, u.tenant_id.as_deref(), now);
-            return Err(locked(until, now));
+    }
+    let guard = &state.limits.logins;
+    let user_id = user.as_ref().map(|u| u.id.as_str());
+    let ticket = match guard.reserve(AddressKey::of(peer), user_id, now) {
+        Ok(t) => t,
+        Err(Refusal::Throttled(secs)) => {
+            info!("login refused: address over its failure budget");
+            return Err(ApiError::rate_limited(
+                "too many failed logins from this address: retry later",
+                secs,
+            ));
+        }
+        Err(Refusal::Locked(until)) => {
+            return Err(match &user {
+                Some(u) => refuse_locked(state, u, action, until, now),
+                // Only known accounts are ever locked.
+                None => bad_credentials(),
+            });
+        }
+    };
+    if let Some(u) = &user {
+        let mut refused = None;
+        state.store.update_user(&u.id, |r| {
+            refused = accounts::reserve_attempt(&mut r.failed_logins, r.locked_until_ms, now).err();
+        })?;
+        if let Some(until) = refused {
+            guard.release(ticket);
+            return Err(refuse_locked(state, u, action, until, now));
         }
     }
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| dummy_hash().to_owned());
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = Zeroizing::new(password.to_owned());
-    let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let checked = state
+        .limits
+        .passwords
+        .run(move || {
+            let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+            crypto::verify_password(&password, hash)
+        })
+        .await;
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            guard.release(ticket);
+            if let Some(u) = &user {
+                release_record(state, &u.id, now)?;
+            }
+            return Err(e);
+        }
+    };
+    debug!(
+        user = user.as_ref().map_or("unknown", |u| u.id.as_str()),
+        ok, "password checked"
+    );
     match (user, ok) {
         (Some(user), true) => {
-            if !user.failed_logins.is_empty() || user.locked_until_ms.is_some() {
-                state.store.update_user(&user.id, |u| {
-                    u.failed_logins.clear();
-                    u.locked_until_ms = None;
-                })?;
-            }
+            guard.succeeded(ticket);
+            state.store.update_user(&user.id, |u| {
+                u.failed_logins.clear();
+                u.locked_until_ms = None;
+            })?;
             Ok(user)
         }
         (Some(user), false) => {
-            let mut locks = None;
+            let pair_lock = guard.failed(ticket, now);
+            let mut account_lock = None;
             state.store.update_user(&user.id, |u| {
-                locks = accounts::record_failure(&mut u.failed_logins, now);
-                if locks.is_some() {
-                    u.locked_until_ms = locks;
+                account_lock = accounts::attempt_failed(&mut u.failed_logins, now);
+                if account_lock.is_some() {
+                    u.locked_until_ms = account_lock;
                 }
             })?;
+            let locks = account_lock.or(pair_lock);
             let outcome = if locks.is_some() {
                 "bad credentials; account locked"
             } else {
@@ -158,7 +230,13 @@ async fn check_credentials(
             }
         }
         (None, _) => {
-            state.audit(None, "unknown", action, None, "bad credentials", now);
+            guard.failed(ticket, now);
+            // A stranger can try emails as fast as it can send: summarised per address.
+            state.failures.record(
+                &crate::services::failures::source_of(peer),
+                crate::core::failures::FailureKind::UnknownLogin,
+                action,
+            );
             info!(user = "unknown", "login refused");
             Err(bad_credentials())
         }
@@ -279,12 +357,14 @@ pub(super) fn check_new_password(
     accounts::check_password(password, &names).map_err(|e| ApiError::unprocessable(e.to_string()))
 }
 
-/// Hashes a password on the blocking pool.
-pub(super) async fn hash(password: &str) -> Result<String, ApiError> {
+/// Hashes a password on the blocking pool, under the bound on password work.
+pub(super) async fn hash(state: &ApiState, password: &str) -> Result<String, ApiError> {
     let password = Zeroizing::new(password.to_owned());
-    tokio::task::spawn_blocking(move || crypto::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+    state
+        .limits
+        .passwords
+        .run(move || crypto::hash_password(&password))
+        .await?
         .map_err(|e| ApiError::internal(&e))
 }
 
@@ -315,13 +395,15 @@ pub(super) async fn change_password(
         Zeroizing::new(req.new_password.clone()),
         user.password_hash.clone(),
     );
-    let reused = tokio::task::spawn_blocking(move || crypto::verify_password(&new, &old))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let reused = state
+        .limits
+        .passwords
+        .run(move || crypto::verify_password(&new, &old))
+        .await?;
     if reused {
         return Err(ApiError::unprocessable(PasswordError::Reused.to_string()));
     }
-    let new_hash = hash(&req.new_password).await?;
+    let new_hash = hash(state, &req.new_password).await?;
     state
         .store
         .update_user(&user.id, |u| {

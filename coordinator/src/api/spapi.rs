@@ -7,7 +7,8 @@
 //!   getRates) and `…/additional-inputs` (Shipping v2 getAdditionalInputs) pass the shopping
 //!   step through and answer the payload; `…/cancel-shipment` cancels a shipment (MFN or
 //!   Shipping v2), e.g. a duplicate bought while a job was in doubt.
-//! - `POST /v1/tenants/{t}/labels` with a `"source"` (hooked from `labels`): the fetch is
+//! - `POST /v1/tenants/{t}/labels` with a `"source"` (hooked from `labels`; the reprint
+//!   sources `mfn_shipment` and `shipping_v2_shipment` are `pii_reader` actions): the fetch is
 //!   recorded and runs in the background; the answer is 202 with the job `queued`. The job
 //!   view (`GET …/labels/{id}`) shows the fetch while there is no job yet, and the shipment,
 //!   tracking id and failing SP-API call afterwards.
@@ -24,7 +25,7 @@ use serde_json::{json, Map, Value};
 use tracing::info;
 use zeroize::Zeroizing;
 
-use super::auth::Principal;
+use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, ApiState, Reply};
 use crate::core::crypto::random_id;
@@ -122,6 +123,15 @@ pub(super) fn create_connection(
     if !token_like(&req.refresh_token.0, 4096) {
         problems.push("refresh_token must be 1 to 4096 printable characters".to_owned());
     }
+    if (req.endpoint.is_some() || req.lwa_endpoint.is_some())
+        && !state.spapi.allows_endpoint_override()
+    {
+        problems.push(
+            "endpoint overrides are turned off on this coordinator \
+             (serve --allow-spapi-endpoint-override)"
+                .to_owned(),
+        );
+    }
     if let Some(e) = req.endpoint.as_deref() {
         if let Err(why) = check_https(e, true) {
             problems.push(format!("endpoint {why}"));
@@ -203,6 +213,7 @@ fn spapi_error(e: &SpApiError) -> ApiError {
         status,
         code,
         message: e.to_string(),
+        retry_after_secs: None,
     }
 }
 
@@ -437,6 +448,26 @@ struct Peek {
 /// Whether a label submission names an SP-API source (a `"source"` field).
 pub(super) fn is_spapi_source(body: &[u8]) -> bool {
     serde_json::from_slice::<Peek>(body).is_ok_and(|p| p.source.is_some())
+}
+
+/// The sources that fetch a label already bought (`getShipment`, `getShipmentDocuments`):
+/// a reprint, which reads the shipment (the buyer's address) again.
+pub(super) const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
+
+/// The PII actions a label submission needs: a reprint source is a reprint and a shipment
+/// read, both `pii_reader` only; any other submission needs none.
+pub(super) fn pii_actions(body: &[u8]) -> &'static [Action] {
+    let reprint = serde_json::from_slice::<Peek>(body).is_ok_and(|p| {
+        p.source
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|s| REPRINT_SOURCES.contains(&s))
+    });
+    if reprint {
+        &[Action::Reprint, Action::ReadShipment]
+    } else {
+        &[]
+    }
 }
 
 /// The same target rules as raw uploads: exactly one of a verified printer of the tenant or

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -46,15 +47,17 @@ pub fn tls_server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::Pem)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate);
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|_| TlsError::Pem)?
-        .ok_or(TlsError::NoKey)?;
+    let key: PrivateKeyDer<'static> =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+            pem::Error::NoItemsFound => TlsError::NoKey,
+            _ => TlsError::Pem,
+        })?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -92,4 +95,37 @@ pub fn self_signed(names: Vec<String>) -> Result<(String, Zeroizing<String>), Tl
     let ck =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     Ok((ck.cert.pem(), Zeroizing::new(ck.key_pair.serialize_pem())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (String, Zeroizing<String>) {
+        self_signed(vec!["localhost".into()]).expect("self-signed")
+    }
+
+    #[test]
+    fn a_generated_pair_makes_a_config() {
+        let (cert, key) = pair();
+        assert!(tls_server_config(cert.as_bytes(), key.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn pem_errors_are_typed() {
+        let (cert, key) = pair();
+        let no_cert = tls_server_config(key.as_bytes(), key.as_bytes());
+        assert!(
+            matches!(no_cert, Err(TlsError::NoCertificate)),
+            "{no_cert:?}"
+        );
+        let no_key = tls_server_config(cert.as_bytes(), cert.as_bytes());
+        assert!(matches!(no_key, Err(TlsError::NoKey)), "{no_key:?}");
+        let bad = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        let malformed = tls_server_config(bad, key.as_bytes());
+        assert!(matches!(malformed, Err(TlsError::Pem)), "{malformed:?}");
+        let (other_cert, _) = pair();
+        let mismatch = tls_server_config(other_cert.as_bytes(), key.as_bytes());
+        assert!(matches!(mismatch, Err(TlsError::Rustls(_))), "{mismatch:?}");
+    }
 }

@@ -103,7 +103,7 @@ pub(super) async fn create(
         ));
     }
     check_new_password(state, &req.password, &req.email, Some(tenant))?;
-    let hash = hash(&req.password).await?;
+    let hash = hash(state, &req.password).await?;
     let user = state.store.create_user(
         &req.email,
         hash,

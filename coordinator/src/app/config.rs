@@ -100,6 +100,11 @@ pub struct FileConfig {
     /// the system roots are always trusted).
     #[serde(alias = "spapi-ca-file")]
     pub spapi_ca_file: Option<PathBuf>,
+    /// Whether SP-API connections may name their own `endpoint`/`lwa_endpoint` (default
+    /// false: only Amazon's hosts). Even then, overrides that resolve to internal addresses
+    /// are refused.
+    #[serde(alias = "allow-spapi-endpoint-override")]
+    pub allow_spapi_endpoint_override: Option<bool>,
     /// Days after a label's creation its PII (label bytes, shipment and tracking ids) is
     /// purged, 1..=30 (default 30: never longer).
     #[serde(alias = "pii-retention-days")]
@@ -129,6 +134,14 @@ pub struct FileConfig {
     /// (default 10000).
     #[serde(alias = "max-queued-jobs")]
     pub max_queued_jobs: Option<u64>,
+    /// Seconds a mesh peer has to show a valid hello (or enroll) before it is disconnected,
+    /// 1..=60 (default 10).
+    #[serde(alias = "mesh-hello-deadline-secs")]
+    pub mesh_hello_deadline_secs: Option<u64>,
+    /// Period of the audit summaries of unauthenticated failures (one entry per source and
+    /// kind per period, with a count), in seconds, 1..=3600 (default 60).
+    #[serde(alias = "failure-summary-interval-secs")]
+    pub failure_summary_interval_secs: Option<u64>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -156,12 +169,20 @@ pub struct Overrides {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// `--spapi-ca-file`.
     pub spapi_ca_file: Option<PathBuf>,
+    /// `--allow-spapi-endpoint-override`.
+    pub allow_spapi_endpoint_override: bool,
+    /// `--insecure-allow-loopback-outbound` (tests and development only; no file key).
+    pub insecure_allow_loopback_outbound: bool,
     /// `--attempt-window-secs`.
     pub attempt_window_secs: Option<u64>,
     /// `--allowed-clock-skew-ms`.
     pub allowed_clock_skew_ms: Option<u64>,
     /// `--max-queued-jobs`.
     pub max_queued_jobs: Option<u64>,
+    /// `--mesh-hello-deadline-secs`.
+    pub mesh_hello_deadline_secs: Option<u64>,
+    /// `--failure-summary-interval-secs`.
+    pub failure_summary_interval_secs: Option<u64>,
 }
 
 /// The validated configuration of `serve`.
@@ -189,12 +210,20 @@ pub struct ServeConfig {
     pub billing_webhook_secret_file: Option<PathBuf>,
     /// Extra trusted CA certificates for SP-API endpoint overrides.
     pub spapi_ca_file: Option<PathBuf>,
+    /// Whether SP-API connections may carry endpoint overrides.
+    pub allow_spapi_endpoint_override: bool,
+    /// Whether outgoing calls may reach loopback addresses (tests and development only).
+    pub allow_loopback_outbound: bool,
     /// PII and audit retention, and the periods of their sweeps.
     pub retention: crate::services::retention::RetentionConfig,
     /// Period of the monitoring sweep.
     pub monitor_interval: Duration,
     /// Delivery windows and the queue bound.
     pub delivery: DeliveryConfig,
+    /// How long a mesh peer has to show a valid hello (or enroll).
+    pub hello_deadline: Duration,
+    /// Period of the summaries of unauthenticated failures.
+    pub failure_summary_interval: Duration,
 }
 
 /// Parses the TOML text of a configuration file.
@@ -306,6 +335,24 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
             "monitor_interval_secs: {monitor} is outside 1..=3600"
         ));
     }
+    let hello_deadline = in_range(
+        &mut problems,
+        "mesh_hello_deadline_secs",
+        flags
+            .mesh_hello_deadline_secs
+            .or(file.mesh_hello_deadline_secs)
+            .unwrap_or(10),
+        1..=60,
+    );
+    let failure_interval = in_range(
+        &mut problems,
+        "failure_summary_interval_secs",
+        flags
+            .failure_summary_interval_secs
+            .or(file.failure_summary_interval_secs)
+            .unwrap_or(60),
+        1..=3600,
+    );
     match (data_dir, master_key_file, api) {
         (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
             Ok(ServeConfig {
@@ -322,9 +369,14 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                     .billing_webhook_secret_file
                     .or(file.billing_webhook_secret_file),
                 spapi_ca_file: flags.spapi_ca_file.or(file.spapi_ca_file),
+                allow_spapi_endpoint_override: flags.allow_spapi_endpoint_override
+                    || file.allow_spapi_endpoint_override.unwrap_or(false),
+                allow_loopback_outbound: flags.insecure_allow_loopback_outbound,
                 retention,
                 monitor_interval: Duration::from_secs(monitor),
                 delivery,
+                hello_deadline: Duration::from_secs(hello_deadline),
+                failure_summary_interval: Duration::from_secs(failure_interval),
             })
         }
         _ => Err(ConfigError::Invalid(problems)),

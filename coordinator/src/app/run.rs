@@ -20,7 +20,7 @@ use crate::core::dispatcher::Dispatch;
 use crate::core::paths::db_path;
 use crate::outbound::client;
 use crate::services::ca::Identity;
-use crate::services::{mesh, monitor, notifications, retention, spapi};
+use crate::services::{failures, mesh, monitor, notifications, retention, spapi};
 use crate::store::Store;
 
 /// Where a started coordinator can be reached.
@@ -83,6 +83,12 @@ pub async fn start(
     let tls = Arc::new(api::load_tls(&config.data_dir)?);
     let api_addr = api_listener.local_addr()?;
 
+    let failures = failures::FailureLog::new(config.failure_summary_interval);
+    tracker.spawn(failures::run(
+        store.clone(),
+        failures.clone(),
+        shutdown.clone(),
+    ));
     let mesh = mesh::start(
         mesh::MeshConfig {
             listen: config.mesh_listen.clone(),
@@ -90,6 +96,8 @@ pub async fn start(
             heartbeat_interval: config.heartbeat_interval,
             cert_validity: config.cert_validity,
             delivery: config.delivery,
+            hello_deadline: config.hello_deadline,
+            failures: failures.clone(),
         },
         store.clone(),
         identity.clone(),
@@ -104,6 +112,9 @@ pub async fn start(
         &config.mesh_advertise
     };
     let dispatch: Arc<dyn Dispatch> = Arc::new(mesh.handle.clone());
+    if config.allow_loopback_outbound {
+        warn!("outgoing calls may reach loopback addresses: for tests and development only");
+    }
     let spapi = spapi::SpApi::new(
         spapi::SpApiOptions {
             extra_ca_pem: config
@@ -111,6 +122,10 @@ pub async fn start(
                 .as_deref()
                 .map(client::read_ca_file)
                 .transpose()?,
+            allow_endpoint_override: config.allow_spapi_endpoint_override,
+            egress: crate::outbound::egress::EgressPolicy {
+                allow_loopback: config.allow_loopback_outbound,
+            },
             ..spapi::SpApiOptions::default()
         },
         store.clone(),
@@ -126,6 +141,8 @@ pub async fn start(
         heartbeat_interval: config.heartbeat_interval,
         billing_webhook_secret: config::load_secret(config.billing_webhook_secret_file.as_deref())?,
         spapi,
+        failures,
+        limits: api::limits::Limits::default(),
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -148,6 +165,7 @@ pub async fn start(
         api_listener,
         tls,
         state,
+        api::ServerLimits::default(),
         shutdown,
         tracker.clone(),
     ));

@@ -8,8 +8,11 @@
 //!   hundred, also matched on the password's letters alone, so `Password1!` is refused); not
 //!   containing the company (tenant) name or the email's local part.
 //! - [`password_expired`]: passwords expire [`PASSWORD_MAX_AGE_MS`] after they were set.
-//! - [`record_failure`] / [`locked_until`]: [`LOCKOUT_THRESHOLD`] failed logins within
-//!   [`LOCKOUT_WINDOW_MS`] lock the account for [`LOCKOUT_MS`].
+//! - [`reserve_attempt`] / [`attempt_failed`] / [`locked_until`]: the account-wide lockout,
+//!   [`ACCOUNT_LOCKOUT_THRESHOLD`] failed logins from any addresses within
+//!   [`LOCKOUT_WINDOW_MS`] lock the account for [`LOCKOUT_MS`]; an attempt is counted before
+//!   its password is checked. The per-address lockout ([`LOCKOUT_THRESHOLD`]) and the rule as
+//!   a whole are in `api::limits`.
 //!
 //! What it does not do: hash passwords ([`super::crypto`]), store users (`store`) or
 //! answer HTTP (`api::users`, `api::sessions`).
@@ -23,8 +26,13 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 256;
 /// A password expires this long after it was set: 90 days, ms.
 pub const PASSWORD_MAX_AGE_MS: u64 = 90 * 24 * 3600 * 1000;
-/// Failed logins that lock an account.
+/// Failed logins of one address on one account that lock the account for that address
+/// (counted in memory by `api::limits::LoginGuard`).
 pub const LOCKOUT_THRESHOLD: usize = 5;
+/// Failed logins from any addresses that lock the account for every address (counted on
+/// the user record): four times the per-address threshold, so one address alone can never
+/// lock an owner out.
+pub const ACCOUNT_LOCKOUT_THRESHOLD: usize = 4 * LOCKOUT_THRESHOLD;
 /// The window in which failures count, ms (15 minutes).
 pub const LOCKOUT_WINDOW_MS: u64 = 15 * 60 * 1000;
 /// How long a lockout lasts, ms (15 minutes).
@@ -173,13 +181,39 @@ pub fn password_expired(changed_at_ms: u64, now_ms: u64) -> bool {
     now_ms.saturating_sub(changed_at_ms) >= PASSWORD_MAX_AGE_MS
 }
 
-/// Records a failed login at `now_ms` in `failures` (timestamps, ms; older ones than the
-/// window are dropped). Returns the lockout end when this failure locks the account; the
-/// failures are then cleared, so the count starts again after the lockout.
-pub fn record_failure(failures: &mut Vec<u64>, now_ms: u64) -> Option<u64> {
-    failures.retain(|&t| now_ms.saturating_sub(t) < LOCKOUT_WINDOW_MS && t <= now_ms);
+fn in_window(t: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(t) < LOCKOUT_WINDOW_MS && t <= now_ms
+}
+
+/// Reserves a login attempt at `now_ms` on an account's record, *before* its password is
+/// checked: the attempt is counted in `failures` (timestamps, ms; those older than the window
+/// are dropped) as if it failed, so concurrent guesses cannot all pass the check.
+///
+/// # Errors
+/// The end of the lock when the account is locked at `now_ms` (`locked_until_ms`) or already
+/// holds [`ACCOUNT_LOCKOUT_THRESHOLD`] attempts reserved or failed within the window.
+pub fn reserve_attempt(
+    failures: &mut Vec<u64>,
+    locked_until_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<(), u64> {
+    if let Some(until) = locked_until(locked_until_ms, now_ms) {
+        return Err(until);
+    }
+    failures.retain(|&t| in_window(t, now_ms));
+    if failures.len() >= ACCOUNT_LOCKOUT_THRESHOLD {
+        return Err(now_ms + LOCKOUT_MS);
+    }
     failures.push(now_ms);
-    if failures.len() >= LOCKOUT_THRESHOLD {
+    Ok(())
+}
+
+/// A reserved attempt turned out a failure at `now_ms` (it is already counted). Returns the
+/// lockout end when the count reaches [`ACCOUNT_LOCKOUT_THRESHOLD`]; the failures are then
+/// cleared, so the count starts again after the lockout.
+pub fn attempt_failed(failures: &mut Vec<u64>, now_ms: u64) -> Option<u64> {
+    failures.retain(|&t| in_window(t, now_ms));
+    if failures.len() >= ACCOUNT_LOCKOUT_THRESHOLD {
         failures.clear();
         Some(now_ms + LOCKOUT_MS)
     } else {
@@ -254,19 +288,25 @@ mod tests {
     fn five_failures_in_fifteen_minutes_lock_for_fifteen_minutes() {
         let min = 60 * 1000;
         let mut f = Vec::new();
-        for i in 0..4 {
-            assert_eq!(record_failure(&mut f, 1000 + i * min), None);
+        for i in 0..ACCOUNT_LOCKOUT_THRESHOLD as u64 - 1 {
+            assert_eq!(reserve_attempt(&mut f, None, 1000 + i * 10), Ok(()));
+            assert_eq!(attempt_failed(&mut f, 1000 + i * 10), None);
         }
-        let until = record_failure(&mut f, 1000 + 4 * min).expect("locked");
-        assert_eq!(until, 1000 + 4 * min + LOCKOUT_MS);
+        // The last reservation is taken; a concurrent one is refused before any check.
+        assert_eq!(reserve_attempt(&mut f, None, 2000), Ok(()));
+        assert_eq!(reserve_attempt(&mut f, None, 2000), Err(2000 + LOCKOUT_MS));
+        let until = attempt_failed(&mut f, 2000).expect("locked");
+        assert_eq!(until, 2000 + LOCKOUT_MS);
         assert!(f.is_empty());
+        assert_eq!(reserve_attempt(&mut f, Some(until), until - 1), Err(until));
         assert_eq!(locked_until(Some(until), until - 1), Some(until));
         assert_eq!(locked_until(Some(until), until), None);
 
         // Failures spread over more than the window never lock.
         let mut f = Vec::new();
-        for i in 0..20 {
-            assert_eq!(record_failure(&mut f, i * 4 * min), None, "{i}");
+        for i in 0..100 {
+            assert_eq!(reserve_attempt(&mut f, None, i * min), Ok(()), "{i}");
+            assert_eq!(attempt_failed(&mut f, i * min), None, "{i}");
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct AgentLive {
     pub site_id: String,
     /// X25519 key from its certificate.
     pub x25519_public: [u8; 32],
+    /// Its ed25519 device key: the outcomes of its jobs must be signed with it.
+    pub ed25519_public: [u8; 32],
     /// Its verified uplink connection, if any.
     pub peer: Option<PeerId>,
     /// The site peer that relayed its last heartbeat, if it has no uplink.
@@ -293,15 +295,25 @@ pub fn judge_lost_answer(
     deadline_ms: u64,
     cfg: &DispatchConfig,
 ) -> LostAnswer {
+    // The agent's boot by its own clock: uptime is whole seconds rounded down, so the process
+    // started at most a second before this instant, and our clock may differ by the skew.
     let boot_ms = hb.clock_ms.saturating_sub(hb.uptime_s.saturating_mul(1000));
-    // uptime is whole seconds: allow one second of rounding, plus the skew.
     if boot_ms > dispatched_at_ms + cfg.allowed_skew_ms + 1_000 {
+        // Surely a new process: the request went to the old one, which may have printed it.
         return LostAnswer::InDoubt;
     }
-    if hb.clock_ms > deadline_ms + cfg.allowed_skew_ms {
-        LostAnswer::Reassign
+    if hb.clock_ms <= deadline_ms + cfg.allowed_skew_ms {
+        // The job may still reach this process, and it may still print it.
+        return LostAnswer::Wait;
+    }
+    // Past the deadline, nothing prints it any more. Receipts live in the agent's memory: only
+    // a process provably running at the send (its latest possible boot, plus the skew, before
+    // it) would list the job had it got it. One that may have started after the send may have
+    // replaced a process that printed the job and died.
+    if boot_ms + cfg.allowed_skew_ms >= dispatched_at_ms {
+        LostAnswer::InDoubt
     } else {
-        LostAnswer::Wait
+        LostAnswer::Reassign
     }
 }
 
@@ -324,6 +336,7 @@ mod tests {
     fn hb(device: &str, printers: Vec<PrinterReport>, clock_ms: u64, uptime_s: u64) -> Heartbeat {
         Heartbeat {
             device_id: device.into(),
+            seq: 1,
             version: "0.1.0".into(),
             uptime_s,
             clock_ms,
@@ -340,6 +353,7 @@ mod tests {
             tenant_id: "t".into(),
             site_id: "s".into(),
             x25519_public: [0; 32],
+            ed25519_public: [0u8; 32],
             peer,
             relay: None,
             printers: vec![],
@@ -580,6 +594,62 @@ mod tests {
         assert_eq!(
             judge_lost_answer(&hb("a", vec![], 50_000, 20), 10_000, 40_000, &cfg),
             LostAnswer::InDoubt
+        );
+    }
+
+    /// An agent that restarted shortly after the job was sent (within the rounding of its
+    /// uptime and the skew) may have printed it before dying: in doubt after the deadline,
+    /// never reassigned. Before the deadline a young process waits: the job may still come.
+    #[test]
+    fn an_agent_restarted_just_after_the_send_is_in_doubt() {
+        let cfg = DispatchConfig::default();
+        let (sent, deadline) = (10_000, 40_000);
+        for boot in [sent - 500, sent + 500] {
+            let clock = sent + 3_000;
+            assert_eq!(
+                judge_lost_answer(
+                    &hb("a", vec![], clock, (clock - boot) / 1000),
+                    sent,
+                    deadline,
+                    &cfg
+                ),
+                LostAnswer::Wait,
+                "agent booted at {boot}, before the deadline"
+            );
+        }
+        for boot in [sent - cfg.allowed_skew_ms, sent, sent + 500, sent + 2_900] {
+            let clock = deadline + cfg.allowed_skew_ms + 5_000;
+            let uptime_s = (clock - boot) / 1000;
+            assert_eq!(
+                judge_lost_answer(&hb("a", vec![], clock, uptime_s), sent, deadline, &cfg),
+                LostAnswer::InDoubt,
+                "agent booted at {boot}"
+            );
+        }
+    }
+
+    /// Between the deadline and the deadline plus the allowed skew, the agent's clock may be
+    /// behind: it may still print, so the job is not sent elsewhere yet.
+    #[test]
+    fn no_reassignment_before_the_deadline_plus_skew() {
+        let cfg = DispatchConfig::default();
+        let (sent, deadline) = (10_000, 40_000);
+        for clock in [
+            deadline,
+            deadline + 1,
+            deadline + cfg.allowed_skew_ms / 2,
+            deadline + cfg.allowed_skew_ms,
+        ] {
+            assert_eq!(
+                judge_lost_answer(&hb("a", vec![], clock, clock / 1000), sent, deadline, &cfg),
+                LostAnswer::Wait,
+                "agent clock {clock}"
+            );
+        }
+        let after = deadline + cfg.allowed_skew_ms + 1;
+        assert_eq!(
+            judge_lost_answer(&hb("a", vec![], after, after / 1000), sent, deadline, &cfg),
+            LostAnswer::Reassign
         );
     }
 }

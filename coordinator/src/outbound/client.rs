@@ -1,6 +1,7 @@
 //! The HTTPS transport: one pooled hyper client per process (HTTP/1.1 and HTTP/2 over
 //! rustls), trusting the system's roots plus an optional extra CA file (`--spapi-ca-file`,
-//! for tests and private proxies), https only.
+//! for tests and private proxies), https only, through the outbound address guard
+//! ([`super::egress`]), following no redirect.
 //!
 //! [`send`] sends one request with a deadline and reads the answer into a zeroizing buffer
 //! with a size cap. It tells apart a failure before anything was sent ([`SendFailure::NotSent`],
@@ -14,17 +15,19 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tracing::warn;
 use zeroize::Zeroizing;
 
+use super::egress::{EgressPolicy, GuardedConnector};
 use crate::core::buffer::push_zeroizing;
 
-/// The shared client.
-pub type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The shared client: every connection goes through the outbound address guard.
+pub type Http = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 /// How long a TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +62,7 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, SetupError> {
         path: shown.clone(),
         source,
     })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice()).collect();
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).collect();
     if certs.is_empty() || certs.iter().any(Result::is_err) {
         return Err(SetupError::CaPem(shown));
     }
@@ -81,7 +84,7 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, S
     }
     let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
     if let Some(pem) = extra_ca_pem {
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|_| SetupError::CaPem("extra ca".into()))?;
             roots
                 .add(cert)
@@ -99,12 +102,14 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, S
         .with_no_client_auth())
 }
 
-/// Builds the process's client from a TLS configuration.
-pub fn http_client(tls: rustls::ClientConfig) -> Http {
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    tcp.set_nodelay(true);
+/// Builds the process's client from a TLS configuration; `egress` says which addresses it
+/// may reach ([`super::egress`]). It follows no redirect.
+pub fn http_client(tls: rustls::ClientConfig, egress: EgressPolicy) -> Http {
+    let tcp = GuardedConnector::new(egress, |tcp| {
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        tcp.set_nodelay(true);
+    });
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(c1.body.not_before, now - 60);
         assert_eq!(c1.body.not_after, now + 30 * 24 * 3600);
         let ca = ed25519_dalek::VerifyingKey::from_bytes(&id.ca_public()).expect("key");
-        let never = |_: u64| false;
+        let never = |_: &sealprint_protocol::CertificateBody| false;
         c1.verify(
             &ca,
             &Expectation {

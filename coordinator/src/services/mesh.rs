@@ -6,6 +6,15 @@
 //! signed by the device), and delivers jobs: it seals each label to the chosen agent's X25519
 //! key and sends it straight to the agent or through a site peer, then records the outcome.
 //!
+//! Nothing a relaying site peer says is believed on its word: an outcome counts only when the
+//! device the job was sealed to signed it over the digest of the envelope sent
+//! ([`SignedOutcome`]); a relay's refusal or a bad signature leaves the answer lost (the
+//! device's receipts settle it later, or it turns `in_doubt`). Heartbeats must carry a
+//! counter above the last one recorded (no replay), and every reply is signed by the CA key
+//! with the tenant's signed revocation list inside ([`SignedReply`]). Revocations reach the
+//! loop through a set the API fills and the loop drains ([`MeshHandle`]), so none is lost
+//! however busy the loop is, and no job is sent to or through a revoked device.
+//!
 //! The rules of choosing a printer and of judging answers live in [`crate::core::dispatch`]; this
 //! module does the I/O around them. Handles from the API reach the loop over a bounded
 //! channel ([`MeshHandle`]).
@@ -20,23 +29,33 @@ use libp2p::request_response::{self, Message, OutboundFailure, OutboundRequestId
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use rand::RngCore;
-use sealprint_mesh::{build_swarm, ed25519_of_peer, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_mesh::{
+    build_swarm, ed25519_of_peer, AdmissionLimits, Behaviour, BehaviourEvent, SwarmOptions,
+};
 use sealprint_protocol::{
-    seal, AcceptedIdentity, Certificate, EnrollRequest, Enrolled, EnrollmentToken, ErrorCode,
-    Expectation, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, PrinterVerdict,
-    ReceiptState, RelayReply, Relayed, Request, Response,
+    seal, AcceptedIdentity, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
+    ErrorCode, Expectation, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome,
+    OutcomeExpectation, PrinterVerdict, ReceiptState, RelayReply, Relayed, Request, Response,
+    RevocationList, SignedOutcome, SignedReply, SignedRevocations,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+mod revoked;
+
+use revoked::RevokedSignal;
+
 use crate::core::agents::MIN_AGENT_VERSION;
 use crate::core::dispatch::{
     judge_lost_answer, printer_id, AgentLive, Choice, DispatchConfig, Fleet, LostAnswer, Route,
     Want,
 };
+use crate::core::failures::FailureKind;
+use crate::services::audit_writer::AuditWriter;
 use crate::services::ca::{issue_certificate, DeviceSubject, Identity};
+use crate::services::failures::{source_of, FailureLog};
 use crate::store::{AgentRecord, AuditEntry, JobRecord, JobStatus, Store};
 
 /// How the mesh endpoint runs.
@@ -52,6 +71,10 @@ pub struct MeshConfig {
     pub cert_validity: Duration,
     /// Delivery windows and the queue bound.
     pub delivery: crate::services::delivery_config::DeliveryConfig,
+    /// How long a peer has to show a valid hello (or enroll) before it is disconnected.
+    pub hello_deadline: Duration,
+    /// Where unauthenticated failures are counted.
+    pub failures: FailureLog,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -59,6 +82,7 @@ pub struct MeshConfig {
 pub struct MeshHandle {
     tx: mpsc::Sender<Command>,
     backlog: Arc<Backlog>,
+    revoked: Arc<RevokedSignal>,
 }
 
 /// How many jobs wait for a printer, shared by the event loop (which counts its queue) and
@@ -83,7 +107,6 @@ pub struct MeshStarted {
 
 enum Command {
     Submitted { tenant_id: String, job_id: String },
-    Revoked { device_id: String },
 }
 
 impl crate::core::dispatcher::Dispatch for MeshHandle {
@@ -105,12 +128,7 @@ impl crate::core::dispatcher::Dispatch for MeshHandle {
     }
 
     fn agent_revoked(&self, device_id: &str) {
-        let cmd = Command::Revoked {
-            device_id: device_id.to_owned(),
-        };
-        if self.tx.try_send(cmd).is_err() {
-            warn!(device = %device_id, "revocation not signalled; enforced on its next message");
-        }
+        self.revoked.insert(device_id);
     }
 }
 
@@ -123,6 +141,13 @@ struct Attempt {
     tenant_id: String,
     printer_id: String,
     device_id: String,
+    /// The device's ed25519 key and the digest of the envelope sent: the answer must be an
+    /// outcome signed with that key over that digest. `None` after a restart (no answer
+    /// can arrive for a request of the previous process; receipts settle it).
+    expect: Option<([u8; 32], [u8; 32])>,
+    /// Whether it went straight to the device (its own refusal then counts) or through a
+    /// site peer (whose word counts for nothing).
+    direct: bool,
     /// The attempt number (the sealed header's `attempt`); receipts name it.
     attempt: u32,
     dispatched_at_ms: u64,
@@ -174,8 +199,13 @@ struct Doubt {
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
-    /// Revoked serials per tenant (see `revoked_serials`).
-    revoked: HashMap<String, (std::time::Instant, Vec<u64>)>,
+    /// The signed revocation list per tenant (see `revocations`).
+    revocations: HashMap<String, (std::time::Instant, SignedRevocations)>,
+    /// Devices revoked since start (taken from `signal`): never sent a job, never a relay.
+    revoked_devices: HashSet<String>,
+    signal: Arc<RevokedSignal>,
+    /// The last heartbeat counter accepted per device (seeded from its record).
+    heartbeat_seqs: HashMap<String, u64>,
     cert_validity_s: u64,
     store: Store,
     identity: Arc<Identity>,
@@ -188,6 +218,9 @@ struct EventLoop {
     in_doubt: HashMap<String, Doubt>,
     commands: mpsc::Receiver<Command>,
     backlog: Arc<Backlog>,
+    /// Audit entries leave the loop through a writer task.
+    audit_writer: AuditWriter,
+    failures: FailureLog,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -202,7 +235,14 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<MeshStarted> {
-    let mut swarm = build_swarm(identity.libp2p_keypair(), &SwarmOptions::default())
+    let swarm_opts = SwarmOptions {
+        admission: AdmissionLimits {
+            hello_deadline: config.hello_deadline,
+            ..AdmissionLimits::default()
+        },
+        ..SwarmOptions::default()
+    };
+    let mut swarm = build_swarm(identity.libp2p_keypair(), &swarm_opts)
         .map_err(|e| anyhow::anyhow!("building the mesh endpoint: {e}"))?;
     for addr in &config.listen {
         swarm
@@ -225,11 +265,15 @@ pub async fn start(
         limit: config.delivery.max_queued_jobs,
         overflowed: AtomicBool::new(false),
     });
+    let signal = Arc::new(RevokedSignal::default());
     let mut ev = EventLoop {
         swarm,
-        revoked: HashMap::new(),
+        revocations: HashMap::new(),
+        revoked_devices: HashSet::new(),
+        signal: signal.clone(),
+        heartbeat_seqs: HashMap::new(),
         cert_validity_s: config.cert_validity.as_secs().max(1),
-        store,
+        store: store.clone(),
         identity,
         cfg: DispatchConfig {
             heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
@@ -245,11 +289,17 @@ pub async fn start(
         in_doubt: HashMap::new(),
         commands,
         backlog: backlog.clone(),
+        audit_writer: AuditWriter::spawn(store.clone(), &tracker),
+        failures: config.failures.clone(),
     };
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
     Ok(MeshStarted {
-        handle: MeshHandle { tx, backlog },
+        handle: MeshHandle {
+            tx,
+            backlog,
+            revoked: signal,
+        },
         listen_addrs,
     })
 }
@@ -257,6 +307,9 @@ pub async fn start(
 fn now_ms() -> u64 {
     crate::core::clock::now_ms()
 }
+
+/// Why a request is refused, before it becomes a [`Response::Error`].
+type Refusal = (ErrorCode, &'static str);
 
 fn refuse(code: ErrorCode, message: &str) -> Response {
     Response::Error {
@@ -285,6 +338,8 @@ impl EventLoop {
                             tenant_id: job.tenant_id,
                             printer_id: job.printer.unwrap_or_default(),
                             device_id: job.agent.unwrap_or_default(),
+                            expect: None,
+                            direct: false,
                             attempt: job.attempts,
                             // `updated_at_ms` is set when the attempt is sent.
                             dispatched_at_ms: job.updated_at_ms,
@@ -340,8 +395,16 @@ impl EventLoop {
 
     async fn run(mut self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let signal = self.signal.clone();
         loop {
             tokio::select! {
+                // First: a revocation is taken in before any other event is handled.
+                biased;
+                _ = signal.notified() => {
+                    for device_id in self.signal.take() {
+                        self.on_revoked(device_id);
+                    }
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(cmd) = self.commands.recv() => {
                     self.on_command(cmd);
@@ -375,22 +438,33 @@ impl EventLoop {
                     self.backlog.overflowed.store(true, Ordering::Relaxed);
                 }
             },
-            Command::Revoked { device_id } => {
-                self.revoked.clear();
-                self.fleet.remove(&device_id);
-                let peers: Vec<PeerId> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, v)| v.device_id == device_id)
-                    .map(|(p, _)| *p)
-                    .collect();
-                for p in peers {
-                    warn!(device = %device_id, peer = %p, "revoked device disconnected");
-                    self.peers.remove(&p);
-                    let _ = self.swarm.disconnect_peer_id(p);
-                }
-            }
         }
+    }
+
+    /// A device was revoked: forget it, cut it off, and sign a new list for its tenant at the
+    /// next heartbeat.
+    fn on_revoked(&mut self, device_id: String) {
+        self.revocations.clear();
+        self.fleet.remove(&device_id);
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, v)| v.device_id == device_id)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in peers {
+            warn!(device = %device_id, peer = %p, "revoked device disconnected");
+            self.peers.remove(&p);
+            self.swarm.behaviour_mut().admission.refuse(p);
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        self.revoked_devices.insert(device_id);
+    }
+
+    /// Whether `device_id` is revoked as far as this loop knows (taken in, or signalled and
+    /// not taken in yet). The store is the authority; this is what the send path checks.
+    fn is_revoked(&self, device_id: &str) -> bool {
+        self.revoked_devices.contains(device_id) || self.signal.contains(device_id)
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -466,9 +540,16 @@ impl EventLoop {
             object: object.map(str::to_owned),
             outcome: outcome.to_owned(),
         };
-        if let Err(e) = self.store.append_audit(entry) {
-            warn!(error = %e, action, "audit entry not written");
-        }
+        self.audit_writer.write(entry);
+    }
+
+    /// Counts an unauthenticated failure of `peer` (summarised by its address, since a
+    /// stranger can mint PeerIds at will) and has its connection closed once the refusal
+    /// has left.
+    fn failed(&mut self, peer: PeerId, kind: FailureKind, reason: &str) {
+        let ip = self.swarm.behaviour().admission.remote_ip(&peer);
+        self.failures.record(&source_of(ip), kind, reason);
+        self.swarm.behaviour_mut().admission.refuse(peer);
     }
 
     fn on_request(&mut self, peer: PeerId, req: Request) -> Response {
@@ -480,8 +561,8 @@ impl EventLoop {
                 let device_id = match self.peers.get(&peer) {
                     Some(v) => v.device_id.clone(),
                     None => {
-                        warn!(%peer, "message before a verified hello; disconnecting");
-                        let _ = self.swarm.disconnect_peer_id(peer);
+                        debug!(%peer, "message before a verified hello; disconnecting");
+                        self.failed(peer, FailureKind::NoHello, "message before a hello");
                         return refuse(ErrorCode::Unauthenticated, "send hello first");
                     }
                 };
@@ -498,7 +579,7 @@ impl EventLoop {
                         );
                         self.peers.remove(&peer);
                         self.fleet.remove(&device_id);
-                        let _ = self.swarm.disconnect_peer_id(peer);
+                        self.swarm.behaviour_mut().admission.refuse(peer);
                         return refuse(ErrorCode::Forbidden, "certificate revoked");
                     }
                     Err(e) => {
@@ -510,7 +591,7 @@ impl EventLoop {
                     Request::Heartbeat(hb) if hb.device_id == record.device_id => {
                         match self.on_heartbeat(&record, &hb, Some(peer), None) {
                             Ok(reply) => Response::HeartbeatReply(reply),
-                            Err(resp) => resp,
+                            Err((code, message)) => refuse(code, message),
                         }
                     }
                     Request::Relay(relayed) => self.on_relay(&record, &relayed),
@@ -524,6 +605,7 @@ impl EventLoop {
         match self.verify_agent(&peer, &hello.certificate) {
             Ok(record) => {
                 info!(device = %record.device_id, %peer, "agent verified");
+                self.swarm.behaviour_mut().admission.verify(peer);
                 self.peers.insert(
                     peer,
                     Verified {
@@ -537,9 +619,8 @@ impl EventLoop {
                 })
             }
             Err(reason) => {
-                warn!(%peer, %reason, "agent certificate refused; disconnecting");
-                self.audit(None, &peer.to_string(), "agent.refused", None, &reason);
-                let _ = self.swarm.disconnect_peer_id(peer);
+                debug!(%peer, %reason, "agent certificate refused; disconnecting");
+                self.failed(peer, FailureKind::BadHello, &reason);
                 refuse(ErrorCode::Unauthenticated, &reason)
             }
         }
@@ -554,7 +635,8 @@ impl EventLoop {
             .agent(&cert.body.device_id)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "unknown device".to_owned())?;
-        let revoked = |serial: u64| record.revoked && serial == record.serial;
+        // Revocation is by device: every certificate it was ever issued is refused.
+        let revoked = |_: &CertificateBody| record.revoked;
         let ca = ed25519_dalek::VerifyingKey::from_bytes(&self.identity.ca_public())
             .map_err(|_| "ca key unusable".to_owned())?;
         cert.verify(
@@ -586,14 +668,8 @@ impl EventLoop {
         let grant = match self.store.redeem_enrollment_token(&hash, now / 1000) {
             Ok(g) => g,
             Err(e) => {
-                warn!(%peer, error = %e, "enrollment refused");
-                self.audit(
-                    None,
-                    &peer.to_string(),
-                    "agent.enroll",
-                    None,
-                    &e.to_string(),
-                );
+                debug!(%peer, error = %e, "enrollment refused");
+                self.failed(peer, FailureKind::FailedEnrollment, &e.to_string());
                 return refuse(ErrorCode::BadToken, &e.to_string());
             }
         };
@@ -645,6 +721,7 @@ impl EventLoop {
             clock_offset_ms: None,
             relay: None,
             findings: Vec::new(),
+            heartbeat_seq: 0,
         };
         if let Err(e) = self.store.put_agent(&record) {
             warn!(error = %e, "agent not stored");
@@ -673,51 +750,74 @@ impl EventLoop {
         hb: &Heartbeat,
         direct: Option<PeerId>,
         relay: Option<&str>,
-    ) -> Result<HeartbeatReply, Response> {
+    ) -> Result<SignedReply, Refusal> {
         let now = now_ms();
+        let last = self
+            .heartbeat_seqs
+            .get(&record.device_id)
+            .copied()
+            .unwrap_or(record.heartbeat_seq);
+        if hb.seq <= last {
+            warn!(device = %record.device_id, seq = hb.seq, last, relay = ?relay, "replayed or stale heartbeat refused");
+            return Err((ErrorCode::BadRequest, "stale heartbeat counter"));
+        }
         if let Err(e) = self
             .store
             .record_heartbeat(&record.device_id, hb, relay, now)
         {
             warn!(error = %e, "heartbeat not recorded");
-            return Err(refuse(ErrorCode::Internal, "heartbeat not recorded"));
+            return Err((ErrorCode::Internal, "heartbeat not recorded"));
         }
         self.fleet
             .heartbeat(live_of(record, direct), hb, relay, now);
+        self.heartbeat_seqs.insert(record.device_id.clone(), hb.seq);
         self.settle_from_receipts(&record.device_id, hb);
-        let revoked_serials = self.revoked_serials(&record.tenant_id);
-        Ok(HeartbeatReply {
+        let revocations = self.revocations(&record.tenant_id)?;
+        let reply = HeartbeatReply {
+            device_id: record.device_id.clone(),
+            heartbeat_seq: hb.seq,
             now_ms: now,
-            revoked_serials,
+            revocations,
             renewed_certificate: self.renew_if_due(&record.device_id, now / 1000),
             min_version: MIN_AGENT_VERSION.to_owned(),
             accepted_identities: self.accepted_identities(record, hb),
+        };
+        SignedReply::sign(reply, self.identity.ca_signing_key()).map_err(|e| {
+            warn!(error = %e, "heartbeat reply not signed");
+            (ErrorCode::Internal, "reply not signed")
         })
     }
 
-    /// The tenant's revoked serials, from a cache the revocation command clears (and that
-    /// expires after 10 s): reading
-    /// them from the store means scanning every agent of the tenant, once per heartbeat.
-    fn revoked_serials(&mut self, tenant_id: &str) -> Vec<u64> {
-        if let Some((at, cached)) = self.revoked.get(tenant_id) {
-            // Also refreshed every 10 s, in case a revocation signal was dropped.
+    /// The tenant's signed revocation list, from a cache a revocation clears (and that
+    /// expires after 10 s): reading it from the store means scanning every agent of the
+    /// tenant, and signing it costs a signature, once per heartbeat otherwise.
+    fn revocations(&mut self, tenant_id: &str) -> Result<SignedRevocations, Refusal> {
+        if let Some((at, cached)) = self.revocations.get(tenant_id) {
             if at.elapsed() < Duration::from_secs(10) {
-                return cached.clone();
+                return Ok(cached.clone());
             }
         }
-        match self.store.revoked_serials(tenant_id) {
-            Ok(list) => {
-                self.revoked.insert(
-                    tenant_id.to_owned(),
-                    (std::time::Instant::now(), list.clone()),
-                );
-                list
-            }
-            Err(e) => {
-                warn!(error = %e, "revoked serials not readable");
-                Vec::new()
-            }
-        }
+        let devices = self.store.revoked_devices(tenant_id).map_err(|e| {
+            warn!(error = %e, "revoked devices not readable");
+            (ErrorCode::Internal, "revocations unavailable")
+        })?;
+        // Revocation is final and agent records are never deleted while their tenant lives,
+        // so the count of revoked devices only grows: it is the list's version.
+        let list = RevocationList {
+            tenant_id: tenant_id.to_owned(),
+            version: devices.len() as u64,
+            devices,
+        };
+        let signed =
+            SignedRevocations::sign(list, self.identity.ca_signing_key()).map_err(|e| {
+                warn!(error = %e, "revocation list not signed");
+                (ErrorCode::Internal, "revocations unavailable")
+            })?;
+        self.revocations.insert(
+            tenant_id.to_owned(),
+            (std::time::Instant::now(), signed.clone()),
+        );
+        Ok(signed)
     }
 
     /// Identities an admin accepted for this agent's printers that it has not taken up yet;
@@ -823,9 +923,9 @@ impl EventLoop {
         };
         match self.on_heartbeat(&origin, &hb, None, Some(&relay.device_id)) {
             Ok(r) => reply(RelayReply::HeartbeatReply(r)),
-            Err(_) => reply(RelayReply::Error {
-                code: ErrorCode::Internal,
-                message: "heartbeat not recorded".into(),
+            Err((code, message)) => reply(RelayReply::Error {
+                code,
+                message: message.to_owned(),
             }),
         }
     }
@@ -1062,6 +1162,19 @@ impl EventLoop {
         let Some(agent) = self.fleet.agent(&choice.device_id).cloned() else {
             return self.queue.push_back(Waiting::of(&job));
         };
+        // The send path checks revocation itself: the device, and the relay on the way.
+        let relay_revoked = match choice.route {
+            Route::Relay(peer) => self
+                .peers
+                .get(&peer)
+                .is_none_or(|v| self.is_revoked(&v.device_id)),
+            Route::Direct(_) => false,
+        };
+        if self.is_revoked(&agent.device_id) || relay_revoked {
+            warn!(device = %agent.device_id, "job not sent: the device or its relay is revoked");
+            self.fleet.remove(&agent.device_id);
+            return self.queue.push_back(Waiting::of(&job));
+        }
         let label = match self.store.label(&job.tenant_id, &job.id) {
             Ok(l) => l,
             Err(e) => {
@@ -1093,6 +1206,13 @@ impl EventLoop {
             }
         };
         drop(label);
+        let envelope = match sealed.digest() {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "sealed label has no digest");
+                return self.fail(job, "label could not be sealed");
+            }
+        };
         let request = match choice.route {
             Route::Direct(peer) => self
                 .swarm
@@ -1126,6 +1246,8 @@ impl EventLoop {
                 tenant_id: job.tenant_id,
                 printer_id: choice.printer_id,
                 device_id: choice.device_id,
+                expect: Some((agent.ed25519_public, envelope)),
+                direct: matches!(choice.route, Route::Direct(_)),
                 dispatched_at_ms: now,
                 deadline_ms,
                 request: Some(request),
@@ -1140,12 +1262,19 @@ impl EventLoop {
         let Some(job_id) = self.requests.remove(&request) else {
             return;
         };
+        let Some(a) = self.attempts.get(&job_id) else {
+            return;
+        };
+        let direct = a.direct;
         let outcome = match answer {
-            Ok(Response::Outcome(o)) if o.job_id() == job_id => Ok(o),
+            Ok(Response::Outcome(signed)) => self.check_outcome(&job_id, &signed),
+            // The device's own refusal over its own authenticated connection: it did not
+            // take the job. The same words from a relay prove nothing (it may have delivered
+            // the job): the answer is then lost, and the device's receipts settle it.
             Ok(Response::Error {
                 code: ErrorCode::Unreachable | ErrorCode::Unavailable,
                 message,
-            }) => Ok(JobOutcome::NotPrinted {
+            }) if direct => Ok(JobOutcome::NotPrinted {
                 job_id: job_id.clone(),
                 reason: message,
             }),
@@ -1174,6 +1303,38 @@ impl EventLoop {
             return;
         }
         self.finish_attempt(&job_id, outcome);
+    }
+
+    /// The outcome of an attempt when it is signed by the device the job was sealed to, over
+    /// the envelope sent; otherwise why not (the answer then counts as lost).
+    fn check_outcome(&self, job_id: &str, signed: &SignedOutcome) -> Result<JobOutcome, String> {
+        let Some(a) = self.attempts.get(job_id) else {
+            return Err("no attempt out".into());
+        };
+        let Some((device_key, envelope)) = &a.expect else {
+            return Err("attempt of a previous process".into());
+        };
+        let expect = OutcomeExpectation {
+            job_id,
+            attempt: a.attempt,
+            device_id: &a.device_id,
+            device_key,
+            envelope,
+        };
+        match signed.verify(&expect) {
+            Ok(outcome) => Ok(outcome.clone()),
+            Err(e) => {
+                warn!(job = %job_id, device = %a.device_id, error = %e, "outcome refused: not signed by the device for this attempt");
+                self.audit(
+                    Some(&a.tenant_id),
+                    &a.device_id,
+                    "label.outcome_refused",
+                    Some(job_id),
+                    &e.to_string(),
+                );
+                Err(e.to_string())
+            }
+        }
     }
 
     fn finish_attempt(&mut self, job_id: &str, outcome: Result<JobOutcome, String>) {
@@ -1327,6 +1488,7 @@ fn live_of(record: &AgentRecord, peer: Option<PeerId>) -> AgentLive {
         tenant_id: record.tenant_id.clone(),
         site_id: record.site_id.clone(),
         x25519_public: record.x25519_public,
+        ed25519_public: record.ed25519_public,
         peer,
         relay: None,
         printers: Vec::new(),

@@ -372,6 +372,7 @@ mod tests {
             clock_offset_ms: None,
             relay: None,
             findings: vec![],
+            heartbeat_seq: 0,
         }
     }
 

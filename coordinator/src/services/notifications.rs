@@ -13,9 +13,13 @@
 //! it until shutdown. The HTTPS client is the coordinator's one outgoing client
 //! ([`crate::outbound::client`]: system roots plus the `--spapi-ca-file` extra CA, https only).
 //!
-//! What it does not do: decide what to notify (`monitor::renewals` does), follow
-//! redirects, or refuse host names that resolve to internal addresses (only internal IP
-//! literals are refused, by [`validate_url`]).
+//! Where a delivery may go is checked twice: [`validate_url`] refuses internal IP literals
+//! when the webhook is set, and every connection goes through the outbound address guard
+//! ([`crate::outbound::egress`]), which resolves the name, refuses it when any address is
+//! internal, and dials the address it checked. Redirects are not followed (a 3xx is a failed
+//! delivery).
+//!
+//! What it does not do: decide what to notify (`monitor::renewals` does).
 
 use std::net::IpAddr;
 
@@ -86,34 +90,6 @@ pub fn notify_event(
     }
 }
 
-/// Whether `ip` is an address of the coordinator's own networks (loopback, private,
-/// link-local, shared, unspecified, multicast): a tenant's webhook must not point there.
-fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => internal(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80
-            }
-        },
-    }
-}
-
 /// Checks a webhook URL: `https://host[:port]/path`, no credentials, no internal IP literal
 /// host, at most [`MAX_URL_LEN`] bytes.
 ///
@@ -138,7 +114,10 @@ pub fn validate_url(url: &str) -> Result<(), &'static str> {
         return Err("url must name a host");
     }
     let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if literal.parse::<IpAddr>().is_ok_and(internal) {
+    if literal
+        .parse::<IpAddr>()
+        .is_ok_and(crate::outbound::egress::forbidden)
+    {
         return Err("url must not point at a loopback, private or link-local address");
     }
     Ok(())
@@ -421,6 +400,9 @@ mod tests {
         let spapi = crate::services::spapi::SpApi::new(
             crate::services::spapi::SpApiOptions {
                 extra_ca_pem: Some(cert.into_bytes()),
+                egress: crate::outbound::egress::EgressPolicy {
+                    allow_loopback: true,
+                },
                 ..Default::default()
             },
             store.clone(),

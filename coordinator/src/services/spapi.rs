@@ -80,6 +80,11 @@ pub struct SpApiOptions {
     pub backoff_base: Duration,
     /// Largest backoff.
     pub backoff_cap: Duration,
+    /// Whether connections may name their own `endpoint`/`lwa_endpoint` (serve
+    /// `--allow-spapi-endpoint-override`; default off: only Amazon's hosts).
+    pub allow_endpoint_override: bool,
+    /// Which addresses outgoing calls (SP-API and webhooks) may reach.
+    pub egress: crate::outbound::egress::EgressPolicy,
 }
 
 impl std::fmt::Debug for SpApiOptions {
@@ -88,6 +93,8 @@ impl std::fmt::Debug for SpApiOptions {
             .field("extra_ca", &self.extra_ca_pem.is_some())
             .field("request_timeout", &self.request_timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("allow_endpoint_override", &self.allow_endpoint_override)
+            .field("egress", &self.egress)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +107,8 @@ impl Default for SpApiOptions {
             max_attempts: 6,
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs(5),
+            allow_endpoint_override: false,
+            egress: crate::outbound::egress::EgressPolicy::default(),
         }
     }
 }
@@ -270,7 +279,7 @@ impl SpApi {
         let tls = client::tls_config(opts.extra_ca_pem.as_deref())?;
         let api = SpApi {
             inner: Arc::new(Inner {
-                http: client::http_client(tls),
+                http: client::http_client(tls, opts.egress),
                 store,
                 dispatch,
                 lwa: TokenCache::default(),
@@ -296,6 +305,11 @@ impl SpApi {
             CancellationToken::new(),
         )
         .expect("the default tls configuration is valid")
+    }
+
+    /// Whether connections may carry endpoint overrides.
+    pub fn allows_endpoint_override(&self) -> bool {
+        self.inner.opts.allow_endpoint_override
     }
 
     /// The process's outgoing HTTPS client (system roots plus the extra CA), shared with the
@@ -326,6 +340,13 @@ impl SpApi {
             }
             Err(e) => return Err(e.into()),
         };
+        if !self.inner.opts.allow_endpoint_override
+            && (record.endpoint.is_some() || record.lwa_endpoint.is_some())
+        {
+            return Err(SpApiError::Connection(
+                "endpoint overrides are turned off on this coordinator",
+            ));
+        }
         let secrets: ConnectionSecrets = serde_json::from_slice(&raw)
             .map_err(|_| SpApiError::Connection("secrets unreadable"))?;
         Ok(Connection { record, secrets })

@@ -188,6 +188,9 @@ pub struct AgentRecord {
     /// permissions, versions).
     #[serde(default)]
     pub findings: Vec<String>,
+    /// The counter of its last recorded heartbeat: a heartbeat must carry a larger one.
+    #[serde(default)]
+    pub heartbeat_seq: u64,
 }
 
 /// A printer as last reported by its agent.

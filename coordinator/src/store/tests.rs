@@ -65,6 +65,7 @@ fn agent(tenant: &str, device: &str) -> AgentRecord {
         clock_offset_ms: None,
         relay: None,
         findings: Vec::new(),
+        heartbeat_seq: 0,
     }
 }
 
@@ -83,6 +84,7 @@ fn printer(name: &str) -> PrinterReport {
 fn heartbeat(device: &str, printers: Vec<PrinterReport>) -> Heartbeat {
     Heartbeat {
         device_id: device.into(),
+        seq: 1,
         version: "0.1.0".into(),
         uptime_s: 5,
         clock_ms: 1_000,
@@ -324,8 +326,11 @@ fn heartbeats_update_agents_and_printers() {
     s.record_heartbeat("dev-a", &heartbeat("dev-a", vec![]), None, 3_000)
         .expect("hb");
     assert!(s.agent("dev-a").expect("read").expect("exists").revoked);
-    assert_eq!(s.revoked_serials("tnt-1").expect("serials"), vec![7]);
-    assert!(s.revoked_serials("tnt-2").expect("serials").is_empty());
+    assert_eq!(
+        s.revoked_devices("tnt-1").expect("devices"),
+        vec!["dev-a".to_owned()]
+    );
+    assert!(s.revoked_devices("tnt-2").expect("devices").is_empty());
     assert_eq!(s.agents("tnt-1").expect("agents").len(), 1);
 }
 

@@ -91,7 +91,7 @@ fn every_route_is_declared_once_with_its_ids() {
             r.path
         );
         let params = super::super::openapi::path_params(r.path);
-        if let Access::Tenant(_) = r.access {
+        if let Access::Tenant(_) | Access::Label = r.access {
             assert_eq!(params.first(), Some(&"tenant"), "{}", r.path);
         }
     }
