@@ -26,8 +26,9 @@
 //! refused; bodies are capped at [`BODY_LIMIT`] ([`PUBLIC_BODY_LIMIT`] before
 //! authentication) and read into buffers that grow with the bytes received. The
 //! unauthenticated routes (login, password change, billing webhook) are rate-limited per
-//! address (429 with a Retry-After); `/healthz` is not (it reads nothing). Nothing here logs label bytes, names,
-//! addresses, tokens or passwords: only ids and hashes.
+//! address (429 with a Retry-After); `GET /healthz` and `GET /v1/openapi.json` are not
+//! (they read nothing). Nothing here logs label bytes, names, addresses, tokens or
+//! passwords: only ids and hashes.
 //!
 //! What it does not do: deliver jobs (the mesh does, told through [`Dispatch`]) or call
 //! SP-API itself (`spapi` hands that to [`crate::services::spapi`], in the background).
