@@ -2923,3 +2923,4 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
 }
 
 mod pii;
+mod public_rate;
