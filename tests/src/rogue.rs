@@ -161,6 +161,9 @@ impl Rogue {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(seed)?;
         let mut swarm =
             build_swarm(keypair, &SwarmOptions::default()).map_err(|e| anyhow!("swarm: {e}"))?;
+        // A rogue reads whatever anyone sends it: its own admission holds back nobody (the
+        // coordinator pinned like a real agent's, every peer it talks to taken as verified).
+        swarm.behaviour_mut().admission.trust(coordinator);
         swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
         let listen = loop {
             if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
@@ -360,6 +363,7 @@ impl State {
                 }
             },
         };
+        self.swarm.behaviour_mut().admission.trust(peer);
         if self.swarm.is_connected(&peer) {
             return self.request(peer, req, Pending::Ask(answer));
         }
@@ -438,6 +442,7 @@ impl State {
     fn on_request(&mut self, peer: PeerId, req: Request, channel: ResponseChannel<Response>) {
         match req {
             Request::Hello(hello) => {
+                self.swarm.behaviour_mut().admission.trust(peer);
                 if let Ok(cert) = Certificate::decode(&hello.certificate) {
                     self.devices.insert(cert.body.device_id, peer);
                 }

@@ -83,6 +83,7 @@ async fn rogue_site(root: &Path) -> anyhow::Result<(Site, Station, Rogue, Statio
     let site = Site::new_with(root, &["--attempt-window-secs".into(), "4".into()]).await?;
     let honest = site.station(0, 1, "outbound", &[]).await?;
     let rogue = Rogue::start(&site.token().await?).await?;
+    let victim_start = tokio::time::Instant::now();
     let victim = site
         .station(
             1,
@@ -96,6 +97,10 @@ async fn rogue_site(root: &Path) -> anyhow::Result<(Site, Station, Rogue, Statio
         )
         .await?;
     site.wait_printers(2).await?;
+    // A lost answer is reassigned only when the agent was provably running at the send (its
+    // boot, known to the second from its uptime, plus the allowed 2 s skew, before it);
+    // otherwise it is in doubt. Jobs sent earlier than this would end in doubt by design.
+    tokio::time::sleep_until(victim_start + Duration::from_secs(4)).await;
     Ok((site, honest, rogue, victim))
 }
 
