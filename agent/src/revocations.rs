@@ -7,7 +7,7 @@
 //! arrives and read back at start, so a restart does not forget a revocation. A list with a
 //! lower version than the one held is older and is ignored.
 //!
-//! What it does not do: verify signatures of replies (see [`crate::mesh`]) or decide anything
+//! What it does not do: verify signatures of replies (see the `mesh` module) or decide anything
 //! about jobs.
 
 use std::collections::HashSet;

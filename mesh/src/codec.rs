@@ -3,7 +3,7 @@
 //! length prefix, before any of it is read, and a frame's buffer grows with the bytes that
 //! actually arrive (never reserved from the announced length).
 //!
-//! Until the peer behind a connection is verified (see [`crate::admission`]), its frames may
+//! Until the peer behind a connection is verified (see the admission module), its frames may
 //! be no larger than a hello or an enrollment request, and it gets one inbound stream at a
 //! time; breaking either rule gets the connection closed.
 

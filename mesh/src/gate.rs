@@ -4,7 +4,7 @@
 //!
 //! A request-response codec is not told which connection a stream belongs to, so each
 //! connection's codec gets its gate at the moment request-response builds the connection's
-//! handler: [`Admission`](crate::admission::Admission) puts a fresh gate in the [`Handoff`]
+//! handler: `Admission` (the admission module) puts a fresh gate in the [`Handoff`]
 //! just before (it is the field before `rr` in the behaviour), and the codec's `Clone` takes it
 //! (request-response clones its prototype codec once per connection, then that clone once per
 //! stream). A codec that never got a gate treats its peer as unverified: the mistake fails
@@ -71,7 +71,7 @@ impl Drop for StreamPermit {
     }
 }
 
-/// Shared by [`Admission`](crate::admission::Admission) and the prototype codec.
+/// Shared by `Admission` (the admission module) and the prototype codec.
 #[derive(Debug, Default)]
 pub(crate) struct Handoff {
     /// The gate of the connection whose handler is being built.
