@@ -457,7 +457,13 @@ impl LanSite {
             agents.push(AgentProc::start_in_netns(&lan.hosts[h], &dir, &log, &args).await?);
             sims.push(sim);
         }
+        let last_start = tokio::time::Instant::now();
         site.wait_printers(hosts).await?;
+        // A lost answer is reassigned only when the agent provably ran at the send (its boot,
+        // known to the second from its uptime, plus the allowed 2 s skew, before it); a job
+        // lost earlier ends in doubt by design. The faults below come after that point, however
+        // fast this machine reaches them.
+        tokio::time::sleep_until(last_start + Duration::from_secs(5)).await;
         Ok(LanSite {
             site,
             agents,
