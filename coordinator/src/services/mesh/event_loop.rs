@@ -223,6 +223,8 @@ impl EventLoop {
         }
     }
 
+    /// Queues an audit entry for the writer task (the loop never waits on the store; the
+    /// API and the other services write theirs with `Store::audit`).
     pub(super) fn audit(
         &self,
         tenant_id: Option<&str>,
@@ -231,14 +233,7 @@ impl EventLoop {
         object: Option<&str>,
         outcome: &str,
     ) {
-        let entry = AuditEntry {
-            at_ms: now_ms(),
-            tenant_id: tenant_id.map(str::to_owned),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            object: object.map(str::to_owned),
-            outcome: outcome.to_owned(),
-        };
+        let entry = AuditEntry::new(tenant_id, actor, action, object, outcome, now_ms());
         self.audit_writer.write(entry);
     }
 }
