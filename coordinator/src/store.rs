@@ -1,7 +1,7 @@
 //! The coordinator's state, embedded in sled.
 //!
-//! One sled database under `<data dir>/store`, one tree per kind of record; records are JSON
-//! (see [`records`]). Every byte that can hold buyer PII (label bytes) is encrypted with
+//! One sled database under `<data dir>/store`, one tree per kind of record; records are JSON,
+//! and none holds label bytes or other buyer PII (labels are stored apart, encrypted). Every byte that can hold buyer PII (label bytes) is encrypted with
 //! AES-256-GCM under the tenant's data key, which is stored wrapped by the master key; the
 //! coordinator's identity secrets are encrypted under the master key. Records that several
 //! tasks change (agents, jobs, tokens) are updated with compare-and-swap or sled
@@ -20,7 +20,7 @@
 //! file of its own: `meta` (init flag, secrets, serials), `tenants`, `sites`, `users`,
 //! `sessions`, `enrollment`, `agents` (and their printers), `jobs` (and their labels),
 //! `audit`, `access` (API keys, allowlists), `acceptance`, `alerts`, `connections` (SP-API),
-//! `notifications`, `retention`. The record types shared by several are in [`records`].
+//! `notifications`, `retention`. Each family's file holds its record types too.
 
 mod acceptance;
 mod access;
@@ -32,7 +32,6 @@ mod enrollment;
 mod jobs;
 mod meta;
 mod notifications;
-mod records;
 mod retention;
 mod sessions;
 mod sites;
@@ -46,19 +45,23 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 pub use access::ApiKeyRecord;
+pub use agents::{AgentRecord, PrinterRecord};
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
+pub use enrollment::{EnrollmentTokenRecord, TokenGrant};
+pub use jobs::{JobRecord, JobStatus};
 pub use notifications::{
     Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
 };
-pub use records::{
-    AgentRecord, AuditEntry, EnrollmentTokenRecord, JobRecord, JobStatus, PrinterRecord,
-    SessionRecord, SiteRecord, TenantRecord, TokenGrant, UserRecord,
-};
 pub use retention::{Purged, ShredReport};
+pub use sessions::SessionRecord;
+pub use sites::SiteRecord;
+pub use tenants::TenantRecord;
+pub use users::UserRecord;
 
 use table::{decode, encode, get, prefix, put, scan, scoped, tx_err, update};
 
+pub use crate::core::audit::AuditEntry;
 use crate::core::audit::ChainError;
 use crate::core::crypto::{CryptoError, MasterKey};
 use crate::core::paths::db_path;

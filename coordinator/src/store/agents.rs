@@ -2,11 +2,78 @@
 //! `"<tenant>/<device id>.<printer name>"`): enrollment records, revocation, heartbeats.
 
 use sealprint_protocol::{Heartbeat, PrinterStatus, PrinterVerdict};
+use serde::{Deserialize, Serialize};
 
-use super::{
-    decode, encode, get, prefix, put, scan, scoped, update, AgentRecord, PrinterRecord, Store,
-    StoreError,
-};
+use super::{decode, encode, get, prefix, put, scan, scoped, update, Store, StoreError};
+
+/// An enrolled device (agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// `dev-…`.
+    pub device_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Site.
+    pub site_id: String,
+    /// Serial of its current certificate.
+    pub serial: u64,
+    /// Its current encoded certificate.
+    pub certificate: Vec<u8>,
+    /// Its ed25519 key (libp2p identity).
+    pub ed25519_public: [u8; 32],
+    /// Its X25519 key (sealed envelopes).
+    pub x25519_public: [u8; 32],
+    /// Station name it reported (ASCII, ≤ 64 chars).
+    pub hostname: String,
+    /// Enrollment time, unix ms.
+    pub enrolled_at_ms: u64,
+    /// Whether its certificate is revoked.
+    pub revoked: bool,
+    /// Agent version from its last heartbeat (or enrollment).
+    pub version: Option<String>,
+    /// When its last heartbeat arrived, unix ms (coordinator clock).
+    pub last_heartbeat_at_ms: Option<u64>,
+    /// Its clock minus ours at its last heartbeat, ms.
+    pub clock_offset_ms: Option<i64>,
+    /// Device id of the peer relaying its uplink, `None` if direct.
+    pub relay: Option<String>,
+    /// The station's compliance findings from its last heartbeat (no PII: queue names,
+    /// permissions, versions).
+    #[serde(default)]
+    pub findings: Vec<String>,
+    /// The counter of its last recorded heartbeat: a heartbeat must carry a larger one.
+    #[serde(default)]
+    pub heartbeat_seq: u64,
+}
+
+/// A printer as last reported by its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrinterRecord {
+    /// `<device_id>.<name>`.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Site.
+    pub site_id: String,
+    /// Device id of the agent that owns it.
+    pub agent: String,
+    /// Name on its agent.
+    pub name: String,
+    /// Pool it serves.
+    pub pool: String,
+    /// URI (no credentials).
+    pub uri: String,
+    /// Verification verdict. A printer its agent no longer reports is `Unreachable`.
+    pub verdict: PrinterVerdict,
+    /// Why, for a person.
+    pub reason: String,
+    /// Device identity (serial) when known.
+    pub identity: Option<String>,
+    /// Status. A printer its agent no longer reports is `Offline`.
+    pub status: PrinterStatus,
+    /// Last update, unix ms.
+    pub updated_at_ms: u64,
+}
 
 impl Store {
     /// Stores (creates or replaces) an agent.

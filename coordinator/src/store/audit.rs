@@ -74,3 +74,49 @@ impl Store {
         &self.inner.audit
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::audit::AuditEntry;
+    use crate::core::crypto::MasterKey;
+    use crate::store::Store;
+
+    #[test]
+    fn audit_appends_the_entry_it_is_given_to_the_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::from_bytes([5; 32])).expect("store");
+        store.audit(
+            Some("tnt-1"),
+            "usr-1",
+            "label.requested",
+            Some("job-1"),
+            "ok",
+            7,
+        );
+        store.audit(None, "coordinator", "audit.pruned", None, "ok entries=1", 8);
+        let entries = store.audit_entries(None).expect("entries");
+        let got: Vec<&AuditEntry> = entries.iter().map(|e| &e.entry).collect();
+        assert_eq!(
+            got,
+            [
+                &AuditEntry {
+                    at_ms: 7,
+                    tenant_id: Some("tnt-1".into()),
+                    actor: "usr-1".into(),
+                    action: "label.requested".into(),
+                    object: Some("job-1".into()),
+                    outcome: "ok".into(),
+                },
+                &AuditEntry {
+                    at_ms: 8,
+                    tenant_id: None,
+                    actor: "coordinator".into(),
+                    action: "audit.pruned".into(),
+                    object: None,
+                    outcome: "ok entries=1".into(),
+                },
+            ]
+        );
+        assert_eq!(store.verify_audit_chain().expect("chain"), 2);
+    }
+}

@@ -1,10 +1,33 @@
 //! One-time enrollment tokens, stored under the sha256 of their secret and redeemed once,
 //! atomically, only while the tenant may provision devices.
 
+use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 
-use super::{decode, encode, get, tx_err, EnrollmentTokenRecord, Store, StoreError, TokenGrant};
+use super::{decode, encode, get, tx_err, Store, StoreError};
 use crate::core::compliance::{provisioning_gate, GateRefusal};
+
+/// A stored enrollment token (only its secret's hash is the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenRecord {
+    /// Tenant the device joins.
+    pub tenant_id: String,
+    /// Site the device joins.
+    pub site_id: String,
+    /// Expiry, unix seconds (as in the token).
+    pub expires_at_s: u64,
+    /// Whether it was redeemed.
+    pub used: bool,
+}
+
+/// What redeeming an enrollment token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Tenant the device joins.
+    pub tenant_id: String,
+    /// Site the device joins.
+    pub site_id: String,
+}
 
 impl Store {
     /// Stores an enrollment token under its secret's hash.

@@ -1,13 +1,86 @@
 //! Jobs and their labels: a label is sealed under its tenant's data key and stored in one
 //! transaction with its job, then deleted once printed or failed.
 
+use sealprint_protocol::LabelFormat;
+use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 use zeroize::Zeroizing;
 
-use super::{
-    decode, encode, get, prefix, put, scan, scoped, tx_err, JobRecord, JobStatus, Store, StoreError,
-};
+use super::{decode, encode, get, prefix, put, scan, scoped, tx_err, Store, StoreError};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a printer.
+    Queued,
+    /// Sent to an agent; waiting for its answer.
+    Dispatched,
+    /// Printed (final).
+    Printed,
+    /// Not printed and will not be (final).
+    Failed,
+    /// Printing started but its result is unknown: an operator decides; never reprinted
+    /// automatically.
+    InDoubt,
+}
+
+impl JobStatus {
+    /// The API name (`queued`, `dispatched`, `printed`, `failed`, `in_doubt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Dispatched => "dispatched",
+            JobStatus::Printed => "printed",
+            JobStatus::Failed => "failed",
+            JobStatus::InDoubt => "in_doubt",
+        }
+    }
+}
+
+/// A print job. Holds the label's length and hash, never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// `job-…`.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Pool asked for.
+    pub pool: Option<String>,
+    /// Printer id asked for.
+    pub requested_printer: Option<String>,
+    /// Printer id assigned.
+    pub printer: Option<String>,
+    /// Device id of the agent assigned.
+    pub agent: Option<String>,
+    /// Status.
+    pub status: JobStatus,
+    /// Label format.
+    pub format: LabelFormat,
+    /// Label length in bytes.
+    pub label_len: u32,
+    /// Hex sha256 of the label, for logs and audit.
+    pub label_sha256: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Printers that said they did not print it.
+    pub excluded_printers: Vec<String>,
+    /// Deadline of the current attempt, unix ms.
+    pub attempt_deadline_ms: Option<u64>,
+    /// When the job gives up waiting for a printer, unix ms.
+    pub expires_at_ms: u64,
+    /// Creation time, unix ms.
+    pub created_at_ms: u64,
+    /// Last change, unix ms.
+    pub updated_at_ms: u64,
+    /// Last error, for a person; no PII.
+    pub error: Option<String>,
+    /// The label was replaced by the redacted stand-in (attestation not complete); the real
+    /// bytes were never stored.
+    #[serde(default)]
+    pub redacted: bool,
+}
 
 impl Store {
     fn label_aad(tenant_id: &str, job_id: &str) -> Vec<u8> {

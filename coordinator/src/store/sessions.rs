@@ -1,7 +1,32 @@
 //! Login sessions, stored under the sha256 of their token; an expired one is removed when
 //! read.
 
-use super::{get, put, SessionRecord, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::{get, put, Store, StoreError, UserRecord};
+
+/// An API session; stored under the sha256 of its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The user.
+    pub user_id: String,
+    /// Expiry, unix ms.
+    pub expires_at_ms: u64,
+    /// Creation, unix ms (0 in records older than this field: revoked by any revocation).
+    #[serde(default)]
+    pub created_at_ms: u64,
+}
+
+impl SessionRecord {
+    /// Whether `user` revoked this session (changed its password or was disabled after it
+    /// was created).
+    pub fn revoked_for(&self, user: &UserRecord) -> bool {
+        user.disabled
+            || user
+                .sessions_revoked_at_ms
+                .is_some_and(|at| self.created_at_ms <= at)
+    }
+}
 
 impl Store {
     /// Stores a session under the sha256 of its token.

@@ -1,7 +1,21 @@
 //! Sites of a tenant, under `"<tenant>/<site id>"`.
 
-use super::{get, prefix, put, scan, scoped, SiteRecord, Store, StoreError};
+use super::{get, prefix, put, scan, scoped, Store, StoreError};
 use crate::core::crypto::random_id;
+use serde::{Deserialize, Serialize};
+
+/// A site (warehouse) of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    /// `site-…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, unix ms.
+    pub created_at_ms: u64,
+}
 
 impl Store {
     /// Creates a site of `tenant_id`.

@@ -1,11 +1,44 @@
 //! Tenants and their data keys: a tenant is created atomically with a fresh data key, kept
 //! wrapped by the master key, that seals the tenant's label bytes.
 
+use serde::{Deserialize, Serialize};
+
+use crate::core::compliance::requirements::TierRecord;
+use crate::core::compliance::{Attestation, Plan, Subscription, Suspension, TermsAcceptance};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use super::{encode, get, scan, tx_err, update, Store, StoreError, TenantRecord};
+use super::{encode, get, scan, tx_err, update, Store, StoreError};
 use crate::core::crypto::{random_id, DataKey};
+
+/// A tenant (a seller account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// `tnt-…`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, unix ms.
+    pub created_at_ms: u64,
+    /// Plan (fields below default when absent, so older records still read).
+    #[serde(default)]
+    pub plan: Plan,
+    /// Terms of service acceptance.
+    #[serde(default)]
+    pub terms: Option<TermsAcceptance>,
+    /// Subscription.
+    #[serde(default)]
+    pub subscription: Subscription,
+    /// Security attestation.
+    #[serde(default)]
+    pub attestation: Option<Attestation>,
+    /// Incident suspension, when suspended.
+    #[serde(default)]
+    pub suspension: Option<Suspension>,
+    /// The tier of record and the deadlines its upgrades opened (set by the monitor).
+    #[serde(default)]
+    pub tier: TierRecord,
+}
 
 impl Store {
     /// Creates a tenant with a fresh data key (atomically with it).

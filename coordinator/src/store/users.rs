@@ -1,11 +1,67 @@
 //! Users, by id, with a unique lowercased email index (`user_emails`).
 
+use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
-use super::{encode, get, scan, tx_err, update, Store, StoreError, UserRecord};
+use super::{encode, get, scan, tx_err, update, Store, StoreError};
 use crate::core::accounts::Role;
 use crate::core::crypto::random_id;
+
+/// A user of the admin API.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// `usr-…`.
+    pub id: String,
+    /// Login email, lowercased.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// A platform admin may act on every tenant.
+    pub platform_admin: bool,
+    /// The tenant the user belongs to (`None` for platform admins).
+    pub tenant_id: Option<String>,
+    /// Creation time, unix ms.
+    pub created_at_ms: u64,
+    /// Roles in its tenant (platform admins have none).
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// When the password was last set, unix ms (`None`: at creation).
+    #[serde(default)]
+    pub password_changed_at_ms: Option<u64>,
+    /// Times of recent failed logins, unix ms (pruned to the lockout window).
+    #[serde(default)]
+    pub failed_logins: Vec<u64>,
+    /// Locked until, unix ms.
+    #[serde(default)]
+    pub locked_until_ms: Option<u64>,
+    /// A disabled user cannot log in, and its sessions and API keys stop working.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Sessions created at or before this time, unix ms, are revoked (password change,
+    /// disabling).
+    #[serde(default)]
+    pub sessions_revoked_at_ms: Option<u64>,
+}
+
+impl UserRecord {
+    /// When the password was set, unix ms.
+    pub fn password_set_at_ms(&self) -> u64 {
+        self.password_changed_at_ms.unwrap_or(self.created_at_ms)
+    }
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("platform_admin", &self.platform_admin)
+            .field("tenant_id", &self.tenant_id)
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Store {
     /// Creates a user. The email is lowercased and must be unique.

@@ -264,3 +264,49 @@ fn hold_reason(store: &Store, tenant_id: &str, now: u64) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::hold_reason;
+    use crate::core::compliance::{SubscriptionState, Suspension};
+    use crate::core::crypto::MasterKey;
+    use crate::store::{AlertRule, Store};
+
+    #[test]
+    fn a_tenants_jobs_are_held_while_it_may_not_print() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::from_bytes([3; 32])).expect("store");
+        assert_eq!(
+            hold_reason(&store, "tnt-gone", 1).as_deref(),
+            Some("the tenant no longer exists")
+        );
+        let t = store.create_tenant("Acme", 1).expect("tenant").id;
+        store
+            .update_tenant(&t, |t| t.subscription.state = SubscriptionState::Active)
+            .expect("update");
+        assert_eq!(hold_reason(&store, &t, 2), None);
+        store
+            .update_tenant(&t, |t| {
+                t.suspension = Some(Suspension {
+                    reason: "INC-1".into(),
+                    at_ms: 2,
+                    by: "usr-0".into(),
+                })
+            })
+            .expect("update");
+        assert_eq!(
+            hold_reason(&store, &t, 3).as_deref(),
+            Some("the tenant is suspended")
+        );
+        store
+            .update_tenant(&t, |t| t.suspension = None)
+            .expect("update");
+        store
+            .raise_alert(&t, AlertRule::LabelVolume, None, "volume", 4)
+            .expect("alert");
+        assert_eq!(
+            hold_reason(&store, &t, 5).as_deref(),
+            Some("the tenant is restricted by an alert")
+        );
+    }
+}
