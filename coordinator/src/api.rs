@@ -60,7 +60,7 @@ use http_body_util::BodyExt;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
-use tracing::{debug, info_span, warn};
+use tracing::{debug, info_span};
 use zeroize::Zeroizing;
 
 pub use access::PeerAddr;
@@ -70,7 +70,7 @@ pub use server::{serve, BodyError, ServerLimits};
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
 use crate::core::dispatcher::Dispatch;
-use crate::store::{AuditEntry, Store};
+use crate::store::Store;
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
 pub const BODY_LIMIT: usize = 12 * 1024 * 1024;
@@ -102,8 +102,7 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// Appends an audit entry; a failure is logged, not returned (the action already
-    /// happened).
+    /// Appends an audit entry through [`Store::audit`] (a failure is logged, not returned).
     pub(crate) fn audit(
         &self,
         tenant_id: Option<&str>,
@@ -113,17 +112,8 @@ impl ApiState {
         outcome: &str,
         now_ms: u64,
     ) {
-        let entry = AuditEntry {
-            at_ms: now_ms,
-            tenant_id: tenant_id.map(str::to_owned),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            object: object.map(str::to_owned),
-            outcome: outcome.to_owned(),
-        };
-        if let Err(e) = self.store.append_audit(entry) {
-            warn!(error = %e, action, "audit entry not written");
-        }
+        self.store
+            .audit(tenant_id, actor, action, object, outcome, now_ms);
     }
 }
 

@@ -42,6 +42,27 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+impl AuditEntry {
+    /// The entry of `actor` doing `action` (to `object`, of `tenant_id`) at `at_ms`.
+    pub fn new(
+        tenant_id: Option<&str>,
+        actor: &str,
+        action: &str,
+        object: Option<&str>,
+        outcome: &str,
+        at_ms: u64,
+    ) -> AuditEntry {
+        AuditEntry {
+            at_ms,
+            tenant_id: tenant_id.map(str::to_owned),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            object: object.map(str::to_owned),
+            outcome: outcome.to_owned(),
+        }
+    }
+}
+
 const DOMAIN: &[u8] = b"sealprint/audit/v1\0";
 const CHECKPOINT_DOMAIN: &[u8] = b"sealprint/audit-checkpoint/v1\0";
 

@@ -66,19 +66,19 @@ pub struct Summary {
 impl Summary {
     /// The audit entry of this summary.
     pub fn entry(&self) -> AuditEntry {
-        AuditEntry {
-            at_ms: self.last_ms,
-            tenant_id: None,
-            actor: self.source.clone(),
-            action: self.kind.action().to_owned(),
-            object: None,
-            outcome: format!(
+        AuditEntry::new(
+            None,
+            &self.source,
+            self.kind.action(),
+            None,
+            &format!(
                 "count={} window_ms={} last_reason={}",
                 self.count,
                 self.last_ms.saturating_sub(self.first_ms),
                 self.reason
             ),
-        }
+            self.last_ms,
+        )
     }
 }
 

@@ -29,8 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::store::{
-    AgentRecord, AlertRecord, AlertRule, AlertState, AuditEntry, NotificationKind, Store,
-    StoreError,
+    AgentRecord, AlertRecord, AlertRule, AlertState, NotificationKind, Store, StoreError,
 };
 
 /// Heartbeats an agent may miss before it is reported offline.
@@ -124,20 +123,6 @@ pub fn unusual_hour(history: &[(u64, u64)], current_hour: u64) -> bool {
     total >= HOURS_MIN_LABELS && at_hour * 100 < total * UNUSUAL_HOUR_PERCENT
 }
 
-fn audit(store: &Store, tenant: &str, action: &str, object: &str, outcome: String, now: u64) {
-    let entry = AuditEntry {
-        at_ms: now,
-        tenant_id: Some(tenant.to_owned()),
-        actor: "coordinator".to_owned(),
-        action: action.to_owned(),
-        object: Some(object.to_owned()),
-        outcome,
-    };
-    if let Err(e) = store.append_audit(entry) {
-        warn!(error = %e, action, "audit entry not written");
-    }
-}
-
 /// Raises an alert (see [`Store::raise_alert`]); a new one is audited (`alert.opened`, and
 /// says whether it restricts the tenant), logged and notified (`alert_opened`).
 ///
@@ -159,7 +144,14 @@ pub fn raise(
             subject.unwrap_or("-"),
             alert.restricts
         );
-        audit(store, tenant, "alert.opened", &alert.id, outcome, now);
+        store.audit(
+            Some(tenant),
+            "coordinator",
+            "alert.opened",
+            Some(&alert.id),
+            &outcome,
+            now,
+        );
         warn!(tenant = %tenant, alert = %alert.id, rule = rule.as_str(), subject = subject.unwrap_or("-"), restricts = alert.restricts, "alert opened");
         crate::services::notifications::notify_event(
             store,
@@ -191,12 +183,12 @@ fn resolve(
             "coordinator",
             now,
         )? {
-            audit(
-                store,
-                &a.tenant_id,
+            store.audit(
+                Some(&a.tenant_id),
+                "coordinator",
                 "alert.resolved",
-                &a.id,
-                "ok".into(),
+                Some(&a.id),
+                "ok",
                 now,
             );
             info!(tenant = %a.tenant_id, alert = %a.id, rule = rule.as_str(), "alert resolved");

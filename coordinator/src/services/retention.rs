@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::services::ca::Identity;
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest PII retention the configuration accepts, days.
 pub const MAX_PII_RETENTION_DAYS: u64 = 30;
@@ -64,27 +64,6 @@ pub struct SweepReport {
     pub audit_entries: u64,
 }
 
-fn audit(
-    store: &Store,
-    tenant: Option<&str>,
-    action: &str,
-    object: Option<&str>,
-    outcome: &str,
-    now: u64,
-) {
-    let entry = AuditEntry {
-        at_ms: now,
-        tenant_id: tenant.map(str::to_owned),
-        actor: "coordinator".to_owned(),
-        action: action.to_owned(),
-        object: object.map(str::to_owned),
-        outcome: outcome.to_owned(),
-    };
-    if let Err(e) = store.append_audit(entry) {
-        warn!(error = %e, action, "audit entry not written");
-    }
-}
-
 /// One retention pass at `now_ms`. The periods are clamped to the limits (never more than 30
 /// days of PII, never less than 90 days of audit) whatever the caller passes.
 ///
@@ -100,9 +79,9 @@ pub fn sweep(store: &Store, cfg: &RetentionConfig, now_ms: u64) -> Result<SweepR
     }
     for ((tenant, job), what) in &by_job {
         let outcome = format!("ok {}", what.join(","));
-        audit(
-            store,
+        store.audit(
             Some(tenant),
+            "coordinator",
             "pii.purged",
             Some(job),
             &outcome,
@@ -111,9 +90,9 @@ pub fn sweep(store: &Store, cfg: &RetentionConfig, now_ms: u64) -> Result<SweepR
     }
     let pruned = store.prune_audit(now_ms.saturating_sub(audit_ms))?;
     if pruned > 0 {
-        audit(
-            store,
+        store.audit(
             None,
+            "coordinator",
             "audit.pruned",
             None,
             &format!("ok entries={pruned}"),
@@ -252,12 +231,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
         let id = Identity::create(&store).expect("identity");
-        audit(&store, None, "x", None, "ok", DAY_MS);
-        audit(&store, None, "x", None, "ok", DAY_MS);
+        store.audit(None, "coordinator", "x", None, "ok", DAY_MS);
+        store.audit(None, "coordinator", "x", None, "ok", DAY_MS);
         store
             .checkpoint_audit(id.ca_signing_key(), DAY_MS)
             .expect("cp");
-        audit(&store, None, "y", None, "ok", 2 * DAY_MS);
+        store.audit(None, "coordinator", "y", None, "ok", 2 * DAY_MS);
         // A configured 10 days is raised to 90.
         let cfg = RetentionConfig {
             audit: Duration::from_secs(10 * 24 * 3600),

@@ -6,6 +6,7 @@ use std::path::Path;
 use sealprint_protocol::{Heartbeat, LabelFormat, PrinterReport, PrinterStatus, PrinterVerdict};
 
 use super::*;
+use crate::core::audit::ChainedEntry;
 use crate::core::crypto::MasterKey;
 
 fn open() -> (tempfile::TempDir, Store) {

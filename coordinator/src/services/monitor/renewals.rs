@@ -20,7 +20,6 @@
 
 use tracing::{info, warn};
 
-use super::audit;
 use crate::core::compliance::requirements::{evaluate, tier_requirements, RequirementState};
 use crate::core::compliance::{tier_for, Tier};
 use crate::store::{NewNotification, NotificationKind, Store, StoreError};
@@ -117,7 +116,14 @@ fn tenant_pass(
     if let Some(old) = change {
         report.tier_changes += 1;
         let outcome = format!("ok from={} to={}", old.as_str(), measured.as_str());
-        audit(store, t, "tier.changed", t, outcome, now);
+        store.audit(
+            Some(t),
+            "coordinator",
+            "tier.changed",
+            Some(t),
+            &outcome,
+            now,
+        );
         info!(tenant = %t, from = old.as_str(), to = measured.as_str(), "tier changed");
         if measured > old {
             let due = tier_requirements(measured)
@@ -165,7 +171,14 @@ fn tenant_pass(
                 r.id.as_str(),
                 r.state.as_str()
             );
-            audit(store, t, "compliance.restricted", t, outcome, now);
+            store.audit(
+                Some(t),
+                "coordinator",
+                "compliance.restricted",
+                Some(t),
+                &outcome,
+                now,
+            );
             warn!(tenant = %t, requirement = r.id.as_str(), "tenant restricted: requirement missed");
         }
     }
