@@ -13,15 +13,15 @@
 //!   view (`GET …/labels/{id}`) shows the fetch while there is no job yet, and the shipment,
 //!   tracking id and failing SP-API call afterwards.
 //!
-//! # Layout
-//! `connections` (create, list), `shopping` (one handler per step, and cancellation),
-//! `sources` (the label sources a submission may name, parsed and checked), `submit` (the
-//! submission and the views of its fetch). This file holds the checks they share.
-//!
 //! Requests are checked before anything is bought: the target (printer or pool) as for raw
 //! uploads, ids, and the Shipping v2 `document_spec` / one-click `labelSpecifications` (it
 //! must be copied from the rate, with a dpi). Nothing here logs request bodies: they hold
 //! seller and buyer addresses.
+//!
+//! # Layout
+//! `connections` (create, list), `shopping` (one handler per step, and cancellation),
+//! `sources` (the label sources a submission may name, parsed and checked), `submit` (the
+//! submission and the views of its fetch). This file holds the checks they share.
 
 mod connections;
 mod shopping;
@@ -42,29 +42,26 @@ pub(super) use sources::{is_spapi_source, pii_actions};
 pub(super) use submit::{decorate_label, pending_label, submit_label};
 
 /// 1 to `max` printable ASCII characters (a token or secret).
-pub(in crate::api) fn token_like(s: &str, max: usize) -> bool {
+fn token_like(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// 1 to 128 letters, digits, `.`, `_` or `-` (an SP-API id).
-pub(in crate::api) fn id_like(s: &str) -> bool {
+fn id_like(s: &str) -> bool {
     (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The answer to an id that [`id_like`] refuses.
-pub(in crate::api) fn bad_id(what: &str) -> ApiError {
+fn bad_id(what: &str) -> ApiError {
     ApiError::unprocessable(format!(
         "{what} must be 1 to 128 letters, digits, '.', '_' or '-'"
     ))
 }
 
 /// A Shipping v2 rate: its request token and id.
-pub(in crate::api) fn check_rate(
-    request_token: &SecretString,
-    rate_id: &str,
-) -> Result<(), ApiError> {
+fn check_rate(request_token: &SecretString, rate_id: &str) -> Result<(), ApiError> {
     if !id_like(rate_id) {
         return Err(bad_id("rate_id"));
     }
@@ -77,7 +74,7 @@ pub(in crate::api) fn check_rate(
 }
 
 /// `v` as a non-empty JSON object.
-pub(in crate::api) fn object(v: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
+fn object(v: Value, what: &str) -> Result<Map<String, Value>, ApiError> {
     match v {
         Value::Object(m) if !m.is_empty() => Ok(m),
         _ => Err(ApiError::unprocessable(format!(
@@ -87,6 +84,6 @@ pub(in crate::api) fn object(v: Value, what: &str) -> Result<Map<String, Value>,
 }
 
 /// `v` serialised, wiped on drop (it may hold addresses).
-pub(in crate::api) fn to_body(v: &Value) -> Zeroizing<Vec<u8>> {
+fn to_body(v: &Value) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(v).expect("a JSON value always serialises"))
 }

@@ -107,7 +107,7 @@ pub(in crate::api) fn is_spapi_source(body: &[u8]) -> bool {
 
 /// The sources that fetch a label already bought (`getShipment`, `getShipmentDocuments`):
 /// a reprint, which reads the shipment (the buyer's address) again.
-pub(in crate::api) const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
+const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
 
 /// The PII actions a label submission needs: a reprint source is a reprint and a shipment
 /// read, both `pii_reader` only; any other submission needs none.
