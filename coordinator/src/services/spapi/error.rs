@@ -165,6 +165,11 @@ pub fn sanitise_code(code: &str) -> String {
     }
 }
 
+/// An answer that lacks `what` (or does not parse) for `operation`.
+pub(super) fn malformed(operation: &'static str, what: &'static str) -> SpApiError {
+    SpApiError::Malformed { operation, what }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,129 @@
+//! Tests of the `serve` configuration: parsing, merging, validation and the disk checks.
+
+use super::*;
+
+fn flags() -> Overrides {
+    Overrides {
+        data_dir: Some("/var/lib/sealprint".into()),
+        master_key_file: Some("/etc/sealprint/master.key".into()),
+        api_listen: Some("127.0.0.1:0".into()),
+        mesh_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..Overrides::default()
+    }
+}
+
+#[test]
+fn flags_alone_suffice_with_defaults() {
+    let c = resolve(FileConfig::default(), flags()).expect("valid");
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+    assert_eq!(c.drain_grace, Duration::from_secs(10));
+    assert_eq!(c.log_format, LogFormat::Plain);
+    assert!(c.mesh_advertise.is_empty());
+}
+
+#[test]
+fn flags_override_file() {
+    let file = parse_file(
+        r#"
+        data_dir = "/srv/a"
+        master-key-file = "/etc/k"
+        api_listen = "0.0.0.0:8443"
+        mesh_listen = ["/ip4/0.0.0.0/tcp/4001"]
+        mesh_advertise = ["/dns4/coord.example/tcp/4001"]
+        heartbeat_interval_secs = 5
+        log_format = "json"
+        "#,
+    )
+    .expect("parses");
+    let c = resolve(
+        file,
+        Overrides {
+            api_listen: Some("127.0.0.1:9000".into()),
+            ..Overrides::default()
+        },
+    )
+    .expect("valid");
+    assert_eq!(c.data_dir, PathBuf::from("/srv/a"));
+    assert_eq!(c.api_listen, "127.0.0.1:9000".parse().expect("addr"));
+    assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.mesh_advertise.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    assert!(matches!(
+        parse_file("data_dirr = \"/x\""),
+        Err(ConfigError::Toml(_))
+    ));
+}
+
+#[test]
+fn every_problem_is_reported() {
+    let err = resolve(
+        FileConfig::default(),
+        Overrides {
+            api_listen: Some("nope".into()),
+            mesh_listen: vec!["/ip4/1.2.3.4".into(), "garbage".into()],
+            heartbeat_interval_secs: Some(0),
+            drain_grace_secs: Some(301),
+            ..Overrides::default()
+        },
+    )
+    .expect_err("invalid");
+    let ConfigError::Invalid(problems) = err else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    assert_eq!(problems.len(), 7, "{problems:#?}");
+}
+
+#[test]
+fn retention_is_bounded() {
+    let c = resolve(FileConfig::default(), flags()).expect("valid");
+    assert_eq!(c.retention.pii, Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(c.retention.audit, Duration::from_secs(365 * 24 * 3600));
+    let file = parse_file("pii_retention_days = 7\naudit-retention-days = 90").expect("toml");
+    let c = resolve(file, flags()).expect("valid");
+    assert_eq!(c.retention.pii, Duration::from_secs(7 * 24 * 3600));
+    let file =
+        parse_file("pii_retention_days = 31\naudit_retention_days = 89\nmonitor_interval_secs = 0")
+            .expect("toml");
+    let Err(ConfigError::Invalid(problems)) = resolve(file, flags()) else {
+        panic!("expected problems");
+    };
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+}
+
+#[test]
+fn check_paths_reports_missing_things() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = resolve(FileConfig::default(), flags()).expect("valid");
+    c.data_dir = dir.path().join("absent");
+    c.master_key_file = dir.path().join("absent.key");
+    let Err(ConfigError::Invalid(problems)) = c.check_paths() else {
+        panic!("expected problems");
+    };
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+}
+
+#[test]
+fn webhook_secret_must_be_private_and_long() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("secret");
+    std::fs::write(&p, "whsec_0123456789abcdef\n").expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(matches!(
+        load_secret(Some(&p)),
+        Err(ConfigError::Invalid(_))
+    ));
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let s = load_secret(Some(&p)).expect("ok").expect("some");
+    assert_eq!(s.as_slice(), b"whsec_0123456789abcdef");
+    std::fs::write(&p, "short").expect("write");
+    assert!(matches!(
+        load_secret(Some(&p)),
+        Err(ConfigError::Invalid(_))
+    ));
+    assert!(load_secret(None).expect("none").is_none());
+}
