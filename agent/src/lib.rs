@@ -16,11 +16,14 @@
 //! - [`receipts`]: what became of each job received, for heartbeats.
 //! - [`revocations`]: the coordinator-signed list of revoked devices, kept on disk.
 //! - [`sequence`]: the heartbeat counter that grows across restarts.
+//! - [`status`]: the running agent's status snapshot (`sealprint-agent status`).
+//! - [`discover`]: finding candidate printers (`sealprint-agent printers --discover`).
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
 //!
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
 
 pub mod config;
+pub mod discover;
 pub mod doctor;
 pub mod enroll;
 pub mod identity;
@@ -30,6 +33,7 @@ pub mod receipts;
 pub mod revocations;
 pub mod sequence;
 pub mod station;
+pub mod status;
 
 use thiserror::Error;
 

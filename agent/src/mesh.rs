@@ -26,6 +26,7 @@ mod heartbeat;
 mod jobs;
 mod links;
 mod routing;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -138,6 +139,11 @@ pub(super) struct EventLoop {
     /// a reply is applied only for a counter between the two (never twice, never unasked).
     sent_seq: u64,
     applied_seq: u64,
+    /// The site peer (device id) the last heartbeat went through, when it was relayed.
+    relay: Option<String>,
+    /// When the coordinator last acknowledged a heartbeat (unix ms), and its clock minus ours.
+    last_ack_ms: Option<u64>,
+    clock_offset_ms: Option<i64>,
     receipts: Receipts,
     pending: HashMap<OutboundRequestId, Pending>,
     finished_tx: mpsc::Sender<Finished>,
@@ -234,6 +240,9 @@ pub async fn start(
         counter,
         sent_seq: 0,
         applied_seq: 0,
+        relay: None,
+        last_ack_ms: None,
+        clock_offset_ms: None,
         receipts: Receipts::default(),
         pending: HashMap::new(),
         finished_tx,
@@ -270,6 +279,7 @@ impl EventLoop {
                     tokio::spawn(async move { station.probe_all().await });
                     self.check_uplink();
                     self.send_heartbeat();
+                    self.write_status(true);
                 }
                 _ = redial.tick() => self.dial_missing(),
                 _ = shutdown.cancelled(), if !self.shutting_down => {
@@ -293,6 +303,7 @@ impl EventLoop {
                 _ = &mut flush => break,
             }
         }
+        self.write_status(false);
         info!("agent stopped");
     }
 }

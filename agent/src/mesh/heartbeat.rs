@@ -48,7 +48,10 @@ impl EventLoop {
                 station.accept(&accepted.printer, &accepted.identity).await;
             });
         }
-        let skew = i128::from(reply.now_ms) - i128::from(now_ms());
+        let now = now_ms();
+        let skew = i128::from(reply.now_ms) - i128::from(now);
+        self.last_ack_ms = Some(now);
+        self.clock_offset_ms = Some(i64::try_from(skew).unwrap_or(i64::MAX));
         if skew.abs() > 2_000 {
             warn!(
                 skew_ms = skew as i64,
@@ -71,6 +74,7 @@ impl EventLoop {
             self.swarm.behaviour_mut().admission.refuse(p);
             let _ = self.swarm.disconnect_peer_id(p);
         }
+        self.write_status(true);
     }
 
     /// Takes a renewed certificate from the coordinator after checking it is for this
@@ -150,19 +154,24 @@ impl EventLoop {
         self.sent_seq = seq;
         let hb = self.heartbeat(seq);
         if self.uplink_ready {
+            self.relay = None;
             let coordinator = self.coordinator;
             return self.request(coordinator, Request::Heartbeat(hb), Pending::Heartbeat);
         }
         let relay = self.peers.iter().find_map(|(p, s)| match s {
             Peer::Verified {
-                has_uplink: true, ..
-            } => Some(*p),
+                has_uplink: true,
+                device_id,
+                ..
+            } => Some((*p, device_id.clone())),
             _ => None,
         });
-        let Some(relay) = relay else {
+        let Some((relay, relay_device)) = relay else {
+            self.relay = None;
             debug!("no uplink and no relay: heartbeat skipped");
             return;
         };
+        self.relay = Some(relay_device);
         match Relayed::sign(
             self.id.device_id(),
             &Request::Heartbeat(hb),
