@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file and flags, validated together.
+//! - [`host`]: this machine's host name (the default enrollment name).
 //! - [`identity`]: keys, certificate and coordinator pin in the data directory.
 //! - [`enroll`]: the enrollment exchange.
 //! - [`mesh`]: the event loop that owns the libp2p swarm.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod discover;
 pub mod doctor;
 pub mod enroll;
+pub mod host;
 pub mod identity;
 pub mod mesh;
 pub mod printer;

@@ -48,10 +48,14 @@ pub struct PrinterLine {
     pub name: String,
     /// Its pool.
     pub pool: String,
+    /// Its URI (scheme, host and port; never credentials).
+    pub uri: String,
     /// `verified`, `refused`, `unreachable`… (lowercase).
     pub verdict: String,
     /// `ready`, `paused`, … (lowercase).
     pub status: String,
+    /// The identity (serial or device id) it answered, when any.
+    pub identity: Option<String>,
     /// Why the verdict is what it is.
     pub reason: String,
 }
@@ -61,8 +65,10 @@ impl From<&PrinterReport> for PrinterLine {
         PrinterLine {
             name: r.name.clone(),
             pool: r.pool.clone(),
+            uri: r.uri.clone(),
             verdict: format!("{:?}", r.verdict).to_lowercase(),
             status: format!("{:?}", r.status).to_lowercase(),
+            identity: r.identity.clone(),
             reason: r.reason.clone(),
         }
     }
