@@ -47,7 +47,8 @@ pub struct Candidate {
 pub struct DiscoverOptions {
     /// The CUPS scheduler (socket path or HOST[:PORT]); default: `CUPS_SERVER`, the local socket.
     pub cups_server: Option<String>,
-    /// Where USB printer nodes live (`/dev/usb`).
+    /// Where to look for USB printer nodes (`/dev/usb`; another directory only in tests: the
+    /// URIs always name `/dev/usb/lpN`, the only nodes the agent prints to).
     pub usb_dir: PathBuf,
     /// How long to listen for DNS-SD answers; zero skips DNS-SD.
     pub dns_sd_wait: Duration,
@@ -120,9 +121,11 @@ fn usb_nodes(opts: &DiscoverOptions) -> Result<Vec<Candidate>, String> {
         .filter_map(|e| {
             let file = e.file_name().to_str()?.to_owned();
             let digits = file.strip_prefix("lp")?;
-            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| Candidate {
+            let number = !digits.is_empty() && digits.len() <= 3;
+            (number && digits.bytes().all(|b| b.is_ascii_digit())).then(|| Candidate {
                 name: format!("usb-{file}"),
-                uri: format!("usb://{}", e.path().display()),
+                // The agent prints only to /dev/usb/lpN, wherever the node was seen.
+                uri: format!("usb:///dev/usb/{file}"),
                 source: Source::Usb,
                 detail: String::new(),
             })
@@ -262,10 +265,6 @@ mod tests {
         };
         let found = usb_nodes(&opts).expect("listed");
         let uris: Vec<_> = found.iter().map(|c| c.uri.clone()).collect();
-        let base = dir.path().display();
-        assert_eq!(
-            uris,
-            [format!("usb://{base}/lp0"), format!("usb://{base}/lp12")]
-        );
+        assert_eq!(uris, ["usb:///dev/usb/lp0", "usb:///dev/usb/lp12"]);
     }
 }

@@ -90,8 +90,9 @@ enum Command {
         /// CUPS scheduler for --discover (as for doctor).
         #[arg(long)]
         cups_server: Option<String>,
-        /// Where --discover looks for USB printer nodes.
-        #[arg(long, default_value = "/dev/usb")]
+        /// Where --discover looks for USB printer nodes (for tests; the URIs always name
+        /// /dev/usb/lpN).
+        #[arg(long, default_value = "/dev/usb", hide = true)]
         usb_dir: PathBuf,
         /// Milliseconds --discover waits for DNS-SD answers (0: do not ask the LAN).
         #[arg(long, default_value_t = 3000)]
