@@ -39,8 +39,9 @@ mod spoolers;
 /// Where CUPS keeps its configuration unless told otherwise.
 const CUPS_CONFIG_DIR: &str = "/etc/cups";
 
-/// The result of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The result of one check (`pass`, `warn` or `fail` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Nothing to report.
     Pass,
@@ -61,7 +62,7 @@ impl fmt::Display for Outcome {
 }
 
 /// One line of the self-check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
     /// What was checked (`version`, `data dir`, `cups queue NAME`, `printer NAME`…).
     pub name: String,

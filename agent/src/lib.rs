@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML file and flags, validated together.
+//! - [`host`]: this machine's host name (the default enrollment name).
 //! - [`identity`]: keys, certificate and coordinator pin in the data directory.
 //! - [`enroll`]: the enrollment exchange.
 //! - [`mesh`]: the event loop that owns the libp2p swarm.
@@ -16,13 +17,17 @@
 //! - [`receipts`]: what became of each job received, for heartbeats.
 //! - [`revocations`]: the coordinator-signed list of revoked devices, kept on disk.
 //! - [`sequence`]: the heartbeat counter that grows across restarts.
+//! - [`status`]: the running agent's status snapshot (`sealprint-agent status`).
+//! - [`discover`]: finding candidate printers (`sealprint-agent printers --discover`).
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
 //!
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
 
 pub mod config;
+pub mod discover;
 pub mod doctor;
 pub mod enroll;
+pub mod host;
 pub mod identity;
 pub mod mesh;
 pub mod printer;
@@ -30,6 +35,7 @@ pub mod receipts;
 pub mod revocations;
 pub mod sequence;
 pub mod station;
+pub mod status;
 
 use thiserror::Error;
 

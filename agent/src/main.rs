@@ -1,7 +1,9 @@
-//! `sealprint-agent`: enroll a Print Station, run it, list its printers, or self-check it.
-//! This file parses the command line, installs tracing and the signal handler, and hands each
-//! command to [`run`], which wires the agent.
+//! `sealprint-agent`: enroll a Print Station, run it, show its status, list or discover its
+//! printers, or self-check it. This file parses the command line, installs tracing and the
+//! signal handler, and hands each command to [`run`] (enroll, run) or [`operator`] (status,
+//! printers, doctor).
 
+mod operator;
 mod run;
 
 use std::path::PathBuf;
@@ -9,6 +11,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sealprint_agent::config::Flags;
+use sealprint_agent::discover::DiscoverOptions;
+use sealprint_agent::doctor::DoctorOptions;
+use sealprint_agent::printer::Timeouts;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -34,6 +39,9 @@ enum Command {
         data_dir: PathBuf,
         /// The enrollment token (sptok1.…); `-` reads it from standard input.
         token: String,
+        /// The station's name in the coordinator (default: this machine's host name).
+        #[arg(long)]
+        name: Option<String>,
         /// Seconds to wait for the coordinator.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
@@ -58,10 +66,37 @@ enum Command {
         #[arg(long)]
         no_mdns: bool,
     },
-    /// Probe the configured printers and show each verdict with its reason.
+    /// Show the running agent's status: link, last acknowledged heartbeat, certificate,
+    /// clock offset, printers. Exits non-zero when no agent is running.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON (fields documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe the configured printers and show each verdict with its reason; or, with
+    /// --discover, find candidate printers and print them as config TOML.
     Printers {
         #[command(flatten)]
         common: Common,
+        /// Print JSON (fields documented in the README).
+        #[arg(long)]
+        json: bool,
+        /// Find candidate printers (CUPS queues, DNS-SD on the LAN, USB nodes, Windows
+        /// printers) instead of probing the configured ones.
+        #[arg(long)]
+        discover: bool,
+        /// CUPS scheduler for --discover (as for doctor).
+        #[arg(long)]
+        cups_server: Option<String>,
+        /// Where --discover looks for USB printer nodes (for tests; the URIs always name
+        /// /dev/usb/lpN).
+        #[arg(long, default_value = "/dev/usb", hide = true)]
+        usb_dir: PathBuf,
+        /// Milliseconds --discover waits for DNS-SD answers (0: do not ask the LAN).
+        #[arg(long, default_value_t = 3000)]
+        dns_sd_wait_ms: u64,
     },
     /// Check this station against the security checklist; exits non-zero on a failure.
     Doctor {
@@ -74,6 +109,9 @@ enum Command {
         /// The oldest agent version accepted (the coordinator's minimum, when known).
         #[arg(long)]
         min_version: Option<String>,
+        /// Print JSON (fields documented in the README).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -122,8 +160,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Enroll {
             data_dir,
             token,
+            name,
             timeout_secs,
-        } => run::enroll(&data_dir, &token, Duration::from_secs(timeout_secs)).await,
+        } => run::enroll(&data_dir, &token, name, Duration::from_secs(timeout_secs)).await,
         Command::Run {
             common,
             listen,
@@ -142,12 +181,45 @@ async fn main() -> anyhow::Result<()> {
             };
             run::agent(common.load(flags)?, shutdown).await
         }
-        Command::Printers { common } => run::printers(common.load(Flags::default())?).await,
+        Command::Status { common, json } => {
+            operator::status(&common.load(Flags::default())?.data_dir, json)
+        }
+        Command::Printers {
+            discover: true,
+            json,
+            cups_server,
+            usb_dir,
+            dns_sd_wait_ms,
+            ..
+        } => {
+            let opts = DiscoverOptions {
+                cups_server,
+                usb_dir,
+                dns_sd_wait: Duration::from_millis(dns_sd_wait_ms),
+                ..DiscoverOptions::default()
+            };
+            operator::discover(opts, json).await
+        }
+        Command::Printers { common, json, .. } => {
+            operator::printers(common.load(Flags::default())?, json).await
+        }
         Command::Doctor {
             common,
             cups_server,
             min_version,
-        } => run::doctor(common.load(Flags::default())?, cups_server, min_version).await,
+            json,
+        } => {
+            let cfg = common.load(Flags::default())?;
+            let options = DoctorOptions {
+                data_dir: cfg.data_dir,
+                printers: cfg.printers,
+                cups_server,
+                cups_config_dir: None,
+                min_version,
+                timeouts: Timeouts::default(),
+            };
+            operator::doctor(options, json).await
+        }
     }
 }
 

@@ -1,17 +1,17 @@
-//! Wires the agent for each command of the binary: enrollment, the running agent (self-check,
-//! station, mesh), the printer table and the station self-check. `main` parses the command
-//! line and calls these; they own the process's output on stdout (operator-facing, no PII).
+//! Wires the agent for the commands that change the station: enrollment and the running agent
+//! (self-check, station, mesh); the commands that read it are in `operator`. `main` parses the
+//! command line and calls these; they own the process's output on stdout (no PII).
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use sealprint_agent::config::{self, Flags, RunConfig};
 use sealprint_agent::mesh::{self, MeshOptions};
 use sealprint_agent::printer::Timeouts;
 use sealprint_agent::station::Station;
-use sealprint_agent::{doctor, enroll, identity::DeviceIdentity};
-use sealprint_protocol::{EnrollmentToken, PrinterVerdict};
+use sealprint_agent::{doctor, enroll, host, identity::DeviceIdentity};
+use sealprint_protocol::EnrollmentToken;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopping agent lets its jobs finish.
@@ -33,7 +33,13 @@ pub fn load(config: Option<&Path>, flags: Flags) -> anyhow::Result<RunConfig> {
 }
 
 /// Enrolls this device with a token (`-` reads it from standard input).
-pub async fn enroll(data_dir: &Path, token: &str, timeout: Duration) -> anyhow::Result<()> {
+/// `name` is the station's name in the coordinator; default: this machine's host name.
+pub async fn enroll(
+    data_dir: &Path,
+    token: &str,
+    name: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let token = if token == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -44,7 +50,7 @@ pub async fn enroll(data_dir: &Path, token: &str, timeout: Duration) -> anyhow::
         token.to_owned()
     };
     let token: EnrollmentToken = token.parse().context("enrollment token")?;
-    let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "station".into());
+    let hostname = name.unwrap_or_else(host::name);
     let id = enroll::enroll(data_dir, &token, &hostname, timeout).await?;
     // The operator's confirmation, on stdout by design.
     println!("enrolled as {}", id.device_id());
@@ -82,56 +88,5 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
     // Harnesses and operators read this line to learn the bound addresses.
     println!("READY {}", serde_json::to_string(&ready)?);
     event_loop.await;
-    Ok(())
-}
-
-/// Probes the configured printers and prints the table; fails when one is not verified.
-pub async fn printers(cfg: RunConfig) -> anyhow::Result<()> {
-    let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
-    station.probe_all().await;
-    let mut failed = false;
-    // The operator's table, on stdout by design (names, serials and verdicts; no PII).
-    println!(
-        "{:<16} {:<10} {:<12} {:<10} {:<20} reason",
-        "printer", "pool", "verdict", "status", "identity"
-    );
-    for r in station.reports() {
-        failed |= r.verdict != PrinterVerdict::Verified;
-        println!(
-            "{:<16} {:<10} {:<12} {:<10} {:<20} {}",
-            r.name,
-            r.pool,
-            format!("{:?}", r.verdict).to_lowercase(),
-            format!("{:?}", r.status).to_lowercase(),
-            r.identity.as_deref().unwrap_or("-"),
-            r.reason
-        );
-    }
-    if failed {
-        bail!("some printers are not verified");
-    }
-    Ok(())
-}
-
-/// The station self-check; fails when a check fails.
-pub async fn doctor(
-    cfg: RunConfig,
-    cups_server: Option<String>,
-    min_version: Option<String>,
-) -> anyhow::Result<()> {
-    let options = doctor::DoctorOptions {
-        data_dir: cfg.data_dir,
-        printers: cfg.printers,
-        cups_server,
-        cups_config_dir: None,
-        min_version,
-        timeouts: Timeouts::default(),
-    };
-    let checks = doctor::run(&options).await;
-    // The operator's report, on stdout by design.
-    print!("{}", doctor::render(&checks));
-    if doctor::failed(&checks) {
-        bail!("the station fails the self-check");
-    }
     Ok(())
 }
