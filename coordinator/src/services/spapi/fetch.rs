@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::shipment::FetchedShipment;
 use super::{CallSpec, Connection, LabelSource, Operation, SpApi, SpApiError};
-use crate::store::{AuditEntry, FetchState, JobRecord, JobStatus, SpapiFetchRecord};
+use crate::store::{FetchState, JobRecord, JobStatus, SpapiFetchRecord};
 
 impl SpApi {
     /// MFN createShipment; if the label format is refused and `without_label_format` is
@@ -255,17 +255,14 @@ impl SpApi {
     }
 
     fn audit(&self, rec: &SpapiFetchRecord, action: &str, outcome: &str, now: u64) {
-        let entry = AuditEntry {
-            at_ms: now,
-            tenant_id: Some(rec.tenant_id.clone()),
-            actor: "coordinator".to_owned(),
-            action: action.to_owned(),
-            object: Some(rec.job_id.clone()),
-            outcome: outcome.to_owned(),
-        };
-        if let Err(e) = self.inner.store.append_audit(entry) {
-            warn!(error = %e, action, "audit entry not written");
-        }
+        self.inner.store.audit(
+            Some(&rec.tenant_id),
+            "coordinator",
+            action,
+            Some(&rec.job_id),
+            outcome,
+            now,
+        );
     }
 
     /// Settles fetches a previous run left `fetching`: a job that exists means the fetch
