@@ -39,6 +39,7 @@ mod alerts;
 mod auth;
 mod compliance;
 mod error;
+mod idempotency;
 mod labels;
 pub mod limits;
 mod notifications;

@@ -18,6 +18,7 @@ mod acceptance;
 mod access;
 mod alerts;
 mod connections;
+mod idempotency;
 mod notifications;
 mod records;
 mod retention;
@@ -36,6 +37,7 @@ use zeroize::Zeroizing;
 pub use access::ApiKeyRecord;
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
+pub use idempotency::{Claim, StoredAnswer, IDEMPOTENCY_PENDING_MS, IDEMPOTENCY_TTL_MS};
 pub use notifications::{
     Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
 };

@@ -25,9 +25,9 @@ use zeroize::Zeroizing;
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{
-    access, admin, alerts, compliance, labels, notifications, openapi, public_rate, read_body,
-    respond, security, sessions, spapi, tenant_scope, users, ApiState, PeerAddr, Reply, BODY_LIMIT,
-    PUBLIC_BODY_LIMIT,
+    access, admin, alerts, compliance, idempotency, labels, notifications, openapi, public_rate,
+    read_body, respond, security, sessions, spapi, tenant_scope, users, ApiState, PeerAddr, Reply,
+    BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Who may call a route.
@@ -242,8 +242,20 @@ async fn run(
             Public | Signed => {}
         }
     }
+    let claimed = if who.is_some()
+        && route.method == Method::POST
+        && idempotency::ROUTES.contains(&route.path)
+    {
+        let tenant = params.first().map_or("", String::as_str);
+        match idempotency::begin(&state, tenant, &parts.headers, parts.uri.path(), &body, now)? {
+            idempotency::Begin::Run(claimed) => claimed,
+            idempotency::Begin::Answer(reply) => return Ok(reply),
+        }
+    } else {
+        None
+    };
     let call = Call {
-        state,
+        state: state.clone(),
         who,
         params,
         query: parts.uri.query().map(str::to_owned),
@@ -252,7 +264,13 @@ async fn run(
         peer,
         now,
     };
-    (route.handler)(call).await
+    // The handlers of idempotent routes answer within one poll once started, so a client
+    // that goes away cannot leave a job created and its key unanswered.
+    let result = (route.handler)(call).await;
+    if let Some(claimed) = claimed {
+        idempotency::finish(&state, claimed, &result);
+    }
+    result
 }
 
 /// The request id that `SetRequestId` put on the request.

@@ -2922,5 +2922,6 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
     );
 }
 
+mod idempotency;
 mod pii;
 mod public_rate;

@@ -44,10 +44,10 @@ pub enum SubmitError {
     Gate(GateRefusal),
     /// The request named a canary order; the alert raised.
     #[error("canary order requested")]
-    Canary(AlertRecord),
+    Canary(Box<AlertRecord>),
     /// An open alert restricts the tenant's labels.
     #[error("the tenant's labels are restricted")]
-    Restricted(AlertRecord),
+    Restricted(Box<AlertRecord>),
     /// The body is not the JSON of an upload.
     #[error("body is not a label upload")]
     Json(#[source] serde_json::Error),

@@ -65,7 +65,7 @@ pub fn admit(
             now,
         );
         warn!(tenant = %tenant, actor = %actor, alert = %alert.id, "canary order requested");
-        return Err(SubmitError::Canary(alert));
+        return Err(SubmitError::Canary(Box::new(alert)));
     }
     let restriction = match store.restriction(tenant)? {
         Some(a) => Some(a),
@@ -81,7 +81,7 @@ pub fn admit(
             &format!("tenant restricted rule={}", a.rule.as_str()),
             now,
         );
-        return Err(SubmitError::Restricted(a));
+        return Err(SubmitError::Restricted(Box::new(a)));
     }
     Ok(mode)
 }
