@@ -44,6 +44,7 @@ mod labels;
 pub mod limits;
 mod notifications;
 mod openapi;
+mod page;
 mod routes;
 mod security;
 mod server;
@@ -135,6 +136,8 @@ pub(crate) struct Reply {
     body: serde_json::Value,
     /// A body that is not one JSON value (JSON lines), with its content type.
     raw: Option<(&'static str, Vec<u8>)>,
+    /// Headers to add (pagination).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -143,6 +146,7 @@ impl Reply {
             status,
             body,
             raw: None,
+            headers: Vec::new(),
         }
     }
 
@@ -151,6 +155,7 @@ impl Reply {
             status,
             body: serde_json::Value::Null,
             raw: Some((content_type, body)),
+            headers: Vec::new(),
         }
     }
 
@@ -188,7 +193,15 @@ pub(crate) fn respond(result: Result<Reply, ApiError>, request_id: Option<&str>)
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
-        Ok(r) => json_response(r.status, &r.body),
+        Ok(r) => {
+            let mut resp = json_response(r.status, &r.body);
+            for (name, value) in r.headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            resp
+        }
         Err(e) => {
             let mut body = e.body();
             if let (Some(id), Some(err)) = (request_id, body.get_mut("error")) {

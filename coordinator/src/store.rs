@@ -19,6 +19,7 @@ mod access;
 mod alerts;
 mod connections;
 mod idempotency;
+mod job_list;
 mod notifications;
 mod records;
 mod retention;
@@ -38,6 +39,7 @@ pub use access::ApiKeyRecord;
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 pub use idempotency::{Claim, StoredAnswer, IDEMPOTENCY_PENDING_MS, IDEMPOTENCY_TTL_MS};
+pub use job_list::JobFilter;
 pub use notifications::{
     Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
 };

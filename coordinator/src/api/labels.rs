@@ -1,4 +1,5 @@
-//! Label submission (`POST /v1/tenants/{t}/labels`) and job state (`GET …/labels/{id}`):
+//! Label submission (`POST /v1/tenants/{t}/labels`), the list (`GET …/labels`, filtered
+//! and paged: see `page`) and job state (`GET …/labels/{id}`):
 //! thin handlers over [`crate::services::labels`], which holds the one flow (admission,
 //! checks, storing, audit, dispatch) and whose [`SubmitError`]s become answers here.
 //!
@@ -6,14 +7,15 @@
 //! `spapi`, which starts the fetch. It does not pick the printer (the dispatcher does).
 
 use hyper::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::auth::Principal;
 use super::error::{json_error, ApiError};
+use super::page::{self, Page};
 use super::{ApiState, Reply};
 use crate::core::compliance::LabelMode;
 use crate::services::labels::{self as service, SubmitError};
-use crate::store::JobStatus;
+use crate::store::{JobFilter, JobRecord, JobStatus};
 
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> ApiError {
@@ -88,4 +90,108 @@ pub(super) fn get(state: &ApiState, tenant: &str, job_id: &str) -> Result<Reply,
     });
     super::spapi::decorate_label(state, tenant, job_id, &mut view)?;
     Ok(Reply::ok(view))
+}
+
+/// The statuses a `status` filter takes.
+const STATUSES: [JobStatus; 5] = [
+    JobStatus::Queued,
+    JobStatus::Dispatched,
+    JobStatus::Printed,
+    JobStatus::Failed,
+    JobStatus::InDoubt,
+];
+
+fn bad_filter(message: &str) -> ApiError {
+    ApiError::invalid("invalid_filter", message)
+}
+
+fn id_filter(name: &str, v: String) -> Result<String, ApiError> {
+    if sealprint_protocol::validate_id(&v).is_err() {
+        return Err(bad_filter(&format!("{name} is not a valid id")));
+    }
+    Ok(v)
+}
+
+fn time_filter(name: &str, v: &str) -> Result<u64, ApiError> {
+    v.parse()
+        .map_err(|_| bad_filter(&format!("{name} must be unix milliseconds")))
+}
+
+/// The filter and page of a `GET …/labels` query.
+fn list_query(query: Option<&str>) -> Result<(JobFilter, Page), ApiError> {
+    let mut pairs = page::pairs(query)?;
+    let page = Page::take(&mut pairs, page::DEFAULT_LIMIT)?;
+    let mut f = JobFilter::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "status" => {
+                f.status = Some(STATUSES.into_iter().find(|s| s.as_str() == v).ok_or_else(
+                    || {
+                        bad_filter(
+                            "status must be one of queued, dispatched, printed, failed, \
+                                 in_doubt",
+                        )
+                    },
+                )?);
+            }
+            "pool" => {
+                if !(1..=64).contains(&v.len()) {
+                    return Err(bad_filter("pool must be 1 to 64 bytes"));
+                }
+                f.pool = Some(v);
+            }
+            "printer" => f.printer = Some(id_filter("printer", v)?),
+            "agent" => f.agent = Some(id_filter("agent", v)?),
+            "created_after" => f.created_after_ms = Some(time_filter("created_after", &v)?),
+            "created_before" => f.created_before_ms = Some(time_filter("created_before", &v)?),
+            "client_reference" => {
+                if !service::valid_client_reference(&v) {
+                    return Err(bad_filter("client_reference is not a valid reference"));
+                }
+                f.client_reference = Some(v);
+            }
+            _ => {
+                return Err(bad_filter(
+                    "unknown query parameter (labels take limit, starting_after, status, pool, \
+                     printer, agent, created_after, created_before, client_reference)",
+                ))
+            }
+        }
+    }
+    Ok((f, page))
+}
+
+/// A job as lists show it: ids, states and times, no PII.
+fn list_item(job: &JobRecord) -> Value {
+    json!({
+        "id": job.id,
+        "status": job.status.as_str(),
+        "pool": job.pool,
+        "printer": job.printer.as_ref().or(job.requested_printer.as_ref()),
+        "agent": job.agent,
+        "attempts": job.attempts,
+        "redacted": job.redacted,
+        "client_reference": job.client_reference,
+        "created_at": job.created_at_ms,
+        "updated_at": job.updated_at_ms,
+    })
+}
+
+/// `GET /v1/tenants/{t}/labels`: the tenant's jobs, filtered, by job id, a page at a time.
+pub(super) fn list(state: &ApiState, tenant: &str, query: Option<&str>) -> Result<Reply, ApiError> {
+    let (filter, page) = list_query(query)?;
+    let (jobs, has_more) =
+        state
+            .store
+            .jobs_page(tenant, &filter, page.starting_after.as_deref(), page.limit)?;
+    let next = if has_more {
+        jobs.last().map(|j| j.id.clone())
+    } else {
+        None
+    };
+    Ok(Reply::ok(json!({
+        "data": jobs.iter().map(list_item).collect::<Vec<_>>(),
+        "has_more": has_more,
+        "next_starting_after": next,
+    })))
 }
