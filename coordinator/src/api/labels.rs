@@ -85,6 +85,7 @@ pub(super) fn get(state: &ApiState, tenant: &str, job_id: &str) -> Result<Reply,
         "attempts": job.attempts,
         "error": job.error,
         "redacted": job.redacted,
+        "client_reference": job.client_reference,
         "created_at": job.created_at_ms,
         "updated_at": job.updated_at_ms,
     });
