@@ -39,10 +39,12 @@ mod alerts;
 mod auth;
 mod compliance;
 mod error;
+mod idempotency;
 mod labels;
 pub mod limits;
 mod notifications;
 mod openapi;
+mod page;
 mod routes;
 mod security;
 mod server;
@@ -124,6 +126,8 @@ pub(crate) struct Reply {
     body: serde_json::Value,
     /// A body that is not one JSON value (JSON lines), with its content type.
     raw: Option<(&'static str, Vec<u8>)>,
+    /// Headers to add (pagination).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -132,6 +136,7 @@ impl Reply {
             status,
             body,
             raw: None,
+            headers: Vec::new(),
         }
     }
 
@@ -140,6 +145,7 @@ impl Reply {
             status,
             body: serde_json::Value::Null,
             raw: Some((content_type, body)),
+            headers: Vec::new(),
         }
     }
 
@@ -177,7 +183,15 @@ pub(crate) fn respond(result: Result<Reply, ApiError>, request_id: Option<&str>)
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
-        Ok(r) => json_response(r.status, &r.body),
+        Ok(r) => {
+            let mut resp = json_response(r.status, &r.body);
+            for (name, value) in r.headers {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            resp
+        }
         Err(e) => {
             let mut body = e.body();
             if let (Some(id), Some(err)) = (request_id, body.get_mut("error")) {

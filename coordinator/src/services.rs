@@ -1,6 +1,7 @@
 //! The services layer: long-running work over the store and the outbound client. Imports
 //! `outbound`, `store` and `core`, never `api` or `app`.
 //!
+//! - [`labels`]: label submission as one flow (admission, checks, storing, dispatch).
 //! - [`ca`]: the coordinator identity and device certificates.
 //! - [`mesh`]: job delivery to agents over libp2p ([`delivery_config`] holds its settings).
 //! - [`spapi`]: labels from Amazon's Selling Partner API (MFN v0, Shipping v2).
@@ -14,6 +15,7 @@ pub mod audit_writer;
 pub mod ca;
 pub mod delivery_config;
 pub mod failures;
+pub mod labels;
 pub mod mesh;
 pub mod monitor;
 pub mod notifications;

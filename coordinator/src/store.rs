@@ -30,6 +30,8 @@ mod audit;
 mod connections;
 mod enrollment;
 mod jobs;
+mod idempotency;
+mod job_list;
 mod meta;
 mod notifications;
 mod retention;
@@ -49,6 +51,8 @@ pub use agents::{AgentRecord, PrinterRecord};
 pub use alerts::{AlertRecord, AlertRule, AlertState};
 pub use connections::{FetchState, SpapiConnectionRecord, SpapiFetchRecord, SpapiRegion};
 pub use enrollment::{EnrollmentTokenRecord, TokenGrant};
+pub use idempotency::{Claim, StoredAnswer, IDEMPOTENCY_PENDING_MS, IDEMPOTENCY_TTL_MS};
+pub use job_list::JobFilter;
 pub use jobs::{JobRecord, JobStatus};
 pub use notifications::{
     Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,

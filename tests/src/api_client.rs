@@ -108,11 +108,66 @@ impl ApiClient {
         self.exchange(method, path, raw.into_bytes()).await
     }
 
+    /// Like [`ApiClient::call_with_headers`], also sending `extra` request headers.
+    pub async fn call_sending(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, Value, HashMap<String, String>)> {
+        let raw = body.map(|b| b.to_string()).unwrap_or_default();
+        self.exchange_with(method, path, raw.into_bytes(), extra)
+            .await
+    }
+
+    /// Sends a whole POST with `extra` headers and returns the open connection, whose
+    /// answer nobody reads: dropping it hangs up, as a client whose first answer is lost
+    /// does (it timed out, or its network dropped).
+    pub async fn post_unread(
+        &self,
+        path: &str,
+        body: &Value,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        use tokio::io::AsyncWriteExt as _;
+        let body = body.to_string();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = &self.token {
+            head.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
+        let mut tls = self.tls.connect(name, tcp).await?;
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(body.as_bytes()).await?;
+        tls.flush().await?;
+        Ok(tls)
+    }
+
     async fn exchange(
         &self,
         method: Method,
         path: &str,
         body: Vec<u8>,
+    ) -> anyhow::Result<(StatusCode, Value, HashMap<String, String>)> {
+        self.exchange_with(method, path, body, &[]).await
+    }
+
+    async fn exchange_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        extra: &[(&str, &str)],
     ) -> anyhow::Result<(StatusCode, Value, HashMap<String, String>)> {
         let tcp = TcpStream::connect(self.addr).await?;
         let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
@@ -129,6 +184,9 @@ impl ApiClient {
             .header("content-type", "application/json");
         if let Some(t) = &self.token {
             req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
         }
         let resp = sender
             .send_request(req.body(Full::new(Bytes::from(body)))?)

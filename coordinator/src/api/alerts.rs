@@ -8,7 +8,7 @@
 //! - `GET/PUT /v1/tenants/{t}/canaries` `{"order_ids":[…]}` (owner): the orders that must
 //!   never be printed. Only owners see the list, so whoever trips it cannot know it.
 //!
-//! [`before_label`] is the hook of label submission: a request naming a canary order (the
+//! `crate::services::labels::admit` is the hook of label submission: a request naming a canary order (the
 //! `order_id` of an upload, the `AmazonOrderId` of an MFN `shipment_request`, the Amazon
 //! order of a one-click request's `channelDetails`) is refused, reported and restricts the
 //! tenant; a restricted tenant's labels are refused with the alert that restricts it; every request feeds the volume and hour rules
@@ -24,7 +24,7 @@ use super::error::ApiError;
 use super::{parse_json, ApiState, Reply};
 use crate::core::compliance::valid_label_field;
 use crate::services::monitor;
-use crate::store::{AlertRecord, AlertRule, AlertState};
+use crate::store::{AlertRecord, AlertState};
 
 /// Most canary orders per tenant.
 const MAX_CANARIES: usize = 1000;
@@ -45,7 +45,7 @@ fn alert_json(a: &AlertRecord) -> Value {
     })
 }
 
-fn restricted(tenant: &str, a: &AlertRecord) -> ApiError {
+pub(super) fn restricted(tenant: &str, a: &AlertRecord) -> ApiError {
     ApiError::refused(
         "tenant_restricted",
         format!(
@@ -175,106 +175,6 @@ pub(super) fn put_canaries(
     Ok(Reply::ok(json!({"order_ids": ids})))
 }
 
-#[derive(Deserialize)]
-struct ShipmentPeek {
-    #[serde(rename = "AmazonOrderId")]
-    amazon_order_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AmazonOrderPeek {
-    #[serde(rename = "orderId")]
-    order_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChannelPeek {
-    #[serde(rename = "amazonOrderDetails")]
-    amazon_order_details: Option<AmazonOrderPeek>,
-}
-
-#[derive(Deserialize)]
-struct OrderPeek {
-    order_id: Option<String>,
-    shipment_request: Option<ShipmentPeek>,
-    #[serde(rename = "channelDetails")]
-    channel_details: Option<ChannelPeek>,
-}
-
-/// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`, Shipping v2
-/// one-click `channelDetails.amazonOrderDetails.orderId`).
-fn named_orders(body: &[u8]) -> Vec<String> {
-    match serde_json::from_slice::<OrderPeek>(body) {
-        Ok(p) => p
-            .order_id
-            .into_iter()
-            .chain(p.shipment_request.and_then(|s| s.amazon_order_id))
-            .chain(
-                p.channel_details
-                    .and_then(|c| c.amazon_order_details)
-                    .and_then(|a| a.order_id),
-            )
-            .map(|o| o.trim().to_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// The monitoring hook of `POST …/labels`, after authorisation and the compliance gates:
-/// canary orders, the restriction, and the volume and hour rules.
-pub(super) fn before_label(
-    state: &ApiState,
-    who: &Principal,
-    tenant: &str,
-    body: &[u8],
-    now: u64,
-) -> Result<(), ApiError> {
-    let canaries = state.store.canaries(tenant)?;
-    if !canaries.is_empty() && named_orders(body).iter().any(|o| canaries.contains(o)) {
-        let alert = monitor::raise(
-            &state.store,
-            tenant,
-            AlertRule::Canary,
-            Some(&who.user_id),
-            "a label request named a canary order",
-            now,
-        )?;
-        state.audit(
-            Some(tenant),
-            &who.user_id,
-            "label.refused",
-            Some(&alert.id),
-            "canary order",
-            now,
-        );
-        warn!(tenant = %tenant, actor = %who.user_id, alert = %alert.id, "canary order requested");
-        return Err(ApiError::refused(
-            "canary_order",
-            format!(
-                "this order is a canary record that must never be printed: the request was \
-                 reported (alert {}) and the tenant's labels are refused until an owner clears it",
-                alert.id
-            ),
-        ));
-    }
-    let restriction = match state.store.restriction(tenant)? {
-        Some(a) => Some(a),
-        None => monitor::label_requested(&state.store, tenant, now)?,
-    };
-    if let Some(a) = restriction {
-        state.audit(
-            Some(tenant),
-            &who.user_id,
-            "label.refused",
-            Some(&a.id),
-            &format!("tenant restricted rule={}", a.rule.as_str()),
-            now,
-        );
-        return Err(restricted(tenant, &a));
-    }
-    Ok(())
-}
-
 /// Counts a failed login of a user of `tenant` for the failed-login rule; a failure here is
 /// logged, never returned (the login answer is already decided).
 pub(super) fn login_failed(state: &ApiState, tenant: Option<&str>, now: u64) {
@@ -282,32 +182,5 @@ pub(super) fn login_failed(state: &ApiState, tenant: Option<&str>, now: u64) {
         if let Err(e) = monitor::login_failed(&state.store, t, now) {
             warn!(error = %e, "failed login not counted");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_ids_are_found_in_every_kind_of_request() {
-        assert_eq!(
-            named_orders(br#"{"order_id":" 111-1 ","format":"zpl","content_base64":"eA=="}"#),
-            ["111-1"]
-        );
-        assert_eq!(
-            named_orders(
-                br#"{"source":"mfn","shipment_request":{"AmazonOrderId":"222-2","Weight":{}}}"#
-            ),
-            ["222-2"]
-        );
-        assert_eq!(
-            named_orders(
-                br#"{"source":"shipping_v2_one_click","channelDetails":{"channelType":"AMAZON",
-                    "amazonOrderDetails":{"orderId":"333-3"}}}"#
-            ),
-            ["333-3"]
-        );
-        assert!(named_orders(b"not json").is_empty());
     }
 }

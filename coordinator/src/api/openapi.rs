@@ -95,6 +95,102 @@ fn operation_id(m: &axum::http::Method, path: &str) -> String {
     id
 }
 
+/// The query and header parameters of `route`: pages and filters of the lists, the
+/// `Idempotency-Key` of the creating POSTs that honour it.
+fn query_params(route: &super::routes::Route) -> Vec<utoipa::openapi::path::Parameter> {
+    use super::{idempotency, page};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let integer = |min: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min as f64))
+    };
+    let param = |name: &str, schema: ObjectBuilder, what: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(what))
+            .schema(Some(schema))
+            .build()
+    };
+    let mut out = Vec::new();
+    let labels = route.path == "/v1/tenants/{tenant}/labels";
+    let get = route.method == axum::http::Method::GET;
+    if get && (labels || page::paged(route.path).is_some()) {
+        out.push(param(
+            "limit",
+            integer(1).maximum(Some(page::MAX_LIMIT as f64)),
+            "Most items to answer",
+        ));
+        out.push(param(
+            "starting_after",
+            string().pattern(Some("^[A-Za-z0-9._-]{1,64}$")),
+            "The last id (audit: seq) of the previous page",
+        ));
+    }
+    if get && labels {
+        let status = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([
+                "queued",
+                "dispatched",
+                "printed",
+                "failed",
+                "in_doubt",
+            ]));
+        out.push(param("status", status, "Only jobs in this status"));
+        for (name, what) in [
+            ("pool", "Only jobs for this pool"),
+            (
+                "printer",
+                "Only jobs asking for or assigned to this printer",
+            ),
+            ("agent", "Only jobs assigned to this agent"),
+        ] {
+            out.push(param(
+                name,
+                string().min_length(Some(1)).max_length(Some(64)),
+                what,
+            ));
+        }
+        out.push(param(
+            "created_after",
+            integer(0),
+            "Created at or after (unix ms)",
+        ));
+        out.push(param(
+            "created_before",
+            integer(0),
+            "Created before (unix ms)",
+        ));
+        out.push(param(
+            "client_reference",
+            string().pattern(Some("^[A-Za-z0-9._:/#-]{1,64}$")),
+            "Only jobs with this client_reference",
+        ));
+    }
+    if route.method == axum::http::Method::POST && idempotency::ROUTES.contains(&route.path) {
+        out.push(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "A retry with the same key and body within 24 h gets the first answer",
+                ))
+                .schema(Some(
+                    string()
+                        .pattern(Some("^[\\x21-\\x7e]{1,255}$"))
+                        .min_length(Some(1))
+                        .max_length(Some(idempotency::MAX_KEY_LEN)),
+                ))
+                .build(),
+        );
+    }
+    out
+}
+
 fn build() -> OpenApi {
     let mut paths = Paths::new();
     let mut components = ComponentsBuilder::new()
@@ -161,6 +257,9 @@ fn build() -> OpenApi {
                             .max_length(Some(64)),
                     )),
             );
+        }
+        for p in query_params(route) {
+            op = op.parameter(p);
         }
         if route.access != Access::Public {
             op = op.security(SecurityRequirement::new(BEARER, Vec::<String>::new()));

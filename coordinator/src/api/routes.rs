@@ -25,9 +25,9 @@ use zeroize::Zeroizing;
 use super::auth::{Action, Principal};
 use super::error::ApiError;
 use super::{
-    access, admin, alerts, compliance, labels, notifications, openapi, public_rate, read_body,
-    respond, security, sessions, spapi, tenant_scope, users, ApiState, PeerAddr, Reply, BODY_LIMIT,
-    PUBLIC_BODY_LIMIT,
+    access, admin, alerts, compliance, idempotency, labels, notifications, openapi, page,
+    public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users, ApiState,
+    PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Who may call a route.
@@ -138,6 +138,7 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(openapi::any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(GET "/v1/tenants/{tenant}/labels", Tenant(Action::ReadLabel), "List label jobs (filters: status, pool, printer, agent, created_after, created_before, client_reference; pages: limit, starting_after)", NONE, |c| labels::list(&c.state, c.param(0), c.query.as_deref())),
     route!(GET "/v1/tenants/{tenant}/labels/{job}", Tenant(Action::ReadLabel), "A label job's state", NONE, |c| labels::get(&c.state, c.param(0), c.param(1))),
     route!(GET "/v1/tenants/{tenant}/audit", Tenant(Action::ReadAudit), "The tenant's audit entries (`?format=jsonl`: JSON lines with chain hashes)", NONE, |c| {
         let jsonl = c.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=jsonl"));
@@ -242,8 +243,31 @@ async fn run(
             Public | Signed => {}
         }
     }
+    let claimed = if who.is_some()
+        && route.method == Method::POST
+        && idempotency::ROUTES.contains(&route.path)
+    {
+        let tenant = params.first().map_or("", String::as_str);
+        match idempotency::begin(&state, tenant, &parts.headers, parts.uri.path(), &body, now)? {
+            idempotency::Begin::Run(claimed) => claimed,
+            idempotency::Begin::Answer(reply) => return Ok(reply),
+        }
+    } else {
+        None
+    };
+    let paged = match page::paged(route.path) {
+        Some(how) if route.method == Method::GET => {
+            let mut pairs = page::pairs(parts.uri.query())?;
+            let page = page::Page::take(&mut pairs, page::MAX_LIMIT)?;
+            let audit = how.1 == "seq";
+            pairs.retain(|(k, v)| !(audit && k == "format" && v == "jsonl"));
+            page::no_more(&pairs, if audit { ", format=jsonl" } else { "" })?;
+            Some((how, page))
+        }
+        _ => None,
+    };
     let call = Call {
-        state,
+        state: state.clone(),
         who,
         params,
         query: parts.uri.query().map(str::to_owned),
@@ -252,7 +276,41 @@ async fn run(
         peer,
         now,
     };
-    (route.handler)(call).await
+    // The handlers of idempotent routes answer within one poll once started, so a client
+    // that goes away cannot leave a job created and its key unanswered.
+    let result = (route.handler)(call).await;
+    if let Some(claimed) = claimed {
+        idempotency::finish(&state, claimed, &result);
+    }
+    match (result, paged) {
+        (Ok(reply), Some(((field, cursor), page))) => page_reply(reply, field, cursor, &page),
+        (result, _) => result,
+    }
+}
+
+/// Cuts the list in `reply` (its body, or the body's `field`) to `page`, with the
+/// pagination headers; a raw body (the audit's JSON lines) is left whole.
+fn page_reply(
+    mut reply: Reply,
+    field: Option<&str>,
+    cursor: &str,
+    page: &page::Page,
+) -> Result<Reply, ApiError> {
+    if reply.raw.is_some() {
+        return Ok(reply);
+    }
+    let list = match field {
+        Some(f) => reply.body.get_mut(f),
+        None => Some(&mut reply.body),
+    };
+    if let Some(serde_json::Value::Array(items)) = list {
+        let (more, next) = page::cut(items, cursor, page)?;
+        reply.headers.push((page::HAS_MORE, more.to_string()));
+        if let Some(next) = next {
+            reply.headers.push((page::NEXT, next));
+        }
+    }
+    Ok(reply)
 }
 
 /// The request id that `SetRequestId` put on the request.

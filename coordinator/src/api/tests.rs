@@ -1414,6 +1414,12 @@ async fn every_route_checks_role_and_tenant() {
         ),
         (
             "GET",
+            format!("/v1/tenants/{t}/labels"),
+            Value::Null,
+            &["operator", "pii_reader"],
+        ),
+        (
+            "GET",
             format!("/v1/tenants/{t}/labels/{job}"),
             Value::Null,
             &["operator", "pii_reader"],
@@ -2922,5 +2928,7 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
     );
 }
 
+mod idempotency;
+mod lists;
 mod pii;
 mod public_rate;

@@ -88,6 +88,8 @@ pub fn sweep(store: &Store, cfg: &RetentionConfig, now_ms: u64) -> Result<SweepR
             now_ms,
         );
     }
+    // Idempotency keys expire after 24 h (a claim past that counts as new); drop them.
+    store.purge_idempotency(None, now_ms)?;
     let pruned = store.prune_audit(now_ms.saturating_sub(audit_ms))?;
     if pruned > 0 {
         store.audit(
@@ -176,6 +178,7 @@ mod tests {
             updated_at_ms: at,
             error: None,
             redacted: false,
+            client_reference: None,
         }
     }
 

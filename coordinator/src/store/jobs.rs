@@ -80,6 +80,10 @@ pub struct JobRecord {
     /// bytes were never stored.
     #[serde(default)]
     pub redacted: bool,
+    /// The caller's own reference (an order number of its system, `[A-Za-z0-9._:/#-]`, not
+    /// PII), searchable.
+    #[serde(default)]
+    pub client_reference: Option<String>,
 }
 
 impl Store {

@@ -330,6 +330,7 @@ mod tests {
             updated_at_ms: at,
             error: None,
             redacted: false,
+            client_reference: None,
         }
     }
 

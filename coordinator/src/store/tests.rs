@@ -35,6 +35,7 @@ fn job(tenant: &str, id: &str) -> JobRecord {
         updated_at_ms: 1,
         error: None,
         redacted: false,
+        client_reference: None,
     }
 }
 

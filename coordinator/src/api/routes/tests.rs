@@ -129,8 +129,38 @@ async fn openapi_document_is_3_1_and_describes_the_table() {
         assert!(ids.insert(op["operationId"].as_str().expect("operationId").to_owned()));
         let params: Vec<&str> = op["parameters"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str())
+                    .collect()
+            })
             .unwrap_or_default();
+        // Lists document their pages; idempotent POSTs their key.
+        let names = |a: &serde_json::Value| -> Vec<String> {
+            a.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let all = names(&op["parameters"]);
+        if r.method == axum::http::Method::GET && r.path.ends_with("/labels") {
+            for q in [
+                "limit",
+                "starting_after",
+                "status",
+                "client_reference",
+                "created_after",
+            ] {
+                assert!(all.iter().any(|n| n == q), "{} lacks {q}", r.path);
+            }
+        }
+        if r.method == axum::http::Method::POST && r.path.ends_with("/labels") {
+            assert!(all.iter().any(|n| n == "Idempotency-Key"), "{}", r.path);
+        }
         assert_eq!(
             params,
             super::super::openapi::path_params(r.path),

@@ -4,7 +4,7 @@
 //! yet, and the shipment, tracking id and failing SP-API call afterwards.
 
 use hyper::StatusCode;
-use sealprint_protocol::{validate_id, PrinterVerdict};
+use sealprint_protocol::validate_id;
 use serde_json::{json, Value};
 use tracing::info;
 
@@ -23,35 +23,12 @@ fn check_target(
     printer: Option<&String>,
     pool: Option<&String>,
 ) -> Result<(), ApiError> {
-    match (printer, pool) {
-        (Some(p), None) => {
-            let printer = state
-                .store
-                .printer(tenant, p)?
-                .ok_or_else(|| ApiError::not_found("printer"))?;
-            if printer.verdict != PrinterVerdict::Verified {
-                return Err(ApiError::unprocessable("the printer is not verified"));
-            }
-            Ok(())
-        }
-        (None, Some(pool)) => {
-            if pool.is_empty() || pool.len() > 64 {
-                return Err(ApiError::unprocessable("pool must be 1 to 64 bytes"));
-            }
-            if !state
-                .store
-                .printers(tenant)?
-                .iter()
-                .any(|p| &p.pool == pool)
-            {
-                return Err(ApiError::unprocessable(
-                    "no printer of the tenant serves this pool",
-                ));
-            }
-            Ok(())
-        }
-        _ => Err(ApiError::bad_request("give exactly one of printer or pool")),
-    }
+    Ok(crate::services::labels::check_target(
+        &state.store,
+        tenant,
+        printer,
+        pool,
+    )?)
 }
 
 /// `POST …/labels` with a `"source"`: checks, records the fetch, starts it, answers 202.

@@ -168,6 +168,7 @@ impl SpApi {
             updated_at_ms: now,
             error: None,
             redacted: rec.redacted,
+            client_reference: None,
         };
         if let Err(e) = store.create_job(&job, &label.bytes) {
             warn!(error = %e, "job not stored");
