@@ -131,7 +131,7 @@ pub(super) fn clear_restrictions(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Canaries {
+pub(super) struct Canaries {
     order_ids: Vec<String>,
 }
 
@@ -203,7 +203,7 @@ struct OrderPeek {
 
 /// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`, Shipping v2
 /// one-click `channelDetails.amazonOrderDetails.orderId`).
-fn named_orders(body: &[u8]) -> Vec<String> {
+pub(super) fn named_orders(body: &[u8]) -> Vec<String> {
     match serde_json::from_slice::<OrderPeek>(body) {
         Ok(p) => p
             .order_id

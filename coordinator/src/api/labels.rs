@@ -56,7 +56,7 @@ impl From<Format> for LabelFormat {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Submit {
+pub(super) struct Submit {
     printer: Option<String>,
     pool: Option<String>,
     format: Format,
@@ -78,7 +78,7 @@ impl Drop for Submit {
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Whether `bytes` look like `format`.
-fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
+pub(super) fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
     match format {
         LabelFormat::Pdf => bytes.starts_with(b"%PDF-"),
         LabelFormat::Png => bytes.starts_with(PNG_MAGIC),
@@ -86,7 +86,7 @@ fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
     }
 }
 
-fn decode_label(b64: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+pub(super) fn decode_label(b64: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     // Bound the work before decoding: 4 base64 chars per 3 bytes.
     if b64.len() > MAX_LABEL_LEN.div_ceil(3) * 4 {
         return Err(ApiError::unprocessable(format!(

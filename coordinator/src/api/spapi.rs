@@ -38,7 +38,7 @@ const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewConnection {
+pub(super) struct NewConnection {
     region: SpapiRegion,
     marketplace_id: String,
     client_id: String,
@@ -219,14 +219,14 @@ fn spapi_error(e: &SpApiError) -> ApiError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EligibleRequest {
+pub(super) struct EligibleRequest {
     shipment_request: Value,
     shipping_offering_filter: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SellerInputsRequest {
+pub(super) struct SellerInputsRequest {
     shipping_service_id: String,
     ship_from_address: Value,
     order_id: String,
@@ -234,14 +234,14 @@ struct SellerInputsRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdditionalInputsRequest {
+pub(super) struct AdditionalInputsRequest {
     request_token: SecretString,
     rate_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CancelRequest {
+pub(super) struct CancelRequest {
     api: CancelApi,
     shipment_id: String,
 }
@@ -360,7 +360,7 @@ pub(super) async fn shop(
 
 #[derive(Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
-enum SourceRequest {
+pub(super) enum SourceRequest {
     Mfn(MfnRequest),
     MfnShipment(MfnShipmentRequest),
     ShippingV2(V2Request),
@@ -370,7 +370,7 @@ enum SourceRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MfnRequest {
+pub(super) struct MfnRequest {
     connection: String,
     shipment_request: Value,
     shipping_service_id: String,
@@ -381,7 +381,7 @@ struct MfnRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MfnShipmentRequest {
+pub(super) struct MfnShipmentRequest {
     connection: String,
     shipment_id: String,
     printer: Option<String>,
@@ -390,7 +390,7 @@ struct MfnShipmentRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct V2Request {
+pub(super) struct V2Request {
     connection: String,
     request_token: SecretString,
     rate_id: String,
@@ -402,7 +402,7 @@ struct V2Request {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct V2ShipmentRequest {
+pub(super) struct V2ShipmentRequest {
     connection: String,
     shipment_id: String,
     package_client_reference_id: String,
@@ -415,7 +415,7 @@ struct V2ShipmentRequest {
 /// `connection` and the target, beside the `OneClickShipmentRequest` fields (checked
 /// against [`ONE_CLICK_FIELDS`]: the model's names, camelCase).
 #[derive(Deserialize)]
-struct OneClickRequest {
+pub(super) struct OneClickRequest {
     connection: String,
     printer: Option<String>,
     pool: Option<String>,
