@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .any(|p| p.contains(['/', '?', '#', '@', ':']))
                 || password.contains(['?', '#'])
-                || rest.contains(SECRET)
+                || [scheme, user, rest].iter().any(|p| p.contains(SECRET))
             {
                 return;
             }
