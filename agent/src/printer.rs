@@ -50,6 +50,8 @@
 mod config;
 mod cups;
 mod facts;
+#[doc(hidden)]
+pub mod fuzzing;
 mod graphic;
 mod http;
 mod ipp;

@@ -39,6 +39,8 @@ mod alerts;
 mod auth;
 mod compliance;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod idempotency;
 mod labels;
 pub mod limits;

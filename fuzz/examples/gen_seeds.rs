@@ -15,8 +15,8 @@ use sealprint_protocol::{
     encode_frame, seal, Certificate, CertificateBody, EnrollRequest, Enrolled, EnrollmentToken,
     ErrorCode, Forward, Heartbeat, HeartbeatReply, Hello, JobHeader, JobOutcome, LabelFormat,
     MeshPeerReport, OutcomeStatement, PrintReceipt, PrinterReport, PrinterStatus, PrinterVerdict,
-    ReceiptState, RelayReply, Relayed, Request, Response, RevocationList, SealedJob,
-    SignedOutcome, SignedReply, SignedRevocations,
+    ReceiptState, RelayReply, Relayed, Request, Response, RevocationList, SealedJob, SignedOutcome,
+    SignedReply, SignedRevocations,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -274,7 +274,11 @@ fn main() {
     for (name, o) in [("printed", &printed), ("in-doubt", &in_doubt)] {
         write("outcome", name, &postcard::to_allocvec(o).expect("encodes"));
     }
-    write("reply", "reply", &postcard::to_allocvec(&reply).expect("encodes"));
+    write(
+        "reply",
+        "reply",
+        &postcard::to_allocvec(&reply).expect("encodes"),
+    );
     write(
         "reply",
         "revocations",
@@ -292,10 +296,7 @@ fn main() {
             }),
         ),
         ("resp-heartbeat", Response::HeartbeatReply(reply.clone())),
-        (
-            "resp-outcome",
-            Response::Outcome(in_doubt.clone()),
-        ),
+        ("resp-outcome", Response::Outcome(in_doubt.clone())),
         (
             "resp-relayed",
             Response::Relayed(RelayReply::HeartbeatReply(reply)),

@@ -39,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
         .verify(&public, &device, &tenant, seq - 1, seq)
         .is_ok());
     assert!(
-        resigned.verify(&public, &device, &tenant, seq, seq).is_err(),
+        resigned
+            .verify(&public, &device, &tenant, seq, seq)
+            .is_err(),
         "a reply applied twice"
     );
 });

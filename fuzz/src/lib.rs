@@ -40,3 +40,46 @@ pub fn device_x25519_secret() -> [u8; 32] {
 pub fn x25519_public(secret: [u8; 32]) -> [u8; 32] {
     PublicKey::from(&StaticSecret::from(secret)).to_bytes()
 }
+
+/// The PNG file signature.
+pub const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// CRC-32 (ISO-HDLC, as PNG chunks use it), bit by bit: the inputs are small.
+pub fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for &b in parts.iter().flat_map(|p| p.iter()) {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A copy of `data` whose PNG chunks carry their right CRCs, when `data` starts with the
+/// PNG signature (unchanged otherwise), so that a fuzzer's mutations reach the decoder
+/// instead of dying at the CRC check. A chunk cut short is left as it is.
+pub fn fix_png_crcs(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    if !out.starts_with(PNG_SIGNATURE) {
+        return out;
+    }
+    let mut pos = PNG_SIGNATURE.len();
+    while let Some(head) = out.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let Some(end) = (pos + 8).checked_add(len) else {
+            break;
+        };
+        if end + 4 > out.len() {
+            break;
+        }
+        let crc = crc32(&[&out[pos + 4..end]]);
+        out[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        pos = end + 4;
+    }
+    out
+}

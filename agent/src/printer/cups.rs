@@ -117,13 +117,17 @@ pub(crate) enum Device {
     },
 }
 
-/// A device-uri without credentials, printable and short, for reasons.
+/// A device-uri without credentials, printable and short, for reasons. Everything up to the
+/// last `@` before the query is dropped: a password may hold an unencoded `@` or `/`.
 pub(crate) fn shown(uri: &str) -> String {
     let cleaned = match uri.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, after)) if !after.is_empty() => format!("{scheme}://{after}"),
-            _ => uri.to_owned(),
-        },
+        Some((scheme, rest)) => {
+            let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+            match before_query.rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => uri.to_owned(),
+            }
+        }
         None => uri.to_owned(),
     };
     printable_cut(&cleaned, 128)
@@ -473,6 +477,9 @@ mod tests {
     fn hides_credentials() {
         assert_eq!(shown("ipp://u:p@h/x"), "ipp://h/x");
         assert_eq!(shown("file:///x"), "file:///x");
+        // A password holding an unencoded '@' or '/' is hidden whole (fuzz target device_id).
+        assert_eq!(shown("ipp://admin:se@cret@h/x"), "ipp://h/x");
+        assert_eq!(shown("lpd://admin:se/cret@h/q?x=@"), "lpd://h/q?x=@");
     }
 
     #[test]

@@ -207,6 +207,9 @@ pub(crate) fn parse_quoted(buf: &[u8]) -> Result<(String, usize), AnswerError> {
             AnswerError::Incomplete
         });
     };
+    if len > MAX_ANSWER_LINE {
+        return Err(AnswerError::Malformed("answer line too long"));
+    }
     let value = printable(&body[..len])?;
     Ok((value.to_owned(), skip_filler(buf, start + len + 2)))
 }
@@ -545,6 +548,12 @@ mod tests {
         ));
         let mut long = vec![b'"'];
         long.extend(std::iter::repeat_n(b'A', MAX_ANSWER_LINE + 1));
+        assert!(matches!(
+            parse_quoted(&long),
+            Err(AnswerError::Malformed(_))
+        ));
+        // Once malformed, malformed whatever follows (the reader stops at the first verdict).
+        long.push(b'"');
         assert!(matches!(
             parse_quoted(&long),
             Err(AnswerError::Malformed(_))

@@ -260,7 +260,7 @@ pub(super) fn check_ip_of(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewKey {
+pub(super) struct NewKey {
     name: String,
     roles: Vec<Role>,
     #[serde(default)]
@@ -394,7 +394,7 @@ pub(super) fn revoke_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Allowlist {
+pub(super) struct Allowlist {
     cidrs: Vec<String>,
 }
 

@@ -131,7 +131,7 @@ pub(super) fn clear_restrictions(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Canaries {
+pub(super) struct Canaries {
     order_ids: Vec<String>,
 }
 

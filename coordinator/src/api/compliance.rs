@@ -73,7 +73,7 @@ fn updated(r: Result<Option<TenantRecord>, StoreError>) -> Result<TenantRecord, 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SubscriptionBody {
+pub(super) struct SubscriptionBody {
     state: SubscriptionState,
     plan: Option<Plan>,
 }
@@ -243,7 +243,7 @@ pub(super) fn put_attestation(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TermsBody {
+pub(super) struct TermsBody {
     version: String,
 }
 
@@ -282,7 +282,7 @@ pub(super) fn put_terms(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SuspendBody {
+pub(super) struct SuspendBody {
     reason: String,
 }
 

@@ -72,7 +72,7 @@ pub(super) fn get_webhook(state: &ApiState, tenant: &str) -> Result<Reply, ApiEr
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WebhookBody {
+pub(super) struct WebhookBody {
     url: String,
 }
 

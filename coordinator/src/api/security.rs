@@ -110,7 +110,7 @@ pub(super) fn export_audit(state: &ApiState, tenant: &str) -> Result<Reply, ApiE
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Deletion {
+pub(super) struct Deletion {
     confirm: String,
 }
 

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 pub use admission::{admit, named_orders};
 pub use upload::{valid_client_reference, Upload, MAX_CLIENT_REFERENCE};
+pub(crate) use upload::{decode_label, matches_format};
 
 use crate::core::audit::AuditEntry;
 use crate::core::compliance::{self, GateRefusal, LabelMode};

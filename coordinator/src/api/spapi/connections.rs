@@ -20,7 +20,7 @@ const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewConnection {
+pub(in crate::api) struct NewConnection {
     region: SpapiRegion,
     marketplace_id: String,
     client_id: String,

@@ -41,14 +41,14 @@ fn spapi_error(e: &SpApiError) -> ApiError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EligibleRequest {
+pub(in crate::api) struct EligibleRequest {
     shipment_request: Value,
     shipping_offering_filter: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SellerInputsRequest {
+pub(in crate::api) struct SellerInputsRequest {
     shipping_service_id: String,
     ship_from_address: Value,
     order_id: String,
@@ -56,14 +56,14 @@ struct SellerInputsRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdditionalInputsRequest {
+pub(in crate::api) struct AdditionalInputsRequest {
     request_token: SecretString,
     rate_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CancelRequest {
+pub(in crate::api) struct CancelRequest {
     api: CancelApi,
     shipment_id: String,
 }

@@ -16,7 +16,7 @@ use crate::services::spapi::LabelSource;
 
 #[derive(Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
-enum SourceRequest {
+pub(in crate::api) enum SourceRequest {
     Mfn(MfnRequest),
     MfnShipment(MfnShipmentRequest),
     ShippingV2(V2Request),
@@ -26,7 +26,7 @@ enum SourceRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MfnRequest {
+pub(in crate::api) struct MfnRequest {
     connection: String,
     shipment_request: Value,
     shipping_service_id: String,
@@ -37,7 +37,7 @@ struct MfnRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MfnShipmentRequest {
+pub(in crate::api) struct MfnShipmentRequest {
     connection: String,
     shipment_id: String,
     printer: Option<String>,
@@ -46,7 +46,7 @@ struct MfnShipmentRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct V2Request {
+pub(in crate::api) struct V2Request {
     connection: String,
     request_token: SecretString,
     rate_id: String,
@@ -58,7 +58,7 @@ struct V2Request {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct V2ShipmentRequest {
+pub(in crate::api) struct V2ShipmentRequest {
     connection: String,
     shipment_id: String,
     package_client_reference_id: String,
@@ -71,7 +71,7 @@ struct V2ShipmentRequest {
 /// `connection` and the target, beside the `OneClickShipmentRequest` fields (checked
 /// against [`ONE_CLICK_FIELDS`]: the model's names, camelCase).
 #[derive(Deserialize)]
-struct OneClickRequest {
+pub(in crate::api) struct OneClickRequest {
     connection: String,
     printer: Option<String>,
     pool: Option<String>,

@@ -2,7 +2,6 @@
 //! the compliance gate, canary orders, the restriction of an open alert, and the volume and
 //! hour rules. Every refusal but the backlog is audited by id.
 
-use serde::Deserialize;
 use tracing::warn;
 
 use super::{audit, SubmitError};
@@ -86,49 +85,26 @@ pub fn admit(
     Ok(mode)
 }
 
-#[derive(Deserialize)]
-struct ShipmentPeek {
-    #[serde(rename = "AmazonOrderId")]
-    amazon_order_id: Option<String>,
-}
+/// Where a label request names an order: the upload's `order_id`, MFN's `AmazonOrderId`,
+/// Shipping v2 one-click's `channelDetails.amazonOrderDetails.orderId`.
+const ORDER_POINTERS: [&str; 3] = [
+    "/order_id",
+    "/shipment_request/AmazonOrderId",
+    "/channelDetails/amazonOrderDetails/orderId",
+];
 
-#[derive(Deserialize)]
-struct AmazonOrderPeek {
-    #[serde(rename = "orderId")]
-    order_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChannelPeek {
-    #[serde(rename = "amazonOrderDetails")]
-    amazon_order_details: Option<AmazonOrderPeek>,
-}
-
-#[derive(Deserialize)]
-struct OrderPeek {
-    order_id: Option<String>,
-    shipment_request: Option<ShipmentPeek>,
-    #[serde(rename = "channelDetails")]
-    channel_details: Option<ChannelPeek>,
-}
-
-/// The order ids a label request names (upload `order_id`, MFN `AmazonOrderId`, Shipping v2
-/// one-click `channelDetails.amazonOrderDetails.orderId`).
+/// The order ids a label request names. Read from the JSON as it is forwarded (a repeated
+/// key counts by its last value, as in the request sent on), never from a typed peek that a
+/// repeated key or an odd type elsewhere would make fail and so hide a canary order.
 pub fn named_orders(body: &[u8]) -> Vec<String> {
-    match serde_json::from_slice::<OrderPeek>(body) {
-        Ok(p) => p
-            .order_id
-            .into_iter()
-            .chain(p.shipment_request.and_then(|s| s.amazon_order_id))
-            .chain(
-                p.channel_details
-                    .and_then(|c| c.amazon_order_details)
-                    .and_then(|a| a.order_id),
-            )
-            .map(|o| o.trim().to_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    ORDER_POINTERS
+        .iter()
+        .filter_map(|p| v.pointer(p).and_then(serde_json::Value::as_str))
+        .map(|o| o.trim().to_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,5 +131,18 @@ mod tests {
             ["333-3"]
         );
         assert!(named_orders(b"not json").is_empty());
+    }
+
+    #[test]
+    fn a_repeated_key_does_not_hide_the_order_sent_on() {
+        // The MFN request forwards `shipment_request` as parsed JSON, whose last repeated
+        // key wins: the canary check must see that value (a typed peek failed on the repeat
+        // and saw no order at all; fuzz target api_body).
+        let body = br#"{"source":"mfn","connection":"c","shipping_service_id":"S",
+            "shipment_request":{"AmazonOrderId":"111-1","AmazonOrderId":"999-CANARY"}}"#;
+        assert_eq!(named_orders(body), ["999-CANARY"]);
+        // A field of another type elsewhere does not hide it either.
+        let body = br#"{"order_id":7,"shipment_request":{"AmazonOrderId":"999-CANARY"}}"#;
+        assert_eq!(named_orders(body), ["999-CANARY"]);
     }
 }

@@ -121,7 +121,7 @@ impl Upload {
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Whether `bytes` look like `format`.
-fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
+pub(crate) fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
     match format {
         LabelFormat::Pdf => bytes.starts_with(b"%PDF-"),
         LabelFormat::Png => bytes.starts_with(PNG_MAGIC),
@@ -129,7 +129,7 @@ fn matches_format(format: LabelFormat, bytes: &[u8]) -> bool {
     }
 }
 
-fn decode_label(b64: &str) -> Result<Zeroizing<Vec<u8>>, SubmitError> {
+pub(crate) fn decode_label(b64: &str) -> Result<Zeroizing<Vec<u8>>, SubmitError> {
     // Bound the work before decoding: 4 base64 chars per 3 bytes.
     if b64.len() > MAX_LABEL_LEN.div_ceil(3) * 4 {
         return Err(SubmitError::Invalid(format!(
