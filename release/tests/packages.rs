@@ -175,7 +175,9 @@ fn debs_build_inspect_install_run_reinstall_remove_purge() -> anyhow::Result<()>
         ensure!(agent_unit.contains(want), "agent unit lacks {want}");
     }
     ensure!(
-        !agent_unit.contains("PrivateDevices=true"),
+        !agent_unit
+            .lines()
+            .any(|l| l.trim() == "PrivateDevices=true"),
         "agent unit hides /dev/usb"
     );
     let groups = run(Command::new("id").args(["-nG", "sealprint-agent"]))?;
