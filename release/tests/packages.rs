@@ -142,6 +142,16 @@ fn debs_build_inspect_install_run_reinstall_remove_purge() -> anyhow::Result<()>
 
     let _purge = Purge;
     dpkg(&["--purge", "sealprint-agent", "sealprint-coordinator"])?;
+    // The users stay after a purge (Debian policy): delete them, so that this run sees the
+    // maintainer scripts create them.
+    for user in ["sealprint-agent", "sealprint"] {
+        if run(Command::new("getent").args(["passwd", user])).is_ok() {
+            run(Command::new("userdel").arg(user))?;
+        }
+        if run(Command::new("getent").args(["group", user])).is_ok() {
+            run(Command::new("groupdel").arg(user))?;
+        }
+    }
     let debs = [deb("sealprint-agent"), deb("sealprint-coordinator")];
     let debs: Vec<&str> = debs
         .iter()
