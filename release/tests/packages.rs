@@ -176,6 +176,17 @@ fn debs_build_inspect_install_run_reinstall_remove_purge() -> anyhow::Result<()>
             "{name} was enabled by the package"
         );
     }
+    // systemd's own parser: an unknown directive or a bad value (say `DeviceAllow=… rwz`) is
+    // a warning naming the file, with exit status 0, so the warnings are what is checked.
+    for name in ["sealprint-agent", "sealprint-coordinator"] {
+        let unit = format!("/lib/systemd/system/{name}.service");
+        let out = output(Command::new("systemd-analyze").args(["verify", &unit]))?;
+        let said = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success() && !said.contains(&unit),
+            "{unit}: {said}"
+        );
+    }
     let agent_unit = fs::read_to_string("/lib/systemd/system/sealprint-agent.service")?;
     for want in [
         "DevicePolicy=closed",
