@@ -1,0 +1,20 @@
+// sealprint MSI custom action (deferred, LocalSystem): what wixl cannot write as MSI tables.
+// 1. %ProgramData%\sealprint gets an ACL of SYSTEM (S-1-5-18) and Administrators
+//    (S-1-5-32-544) only, full control, inherited below; inherited entries removed.
+// 2. The sealprint-agent service restarts 5 s after a failure (count reset after a day).
+// Returns msiDoActionStatusSuccess (1) or msiDoActionStatusFailure (3), which fails the install.
+function Harden() {
+  var shell = new ActiveXObject("WScript.Shell");
+  var sys = shell.ExpandEnvironmentStrings("%SystemRoot%") + "\\System32\\";
+  var data = shell.ExpandEnvironmentStrings("%ProgramData%") + "\\sealprint";
+  var commands = [
+    '"' + sys + 'icacls.exe" "' + data + '" /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F',
+    '"' + sys + 'sc.exe" failure sealprint-agent reset= 86400 actions= restart/5000/restart/5000/restart/5000'
+  ];
+  for (var i = 0; i < commands.length; i++) {
+    if (shell.Run(commands[i], 0, true) != 0) {
+      return 3;
+    }
+  }
+  return 1;
+}
