@@ -47,6 +47,7 @@ pub mod limits;
 mod notifications;
 mod openapi;
 mod page;
+mod route;
 mod routes;
 mod security;
 mod server;

@@ -1,11 +1,9 @@
-//! The API's OpenAPI 3.1 document, built from the route table ([`super::routes::ROUTES`])
-//! and the request types (utoipa's `ToSchema`), served at `GET /v1/openapi.json`.
+//! The API's OpenAPI 3.1 document, built from a route table (`routes` hands it its
+//! `ROUTES`) and the request types (utoipa's `ToSchema`), served at `GET /v1/openapi.json`.
 //!
 //! Every operation documents its path ids (the `validate_id` alphabet), its bearer token
 //! (all but the public routes), its JSON body, a `2XX` JSON answer and the `4XX` error
 //! shape `{"error":{"code","message","request_id"}}`.
-
-use std::sync::OnceLock;
 
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -15,36 +13,8 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr,
     Required, ResponseBuilder,
 };
-use utoipa::ToSchema;
 
-use super::routes::{Access, ROUTES};
-
-/// A request body's schema, with the named schemas it refers to.
-pub(crate) struct Schema {
-    name: Option<String>,
-    schema: RefOr<OaSchema>,
-    deps: Vec<(String, RefOr<OaSchema>)>,
-}
-
-/// The schema of `T`, registered under its name.
-pub(crate) fn schema<T: ToSchema>() -> Schema {
-    let mut deps = Vec::new();
-    T::schemas(&mut deps);
-    Schema {
-        name: Some(T::name().into_owned()),
-        schema: T::schema(),
-        deps,
-    }
-}
-
-/// Any JSON object (the handler checks its fields and answers 400/422 with what is wrong).
-pub(crate) fn any_object() -> Schema {
-    Schema {
-        name: None,
-        schema: ObjectBuilder::new().schema_type(Type::Object).into(),
-        deps: Vec::new(),
-    }
-}
+use super::route::{Access, Route};
 
 const BEARER: &str = "bearer";
 const ERROR: &str = "Error";
@@ -97,7 +67,7 @@ fn operation_id(m: &axum::http::Method, path: &str) -> String {
 
 /// The query and header parameters of `route`: pages and filters of the lists, the
 /// `Idempotency-Key` of the creating POSTs that honour it.
-fn query_params(route: &super::routes::Route) -> Vec<utoipa::openapi::path::Parameter> {
+fn query_params(route: &Route) -> Vec<utoipa::openapi::path::Parameter> {
     use super::{idempotency, page};
     let string = || ObjectBuilder::new().schema_type(Type::String);
     let integer = |min: i64| {
@@ -191,7 +161,7 @@ fn query_params(route: &super::routes::Route) -> Vec<utoipa::openapi::path::Para
     out
 }
 
-fn build() -> OpenApi {
+fn build(routes: &[Route]) -> OpenApi {
     let mut paths = Paths::new();
     let mut components = ComponentsBuilder::new()
         .schema(ERROR, error_schema())
@@ -211,7 +181,7 @@ fn build() -> OpenApi {
             ))))
             .build()
     };
-    for route in ROUTES {
+    for route in routes {
         let mut ok = ResponseBuilder::new()
             .description("Done")
             .content("application/json", json_any());
@@ -303,9 +273,7 @@ fn build() -> OpenApi {
         .build()
 }
 
-/// The document, as served.
-pub(crate) fn document_json() -> serde_json::Value {
-    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::to_value(build()).unwrap_or_default())
-        .clone()
+/// The document of `routes`, as JSON.
+pub(crate) fn document_json(routes: &[Route]) -> serde_json::Value {
+    serde_json::to_value(build(routes)).unwrap_or_default()
 }

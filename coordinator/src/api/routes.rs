@@ -8,8 +8,7 @@
 //! the body (400/413), then for a tenant route the permission and the tenant (403/404).
 //! Handlers get a [`Call`] that already passed them.
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, RawPathParams, State};
@@ -18,82 +17,16 @@ use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use futures::future::BoxFuture;
 use sealprint_protocol::validate_id;
-use zeroize::Zeroizing;
 
-use super::auth::{Action, Principal};
+use super::auth::Action;
 use super::error::ApiError;
+use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
     access, admin, alerts, compliance, idempotency, labels, notifications, openapi, page,
     public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users, ApiState,
     PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Anyone (the handler checks what it needs: a password, a signature).
-    Public,
-    /// Any authenticated principal that passes the IP allowlist; the handler authorises.
-    Signed,
-    /// An authenticated principal allowed `Action` on the `{tenant}` of the path, which
-    /// exists.
-    Tenant(Action),
-    /// `POST …/labels`: as `Tenant(Action::SubmitLabel)`, except that a reprint (a source
-    /// that fetches a label already bought, `spapi::pii_actions`) needs
-    /// [`Action::Reprint`] and [`Action::ReadShipment`] instead: `pii_reader` only, never a
-    /// platform admin.
-    Label,
-}
-
-/// The request as a handler sees it, after the checks of its [`Access`].
-pub(crate) struct Call {
-    pub(crate) state: Arc<ApiState>,
-    who: Option<Principal>,
-    params: Vec<String>,
-    pub(crate) query: Option<String>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Zeroizing<Vec<u8>>,
-    pub(crate) peer: Option<IpAddr>,
-    pub(crate) now: u64,
-}
-
-impl Call {
-    /// The authenticated caller (every route but the [`Access::Public`] ones has one).
-    pub(crate) fn who(&self) -> Result<&Principal, ApiError> {
-        self.who
-            .as_ref()
-            .ok_or_else(|| ApiError::unauthenticated("missing bearer token"))
-    }
-
-    /// The `i`th path parameter (the tenant is the first of a tenant route).
-    pub(crate) fn param(&self, i: usize) -> &str {
-        self.params.get(i).map_or("", String::as_str)
-    }
-}
-
-/// What a route runs once its checks passed.
-pub(crate) type Handler = fn(Call) -> BoxFuture<'static, Result<Reply, ApiError>>;
-
-/// The JSON body a route reads, for the OpenAPI document.
-pub(crate) type BodySchema = fn() -> openapi::Schema;
-
-/// One route of the table.
-pub(crate) struct Route {
-    /// Its method.
-    pub(crate) method: Method,
-    /// Its path, with `{name}` parameters (each one an id checked with `validate_id`).
-    pub(crate) path: &'static str,
-    /// Who may call it.
-    pub(crate) access: Access,
-    /// One line for the OpenAPI document.
-    pub(crate) summary: &'static str,
-    /// The body it reads, if any.
-    pub(crate) body: Option<BodySchema>,
-    /// Its handler.
-    pub(crate) handler: Handler,
-}
 
 /// Declares one route: `route!(METHOD "path", access, "summary", body, |c| handler)`.
 macro_rules! route {
@@ -114,13 +47,19 @@ use Access::{Label, Public, Signed, Tenant};
 /// No body.
 const NONE: Option<BodySchema> = None;
 
+/// The OpenAPI document of [`ROUTES`], built once.
+fn openapi_document() -> serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(|| openapi::document_json(ROUTES)).clone()
+}
+
 /// Every route of the API. Keep README.md's route table in step (a test compares them).
 pub(crate) static ROUTES: &[Route] = &[
     route!(GET "/healthz", Public, "Liveness", NONE, |_c| Ok(Reply::ok(serde_json::json!({"status": "ok"})))),
-    route!(GET "/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", NONE, |_c| Ok(Reply::ok(openapi::document_json()))),
-    route!(POST "/v1/sessions", Public, "Log in (email, password): a session token", Some(openapi::schema::<sessions::Login>), |c| sessions::create(&c.state, &c.body, c.peer).await),
-    route!(POST "/v1/sessions/password", Public, "Change a password (email, old and new password)", Some(openapi::schema::<sessions::ChangePassword>), |c| sessions::change_password(&c.state, &c.body, c.peer).await),
-    route!(POST "/v1/billing/webhook", Public, "The billing provider's signed webhook", Some(openapi::any_object), |c| compliance::billing_webhook(
+    route!(GET "/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", NONE, |_c| Ok(Reply::ok(openapi_document()))),
+    route!(POST "/v1/sessions", Public, "Log in (email, password): a session token", Some(schema::<sessions::Login>), |c| sessions::create(&c.state, &c.body, c.peer).await),
+    route!(POST "/v1/sessions/password", Public, "Change a password (email, old and new password)", Some(schema::<sessions::ChangePassword>), |c| sessions::change_password(&c.state, &c.body, c.peer).await),
+    route!(POST "/v1/billing/webhook", Public, "The billing provider's signed webhook", Some(any_object), |c| compliance::billing_webhook(
         &c.state,
         c.headers.get(compliance::SIGNATURE_HEADER).map(|v| v.to_str()),
         &c.body,
@@ -128,16 +67,16 @@ pub(crate) static ROUTES: &[Route] = &[
         c.now,
     )),
     route!(GET "/v1/tenants", Signed, "List tenants (platform admin)", NONE, |c| admin::list_tenants(&c.state, c.who()?)),
-    route!(POST "/v1/tenants", Signed, "Create a tenant (platform admin)", Some(openapi::schema::<admin::NameBody>), |c| admin::create_tenant(&c.state, c.who()?, &c.body, c.now)),
+    route!(POST "/v1/tenants", Signed, "Create a tenant (platform admin)", Some(schema::<admin::NameBody>), |c| admin::create_tenant(&c.state, c.who()?, &c.body, c.now)),
     route!(GET "/v1/audit", Signed, "Entries of no tenant: summaries of strangers' failures (platform admin)", NONE, |c| admin::list_system_audit(&c.state, c.who()?)),
     route!(GET "/v1/tenants/{tenant}/sites", Tenant(Action::ReadSites), "List sites", NONE, |c| admin::list_sites(&c.state, c.param(0))),
-    route!(POST "/v1/tenants/{tenant}/sites", Tenant(Action::CreateSite), "Create a site", Some(openapi::schema::<admin::NameBody>), |c| admin::create_site(&c.state, c.who()?, c.param(0), &c.body, c.now)),
-    route!(POST "/v1/tenants/{tenant}/sites/{site}/enrollment-tokens", Tenant(Action::CreateEnrollmentToken), "Create an enrollment token for a site", Some(openapi::schema::<admin::TokenBody>), |c| admin::create_enrollment_token(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/sites", Tenant(Action::CreateSite), "Create a site", Some(schema::<admin::NameBody>), |c| admin::create_site(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/sites/{site}/enrollment-tokens", Tenant(Action::CreateEnrollmentToken), "Create an enrollment token for a site", Some(schema::<admin::TokenBody>), |c| admin::create_enrollment_token(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/agents", Tenant(Action::ReadAgents), "List agents", NONE, |c| admin::list_agents(&c.state, c.param(0), c.now)),
     route!(POST "/v1/tenants/{tenant}/agents/{agent}/revoke", Tenant(Action::RevokeAgent), "Revoke an agent", NONE, |c| admin::revoke_agent(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
-    route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(openapi::any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/labels", Tenant(Action::ReadLabel), "List label jobs (filters: status, pool, printer, agent, created_after, created_before, client_reference; pages: limit, starting_after)", NONE, |c| labels::list(&c.state, c.param(0), c.query.as_deref())),
     route!(GET "/v1/tenants/{tenant}/labels/{job}", Tenant(Action::ReadLabel), "A label job's state", NONE, |c| labels::get(&c.state, c.param(0), c.param(1))),
     route!(GET "/v1/tenants/{tenant}/audit", Tenant(Action::ReadAudit), "The tenant's audit entries (`?format=jsonl`: JSON lines with chain hashes)", NONE, |c| {
@@ -153,36 +92,36 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(POST "/v1/tenants/{tenant}/audit/checkpoints", Tenant(Action::ReadAudit), "Sign an audit checkpoint", NONE, |c| security::sign_checkpoint(&c.state, c.who()?, c.param(0), c.now)),
     route!(GET "/v1/tenants/{tenant}/compliance", Tenant(Action::ReadCompliance), "The tenant's compliance state", NONE, |c| compliance::get_compliance(&c.state, c.param(0), c.now)),
     route!(GET "/v1/tenants/{tenant}/users", Tenant(Action::ReadUsers), "List users", NONE, |c| users::list(&c.state, c.param(0), c.now)),
-    route!(POST "/v1/tenants/{tenant}/users", Tenant(Action::ManageUsers), "Create a user", Some(openapi::schema::<users::NewUser>), |c| users::create(&c.state, c.who()?, c.param(0), &c.body, c.now).await),
-    route!(PATCH "/v1/tenants/{tenant}/users/{user}", Tenant(Action::ManageUsers), "Change a user's roles or disable it", Some(openapi::schema::<users::UserPatch>), |c| users::update(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
-    route!(PUT "/v1/tenants/{tenant}/subscription", Tenant(Action::UpdateSubscription), "Set the subscription (platform admin)", Some(openapi::any_object), |c| compliance::put_subscription(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/users", Tenant(Action::ManageUsers), "Create a user", Some(schema::<users::NewUser>), |c| users::create(&c.state, c.who()?, c.param(0), &c.body, c.now).await),
+    route!(PATCH "/v1/tenants/{tenant}/users/{user}", Tenant(Action::ManageUsers), "Change a user's roles or disable it", Some(schema::<users::UserPatch>), |c| users::update(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/subscription", Tenant(Action::UpdateSubscription), "Set the subscription (platform admin)", Some(any_object), |c| compliance::put_subscription(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/attestation", Tenant(Action::ReadCompliance), "The security attestation", NONE, |c| compliance::get_attestation(&c.state, c.param(0), c.now)),
-    route!(PUT "/v1/tenants/{tenant}/attestation", Tenant(Action::Attest), "Answer the security attestation", Some(openapi::any_object), |c| compliance::put_attestation(&c.state, c.who()?, c.param(0), &c.body, c.now)),
-    route!(PUT "/v1/tenants/{tenant}/terms", Tenant(Action::Attest), "Accept the terms", Some(openapi::any_object), |c| compliance::put_terms(&c.state, c.who()?, c.param(0), &c.body, c.now)),
-    route!(POST "/v1/tenants/{tenant}/suspend", Tenant(Action::SuspendTenant), "Suspend the tenant (platform admin)", Some(openapi::any_object), |c| compliance::suspend(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/attestation", Tenant(Action::Attest), "Answer the security attestation", Some(any_object), |c| compliance::put_attestation(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/terms", Tenant(Action::Attest), "Accept the terms", Some(any_object), |c| compliance::put_terms(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/suspend", Tenant(Action::SuspendTenant), "Suspend the tenant (platform admin)", Some(any_object), |c| compliance::suspend(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(POST "/v1/tenants/{tenant}/resume", Tenant(Action::SuspendTenant), "Lift a suspension (platform admin)", NONE, |c| compliance::resume(&c.state, c.who()?, c.param(0), c.now)),
     route!(GET "/v1/tenants/{tenant}/alerts", Tenant(Action::ReadAlerts), "List alerts", NONE, |c| alerts::list(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/alerts/{alert}/clear", Tenant(Action::ClearAlert), "Clear an alert", NONE, |c| alerts::clear(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(GET "/v1/tenants/{tenant}/canaries", Tenant(Action::ManageCanaries), "The canary order ids", NONE, |c| alerts::get_canaries(&c.state, c.param(0))),
-    route!(PUT "/v1/tenants/{tenant}/canaries", Tenant(Action::ManageCanaries), "Set the canary order ids", Some(openapi::any_object), |c| alerts::put_canaries(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/canaries", Tenant(Action::ManageCanaries), "Set the canary order ids", Some(any_object), |c| alerts::put_canaries(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/api-keys", Tenant(Action::ManageApiKeys), "List API keys", NONE, |c| access::list_keys(&c.state, c.param(0), c.now)),
-    route!(POST "/v1/tenants/{tenant}/api-keys", Tenant(Action::ManageApiKeys), "Create an API key", Some(openapi::any_object), |c| access::create_key(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/api-keys", Tenant(Action::ManageApiKeys), "Create an API key", Some(any_object), |c| access::create_key(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(DELETE "/v1/tenants/{tenant}/api-keys/{key}", Tenant(Action::ManageApiKeys), "Revoke an API key", NONE, |c| access::revoke_key(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(GET "/v1/tenants/{tenant}/ip-allowlist", Tenant(Action::ReadCompliance), "The IP allowlist", NONE, |c| access::get_allowlist(&c.state, c.param(0))),
-    route!(PUT "/v1/tenants/{tenant}/ip-allowlist", Tenant(Action::ManageNetwork), "Set the IP allowlist", Some(openapi::any_object), |c| access::put_allowlist(&c.state, c.who()?, c.param(0), &c.body, c.peer, c.now)),
-    route!(POST "/v1/tenants/{tenant}/deletion", Tenant(Action::DeleteTenant), "Delete the tenant (crypto-shred)", Some(openapi::any_object), |c| security::delete_tenant(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/ip-allowlist", Tenant(Action::ManageNetwork), "Set the IP allowlist", Some(any_object), |c| access::put_allowlist(&c.state, c.who()?, c.param(0), &c.body, c.peer, c.now)),
+    route!(POST "/v1/tenants/{tenant}/deletion", Tenant(Action::DeleteTenant), "Delete the tenant (crypto-shred)", Some(any_object), |c| security::delete_tenant(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/notifications", Tenant(Action::ReadNotifications), "List notifications", NONE, |c| notifications::list(&c.state, c.param(0))),
     route!(GET "/v1/tenants/{tenant}/webhook", Tenant(Action::ReadNotifications), "The outgoing webhook", NONE, |c| notifications::get_webhook(&c.state, c.param(0))),
-    route!(PUT "/v1/tenants/{tenant}/webhook", Tenant(Action::ManageWebhook), "Set the outgoing webhook", Some(openapi::any_object), |c| notifications::put_webhook(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/tenants/{tenant}/webhook", Tenant(Action::ManageWebhook), "Set the outgoing webhook", Some(any_object), |c| notifications::put_webhook(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(DELETE "/v1/tenants/{tenant}/webhook", Tenant(Action::ManageWebhook), "Delete the outgoing webhook", NONE, |c| notifications::delete_webhook(&c.state, c.who()?, c.param(0), c.now)),
     route!(POST "/v1/tenants/{tenant}/webhook/test", Tenant(Action::ManageWebhook), "Send a test event to the webhook", NONE, |c| notifications::test_webhook(&c.state, c.param(0), c.now)),
     route!(GET "/v1/tenants/{tenant}/spapi-connections", Tenant(Action::ReadSites), "List SP-API connections", NONE, |c| spapi::list_connections(&c.state, c.param(0))),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections", Tenant(Action::CreateSite), "Create an SP-API connection", Some(openapi::any_object), |c| spapi::create_connection(&c.state, c.who()?, c.param(0), &c.body, c.now)),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/eligible-services", Tenant(Action::SubmitLabel), "Shopping: eligible shipping services", Some(openapi::any_object), |c| spapi::eligible_services(&c.state, c.param(0), c.param(1), &c.body).await),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/additional-seller-inputs", Tenant(Action::SubmitLabel), "Shopping: additional seller inputs", Some(openapi::any_object), |c| spapi::additional_seller_inputs(&c.state, c.param(0), c.param(1), &c.body).await),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/rates", Tenant(Action::SubmitLabel), "Shopping: rates", Some(openapi::any_object), |c| spapi::rates(&c.state, c.param(0), c.param(1), &c.body).await),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/additional-inputs", Tenant(Action::SubmitLabel), "Shopping: additional inputs of a rate", Some(openapi::any_object), |c| spapi::additional_inputs(&c.state, c.param(0), c.param(1), &c.body).await),
-    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/cancel-shipment", Tenant(Action::SubmitLabel), "Cancel a shipment", Some(openapi::any_object), |c| spapi::cancel_shipment(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now).await),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections", Tenant(Action::CreateSite), "Create an SP-API connection", Some(any_object), |c| spapi::create_connection(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/eligible-services", Tenant(Action::SubmitLabel), "Shopping: eligible shipping services", Some(any_object), |c| spapi::eligible_services(&c.state, c.param(0), c.param(1), &c.body).await),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/additional-seller-inputs", Tenant(Action::SubmitLabel), "Shopping: additional seller inputs", Some(any_object), |c| spapi::additional_seller_inputs(&c.state, c.param(0), c.param(1), &c.body).await),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/rates", Tenant(Action::SubmitLabel), "Shopping: rates", Some(any_object), |c| spapi::rates(&c.state, c.param(0), c.param(1), &c.body).await),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/additional-inputs", Tenant(Action::SubmitLabel), "Shopping: additional inputs of a rate", Some(any_object), |c| spapi::additional_inputs(&c.state, c.param(0), c.param(1), &c.body).await),
+    route!(POST "/v1/tenants/{tenant}/spapi-connections/{connection}/cancel-shipment", Tenant(Action::SubmitLabel), "Cancel a shipment", Some(any_object), |c| spapi::cancel_shipment(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now).await),
 ];
 
 /// The checks of `route`'s [`Access`], then its handler.

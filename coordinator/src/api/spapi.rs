@@ -34,13 +34,15 @@ use zeroize::Zeroizing;
 use super::error::ApiError;
 use crate::services::spapi::auth::SecretString;
 
+pub(super) use connections::NewConnection;
 pub(super) use connections::{create_connection, list_connections};
 pub(super) use shopping::{
     additional_inputs, additional_seller_inputs, cancel_shipment, eligible_services, rates,
 };
+pub(super) use shopping::{
+    AdditionalInputsRequest, CancelRequest, EligibleRequest, SellerInputsRequest,
+};
 pub(super) use sources::{is_spapi_source, pii_actions, SourceRequest};
-pub(super) use connections::NewConnection;
-pub(super) use shopping::{AdditionalInputsRequest, CancelRequest, EligibleRequest, SellerInputsRequest};
 pub(super) use submit::{decorate_label, pending_label, submit_label};
 
 /// 1 to `max` printable ASCII characters (a token or secret).

@@ -1664,7 +1664,7 @@ async fn every_route_checks_role_and_tenant() {
     };
     for r in super::routes::ROUTES
         .iter()
-        .filter(|r| r.access != super::routes::Access::Public)
+        .filter(|r| r.access != super::route::Access::Public)
     {
         let n = routes
             .iter()
@@ -1678,7 +1678,7 @@ async fn every_route_checks_role_and_tenant() {
     }
     let signed = super::routes::ROUTES
         .iter()
-        .filter(|r| r.access != super::routes::Access::Public);
+        .filter(|r| r.access != super::route::Access::Public);
     assert_eq!(routes.len(), signed.count());
 }
 

@@ -21,8 +21,8 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 pub use admission::{admit, named_orders};
-pub use upload::{valid_client_reference, Upload, MAX_CLIENT_REFERENCE};
 pub(crate) use upload::{decode_label, matches_format};
+pub use upload::{valid_client_reference, Upload, MAX_CLIENT_REFERENCE};
 
 use crate::core::audit::AuditEntry;
 use crate::core::compliance::{self, GateRefusal, LabelMode};
