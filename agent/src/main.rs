@@ -218,11 +218,9 @@ async fn main() -> anyhow::Result<()> {
                 .ok()
                 .flatten()
                 .and_then(|s| s.versions);
-            let next_min_version = heard.as_ref().and_then(|v| {
-                v.next_min_version
-                    .clone()
-                    .zip(v.next_min_version_from_s)
-            });
+            let next_min_version = heard
+                .as_ref()
+                .and_then(|v| v.next_min_version.clone().zip(v.next_min_version_from_s));
             let options = DoctorOptions {
                 min_version: min_version.or(heard.map(|v| v.min_version)),
                 next_min_version,

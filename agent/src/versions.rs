@@ -51,7 +51,10 @@ impl Standing {
 
     /// What to install before the announced minimum takes effect, when this agent is below it.
     pub fn notice(&self, own: &str) -> Option<String> {
-        let (next, from) = (self.next_min_version.as_ref()?, self.next_min_version_from_s?);
+        let (next, from) = (
+            self.next_min_version.as_ref()?,
+            self.next_min_version_from_s?,
+        );
         Some(format!(
             "this agent is {own}, the coordinator will require ≥ {next} from {from} (unix \
              seconds): install sealprint-agent {next} or later before then"

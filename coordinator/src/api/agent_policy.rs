@@ -64,7 +64,9 @@ pub(super) fn put(
     let own = match req.min_agent_version.as_deref() {
         None => None,
         Some(raw) => Some(raw.parse::<Version>().map_err(|_| {
-            ApiError::unprocessable("min_agent_version must be MAJOR.MINOR.PATCH (digits only) or null")
+            ApiError::unprocessable(
+                "min_agent_version must be MAJOR.MINOR.PATCH (digits only) or null",
+            )
         })?),
     };
     state.store.set_tenant_min_agent_version(tenant, own)?;

@@ -23,9 +23,9 @@ use super::auth::Action;
 use super::error::ApiError;
 use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
-    access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi, page,
-    public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users, ApiState,
-    PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
+    access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
+    page, public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users,
+    ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Declares one route: `route!(METHOD "path", access, "summary", body, |c| handler)`.

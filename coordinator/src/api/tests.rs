@@ -2942,6 +2942,7 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
     );
 }
 
+mod agent_policy;
 mod idempotency;
 mod lists;
 mod pii;

@@ -516,8 +516,14 @@ mod tests {
         sweep(&store, hb, &policy, 101_000).expect("sweep");
         let raised = open(&store, &t, AlertRule::AgentOutdated);
         assert_eq!(raised.len(), 1);
-        assert!(raised[0].message.contains("99.0.0"), "{}", raised[0].message);
-        store.set_tenant_min_agent_version(&t, None).expect("policy");
+        assert!(
+            raised[0].message.contains("99.0.0"),
+            "{}",
+            raised[0].message
+        );
+        store
+            .set_tenant_min_agent_version(&t, None)
+            .expect("policy");
         sweep(&store, hb, &policy, 102_000).expect("sweep");
         assert!(open(&store, &t, AlertRule::AgentOutdated).is_empty());
     }

@@ -60,7 +60,9 @@ mod tests {
             .expect("write");
         assert_eq!(store.tenant_min_agent_version("t").expect("read"), Some(v));
         assert_eq!(store.tenant_min_agent_version("u").expect("read"), None);
-        store.set_tenant_min_agent_version("t", None).expect("clear");
+        store
+            .set_tenant_min_agent_version("t", None)
+            .expect("clear");
         assert_eq!(store.tenant_min_agent_version("t").expect("read"), None);
     }
 }

@@ -251,9 +251,9 @@ fn version_policy(
         (Some(_), None) => problems.push(
             "next_min_agent_version needs next_min_agent_version_from (unix seconds)".to_owned(),
         ),
-        (None, Some(_)) if !named => problems.push(
-            "next_min_agent_version_from needs next_min_agent_version".to_owned(),
-        ),
+        (None, Some(_)) if !named => {
+            problems.push("next_min_agent_version_from needs next_min_agent_version".to_owned())
+        }
         (None, _) => {}
     }
     policy

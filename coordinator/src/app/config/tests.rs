@@ -147,7 +147,10 @@ fn agent_versions_default_to_the_floor_and_are_validated_strictly() {
     let c = resolve(file.clone(), flags()).expect("valid");
     assert_eq!(c.agent_versions.min, Version::new(0, 2, 0));
     let next = c.agent_versions.next.expect("announced");
-    assert_eq!((next.min, next.from_s), (Version::new(0, 3, 0), 1_767_225_600));
+    assert_eq!(
+        (next.min, next.from_s),
+        (Version::new(0, 3, 0), 1_767_225_600)
+    );
     // The flag wins over the file.
     let c = resolve(
         file,
@@ -172,9 +175,16 @@ fn agent_versions_default_to_the_floor_and_are_validated_strictly() {
         panic!("expected Invalid, got {err:?}");
     };
     assert_eq!(problems.len(), 2, "{problems:#?}");
-    assert!(problems[0].starts_with("min_agent_version: \"1.2\""), "{problems:#?}");
+    assert!(
+        problems[0].starts_with("min_agent_version: \"1.2\""),
+        "{problems:#?}"
+    );
 
-    for (next, from) in [(Some("0.3.0"), None), (None, Some(5)), (Some("0.0.9"), Some(5))] {
+    for (next, from) in [
+        (Some("0.3.0"), None),
+        (None, Some(5)),
+        (Some("0.0.9"), Some(5)),
+    ] {
         let err = resolve(
             FileConfig::default(),
             Overrides {
@@ -183,6 +193,9 @@ fn agent_versions_default_to_the_floor_and_are_validated_strictly() {
                 ..flags()
             },
         );
-        assert!(matches!(err, Err(ConfigError::Invalid(p)) if p.len() == 1), "{next:?} {from:?}");
+        assert!(
+            matches!(err, Err(ConfigError::Invalid(p)) if p.len() == 1),
+            "{next:?} {from:?}"
+        );
     }
 }

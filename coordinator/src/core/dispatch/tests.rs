@@ -281,8 +281,18 @@ fn an_outdated_agent_gets_no_jobs_but_relays() {
         ..want(&[])
     };
     assert_eq!(fleet.choose(&aimed, &cfg, 1_200), None);
-    beat(&mut fleet, &hb("a", ready(), 2_000, 1), Some(p), None, 2_000);
-    assert_eq!(fleet.choose(&want(&[]), &cfg, 2_100), None, "a heartbeat keeps the flag");
+    beat(
+        &mut fleet,
+        &hb("a", ready(), 2_000, 1),
+        Some(p),
+        None,
+        2_000,
+    );
+    assert_eq!(
+        fleet.choose(&want(&[]), &cfg, 2_100),
+        None,
+        "a heartbeat keeps the flag"
+    );
     // Another agent of the pool takes the job.
     online(&mut fleet, "b", PeerId::random(), ready());
     let c = fleet.choose(&want(&[]), &cfg, 2_100).expect("b");
@@ -290,9 +300,25 @@ fn an_outdated_agent_gets_no_jobs_but_relays() {
     // An outdated site peer still carries another agent's sealed job.
     let relayed = PeerId::random();
     fleet.connected(live("c", Some(relayed)));
-    beat(&mut fleet, &hb("c", ready(), 2_000, 0), None, Some("a"), 2_000);
+    beat(
+        &mut fleet,
+        &hb("c", ready(), 2_000, 0),
+        None,
+        Some("a"),
+        2_000,
+    );
     assert_eq!(
-        fleet.choose(&Want { printer: Some("c.p"), pool: None, ..want(&[]) }, &cfg, 2_100).map(|c| c.route),
+        fleet
+            .choose(
+                &Want {
+                    printer: Some("c.p"),
+                    pool: None,
+                    ..want(&[])
+                },
+                &cfg,
+                2_100
+            )
+            .map(|c| c.route),
         Some(Route::Relay(p))
     );
     // Updated: jobs again.
