@@ -29,7 +29,7 @@ enum Cmd {
     /// Create a data directory: keys, TLS certificate, first admin.
     Init(InitArgs),
     /// Serve the HTTPS API and the mesh.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -217,7 +217,7 @@ fn main() -> ExitCode {
                 })
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Serve(a) => serve(a, cli.log_format),
+        Cmd::Serve(a) => serve(*a, cli.log_format),
         Cmd::Audit(AuditCmd::Verify {
             data_dir,
             master_key_file,
