@@ -444,6 +444,22 @@ mod tests {
             check_version("1.0.0-rc1", Some("v1.0.1")).outcome,
             Outcome::Fail
         );
+        let fail = check_version("0.1.0", Some("99.0.0"));
+        assert!(
+            fail.detail
+                .contains("install sealprint-agent 99.0.0 or later"),
+            "{}",
+            fail.detail
+        );
+        let next = ("0.2.0".to_owned(), 1_767_225_600);
+        let warn = check_next_version("0.1.0", Some(&next)).expect("warned");
+        assert_eq!(
+            (warn.name.as_str(), warn.outcome),
+            ("version (next)", Outcome::Warn)
+        );
+        assert!(warn.detail.contains("0.2.0"), "{}", warn.detail);
+        assert_eq!(check_next_version("0.2.0", Some(&next)), None);
+        assert_eq!(check_next_version("0.1.0", None), None);
     }
 
     #[test]
