@@ -4,6 +4,7 @@
 //! job and a job aimed at its printer stay queued, `GET …/agents` lists it `outdated`, the
 //! `agent_outdated` alert opens, and the agent says in its log, `status --json` and `doctor`
 //! what to install. Once the tenant's minimum is removed, the queued label prints exactly once.
+//! A next minimum announced ahead reaches the agent (`status`) without holding its jobs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -283,6 +284,58 @@ async fn a_tenant_minimum_holds_jobs_until_it_is_removed_then_they_print_once() 
         Ok((v["outdated"] == json!(false) && v["min_version"] == "0.1.0").then_some(()))
     })
     .await?;
+    st.agent.stop().await?;
+    site.coordinator.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_minimum_is_announced_to_agents_without_holding_their_jobs() -> anyhow::Result<()> {
+    let tmp = scratch();
+    // Far ahead (2100-01-01): the warning window, not the minimum yet.
+    let args = coordinator_args(
+        tmp.path(),
+        &[
+            "--next-min-agent-version",
+            "99.0.0",
+            "--next-min-agent-version-from",
+            "4102444800",
+        ],
+    )?;
+    let mut site = Site::new_with(tmp.path(), &args).await?;
+    let mut st = site.station(0, 1, "outbound", &[]).await?;
+    site.wait_printers(1).await?;
+    let dir = st.agent.data_dir.clone();
+    let status = wait_for("status reporting the announcement", LIMIT, || async {
+        let (_, v) = agent_json("status", &dir).await?;
+        Ok((v["next_min_version"] == "99.0.0").then_some(v))
+    })
+    .await?;
+    assert_eq!(status["outdated"], false, "{status}");
+    assert_eq!(status["min_version"], "0.1.0", "{status}");
+    assert_eq!(
+        status["next_min_version_from_s"], 4_102_444_800u64,
+        "{status}"
+    );
+    let install = status["install"].as_str().unwrap_or_default();
+    assert!(install.contains("before then"), "{status}");
+    let policy = site
+        .admin
+        .get(&format!("/v1/tenants/{}/agent-policy", site.tenant))
+        .await?;
+    assert_eq!(policy["next_min_agent_version"], "99.0.0", "{policy}");
+    // Not outdated yet: its labels print.
+    let mark = marker();
+    let id = site
+        .submit(json!({"pool": "outbound"}), &zpl_label(&mark, 1))
+        .await?;
+    assert_eq!(site.wait_final(&id, LIMIT).await?["status"], "printed");
+    let device = st.agent.device_id.clone();
+    let listed = wait_agent(&site, &device, "the agent listed", |a| {
+        a["outdated"].is_boolean()
+    })
+    .await?;
+    assert_eq!(listed["outdated"], false, "{listed}");
     st.agent.stop().await?;
     site.coordinator.stop().await?;
     Ok(())
