@@ -2,7 +2,9 @@
 //! security checklist on this Print Station.
 //!
 //! # Checks
-//! - **version**: the agent's version, against a minimum when one is given.
+//! - **version**: the agent's version, against a minimum when one is given (`--min-version`,
+//!   else the coordinator's from the running agent's status snapshot); **version (next)** warns
+//!   when the coordinator announced a next minimum this agent is below.
 //! - **data dir**: the data directory is `0700` and every file in it (keys, certificate, pins)
 //!   `0600` or stricter (unix; on Windows ACLs are not judged and the check warns).
 //! - **virtual queues**: no print-to-file, PDF or XPS queue is configured on the station: CUPS
@@ -21,9 +23,9 @@
 //! [`findings`] turns the failed and warned checks into short strings for heartbeats.
 //!
 //! # What it does not do
-//! It cannot check the clock against the coordinator or the coordinator's minimum version
-//! (that needs the mesh: the caller passes `min_version` when it knows it), and it fixes
-//! nothing.
+//! It cannot check the clock against the coordinator, nor learn the coordinator's minimum
+//! version by itself (that needs the mesh: the caller passes `min_version`, from the flag or
+//! the snapshot of the running agent), and it fixes nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -93,8 +95,12 @@ pub struct DoctorOptions {
     pub cups_server: Option<String>,
     /// CUPS' configuration directory (cupsd.conf, cups-files.conf); `None`: `/etc/cups`.
     pub cups_config_dir: Option<PathBuf>,
-    /// The oldest agent version accepted, when known (the coordinator's minimum).
+    /// The oldest agent version accepted, when known (the coordinator's minimum: given, or
+    /// from the running agent's status snapshot).
     pub min_version: Option<String>,
+    /// The next minimum the coordinator announced and when it takes effect (unix seconds),
+    /// from the status snapshot; a warning when this agent is below it.
+    pub next_min_version: Option<(String, u64)>,
     /// Printer timeouts.
     pub timeouts: Timeouts,
 }
@@ -107,6 +113,10 @@ pub async fn run(options: &DoctorOptions) -> Vec<Check> {
         crate::VERSION,
         options.min_version.as_deref(),
     )];
+    checks.extend(check_next_version(
+        crate::VERSION,
+        options.next_min_version.as_ref(),
+    ));
     checks.extend(check_data_dir(&options.data_dir));
     checks.extend(check_cups(options).await);
     checks.extend(check_cups_retention(
@@ -176,7 +186,10 @@ fn check_version(version: &str, min: Option<&str>) -> Check {
         Some(min) if version_numbers(version) < version_numbers(min) => Check::new(
             "version",
             Outcome::Fail,
-            format!("sealprint-agent {version} is older than the minimum {min}"),
+            format!(
+                "sealprint-agent {version} is older than the minimum {min}: install \
+                 sealprint-agent {min} or later"
+            ),
         ),
         Some(min) => Check::new(
             "version",
@@ -184,6 +197,20 @@ fn check_version(version: &str, min: Option<&str>) -> Check {
             format!("sealprint-agent {version} (minimum {min})"),
         ),
     }
+}
+
+fn check_next_version(version: &str, next: Option<&(String, u64)>) -> Option<Check> {
+    let (next, from) = next?;
+    (version_numbers(version) < version_numbers(next)).then(|| {
+        Check::new(
+            "version (next)",
+            Outcome::Warn,
+            format!(
+                "the coordinator will require {next} from {from} (unix seconds): install \
+                 sealprint-agent {next} or later before then"
+            ),
+        )
+    })
 }
 
 fn check_data_dir(dir: &Path) -> Vec<Check> {
@@ -417,6 +444,22 @@ mod tests {
             check_version("1.0.0-rc1", Some("v1.0.1")).outcome,
             Outcome::Fail
         );
+        let fail = check_version("0.1.0", Some("99.0.0"));
+        assert!(
+            fail.detail
+                .contains("install sealprint-agent 99.0.0 or later"),
+            "{}",
+            fail.detail
+        );
+        let next = ("0.2.0".to_owned(), 1_767_225_600);
+        let warn = check_next_version("0.1.0", Some(&next)).expect("warned");
+        assert_eq!(
+            (warn.name.as_str(), warn.outcome),
+            ("version (next)", Outcome::Warn)
+        );
+        assert!(warn.detail.contains("0.2.0"), "{}", warn.detail);
+        assert_eq!(check_next_version("0.2.0", Some(&next)), None);
+        assert_eq!(check_next_version("0.1.0", None), None);
     }
 
     #[test]
@@ -468,6 +511,7 @@ mod tests {
             cups_server: Some(unused.to_string()),
             cups_config_dir: Some(dir.path().join("no-cups")),
             min_version: None,
+            next_min_version: None,
             timeouts: Timeouts::default(),
         };
         let checks = run(&options).await;

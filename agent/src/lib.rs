@@ -18,6 +18,7 @@
 //! - [`revocations`]: the coordinator-signed list of revoked devices, kept on disk.
 //! - [`sequence`]: the heartbeat counter that grows across restarts.
 //! - [`status`]: the running agent's status snapshot (`sealprint-agent status`).
+//! - [`versions`]: this agent against the coordinator's minimum version (and the next one).
 //! - [`discover`]: finding candidate printers (`sealprint-agent printers --discover`).
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
 //!
@@ -36,6 +37,7 @@ pub mod revocations;
 pub mod sequence;
 pub mod station;
 pub mod status;
+pub mod versions;
 
 use thiserror::Error;
 

@@ -14,6 +14,7 @@ use sealprint_agent::config::Flags;
 use sealprint_agent::discover::DiscoverOptions;
 use sealprint_agent::doctor::DoctorOptions;
 use sealprint_agent::printer::Timeouts;
+use sealprint_agent::status::Snapshot;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -106,7 +107,8 @@ enum Command {
         /// /run/cups/cups.sock, then localhost:631).
         #[arg(long)]
         cups_server: Option<String>,
-        /// The oldest agent version accepted (the coordinator's minimum, when known).
+        /// The oldest agent version accepted (default: the coordinator's minimum from the
+        /// running agent's status snapshot, when there is one).
         #[arg(long)]
         min_version: Option<String>,
         /// Print JSON (fields documented in the README).
@@ -210,12 +212,22 @@ async fn main() -> anyhow::Result<()> {
             json,
         } => {
             let cfg = common.load(Flags::default())?;
+            // Unless given, the minimum is what the running agent last heard from the
+            // coordinator (its status snapshot).
+            let heard = Snapshot::read(&cfg.data_dir)
+                .ok()
+                .flatten()
+                .and_then(|s| s.versions);
+            let next_min_version = heard
+                .as_ref()
+                .and_then(|v| v.next_min_version.clone().zip(v.next_min_version_from_s));
             let options = DoctorOptions {
+                min_version: min_version.or(heard.map(|v| v.min_version)),
+                next_min_version,
                 data_dir: cfg.data_dir,
                 printers: cfg.printers,
                 cups_server,
                 cups_config_dir: None,
-                min_version,
                 timeouts: Timeouts::default(),
             };
             operator::doctor(options, json).await

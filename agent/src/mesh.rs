@@ -19,7 +19,8 @@
 //!
 //! This file holds the endpoint's state and its event loop; the handlers live in
 //! `links` (connections and discovery), `admission` (verifying site peers), `routing`
-//! (requests and answers), `jobs` (opening and printing jobs) and `heartbeat`.
+//! (requests and answers), `jobs` (opening and printing jobs), `heartbeat`, and `versions`
+//! (the coordinator's minimum version, logged once per change).
 
 mod admission;
 mod heartbeat;
@@ -27,6 +28,7 @@ mod jobs;
 mod links;
 mod routing;
 mod snapshot;
+mod versions;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -144,6 +146,10 @@ pub(super) struct EventLoop {
     /// When the coordinator last acknowledged a heartbeat (unix ms), and its clock minus ours.
     last_ack_ms: Option<u64>,
     clock_offset_ms: Option<i64>,
+    /// This agent against the coordinator's version requirement, from the last reply.
+    versions: Option<crate::versions::Standing>,
+    /// The requirement text of the last reply, so a change is judged and logged once.
+    requirement_text: Option<String>,
     receipts: Receipts,
     pending: HashMap<OutboundRequestId, Pending>,
     finished_tx: mpsc::Sender<Finished>,
@@ -243,6 +249,8 @@ pub async fn start(
         relay: None,
         last_ack_ms: None,
         clock_offset_ms: None,
+        versions: None,
+        requirement_text: None,
         receipts: Receipts::default(),
         pending: HashMap::new(),
         finished_tx,

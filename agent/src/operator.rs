@@ -29,6 +29,15 @@ struct StatusView {
     last_ack_ms: Option<u64>,
     last_ack_age_ms: Option<u64>,
     clock_offset_ms: Option<i64>,
+    /// The coordinator's minimum version, from the last reply (null before one).
+    min_version: Option<String>,
+    /// Whether this agent is below it: it gets no jobs until updated.
+    outdated: bool,
+    /// The next minimum announced, when this agent is below it, and from when (unix s).
+    next_min_version: Option<String>,
+    next_min_version_from_s: Option<u64>,
+    /// What to install, when outdated or due before the next minimum.
+    install: Option<String>,
     printers: Vec<PrinterLine>,
 }
 
@@ -53,6 +62,12 @@ pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
             other => other,
         }
     });
+    let standing = snapshot.as_ref().and_then(|s| s.versions.clone());
+    let standing = standing.as_ref();
+    let own = snapshot
+        .as_ref()
+        .map_or(sealprint_agent::VERSION, |s| s.version.as_str())
+        .to_owned();
     let view = StatusView {
         state,
         snapshot_age_ms: snapshot.as_ref().map(|s| s.age_ms(now)),
@@ -72,6 +87,11 @@ pub fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
             .and_then(|s| s.last_ack_ms)
             .map(|t| now.saturating_sub(t)),
         clock_offset_ms: snapshot.as_ref().and_then(|s| s.clock_offset_ms),
+        min_version: standing.map(|v| v.min_version.clone()),
+        outdated: standing.is_some_and(|v| v.outdated),
+        next_min_version: standing.and_then(|v| v.next_min_version.clone()),
+        next_min_version_from_s: standing.and_then(|v| v.next_min_version_from_s),
+        install: standing.and_then(|v| v.advice(&own).or_else(|| v.notice(&own))),
         printers: snapshot.map(|s| s.printers).unwrap_or_default(),
     };
     if json {
@@ -126,6 +146,14 @@ fn render_status(v: &StatusView) -> String {
         format!("{o:+} ms (coordinator minus station)")
     });
     line("clock offset", offset);
+    if let Some(min) = &v.min_version {
+        let shown = match &v.install {
+            Some(install) if v.outdated => format!("OUTDATED (minimum {min}; no jobs): {install}"),
+            Some(install) => format!("ok (minimum {min}); {install}"),
+            None => format!("ok (minimum {min})"),
+        };
+        line("version", shown);
+    }
     let cert = v.certificate.as_ref().map_or("none".into(), |c| {
         if c.expires_in_s < 0 {
             format!(

@@ -68,6 +68,7 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
         cups_server: None,
         cups_config_dir: None,
         min_version: None,
+        next_min_version: None,
         timeouts: Timeouts::default(),
     })
     .await;

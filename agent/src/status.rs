@@ -5,7 +5,8 @@
 //! control socket (one more listener to secure). The snapshot is small, holds no PII (ids,
 //! printer names, verdicts and times only), is written atomically (temporary file, then rename)
 //! with mode 0600, and carries the time it was written and the heartbeat period, so the reader
-//! can tell a live agent from a stopped or stuck one. A clean stop writes a last snapshot
+//! can tell a live agent from a stopped or stuck one. It also says whether the coordinator
+//! requires a newer agent ([`Standing`]). A clean stop writes a last snapshot
 //! marked `running: false`.
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::identity::{write_private, IdentityError};
+use crate::versions::Standing;
 
 /// The snapshot's file name in the data directory.
 pub const FILE: &str = "status.json";
@@ -97,6 +99,10 @@ pub struct Snapshot {
     pub clock_offset_ms: Option<i64>,
     /// The printers as last probed.
     pub printers: Vec<PrinterLine>,
+    /// Where this agent stands against the coordinator's minimum version, from the last
+    /// reply (absent before one, and in snapshots of older agents).
+    #[serde(default)]
+    pub versions: Option<Standing>,
 }
 
 /// What reading a snapshot can fail with.
@@ -196,6 +202,12 @@ mod tests {
             last_ack_ms: Some(written_ms),
             clock_offset_ms: Some(-3),
             printers: Vec::new(),
+            versions: Some(Standing {
+                min_version: "99.0.0".into(),
+                outdated: true,
+                next_min_version: None,
+                next_min_version_from_s: None,
+            }),
         }
     }
 

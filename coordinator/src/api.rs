@@ -14,7 +14,8 @@
 //! - `auth`: principals, actions and the one `authorize` decision; `access`: bearer tokens
 //!   (sessions and API keys) to principals, API keys, the IP allowlist, [`PeerAddr`];
 //! - one file per resource: `sessions` (login, password change), `admin` (tenants, sites,
-//!   enrollment tokens, agents, printers, audit), `labels`, `users`, `compliance`
+//!   enrollment tokens, agents, printers, audit), `agent_policy` (a tenant's minimum agent
+//!   version), `labels`, `users`, `compliance`
 //!   (subscription, billing webhook, attestation, terms, suspension, audit verification),
 //!   `alerts` (alerts, canaries), `security` (audit export and checkpoints, tenant deletion),
 //!   `notifications` (notifications, the outgoing webhook), `spapi` (SP-API connections, the
@@ -35,6 +36,7 @@
 
 mod access;
 mod admin;
+mod agent_policy;
 mod alerts;
 mod auth;
 mod compliance;
@@ -104,6 +106,8 @@ pub struct ApiState {
     /// Per-address limits of the unauthenticated routes, the login guard, the bound on
     /// password work.
     pub limits: limits::Limits,
+    /// The global agent version policy (`--min-agent-version`); tenants may raise theirs.
+    pub agent_versions: crate::core::agents::VersionPolicy,
 }
 
 impl ApiState {

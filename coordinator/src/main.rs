@@ -29,7 +29,7 @@ enum Cmd {
     /// Create a data directory: keys, TLS certificate, first admin.
     Init(InitArgs),
     /// Serve the HTTPS API and the mesh.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -116,6 +116,16 @@ struct ServeArgs {
     /// Period of the audit summaries of unauthenticated failures, seconds (default 60).
     #[arg(long)]
     failure_summary_interval_secs: Option<u64>,
+    /// Oldest agent version served, MAJOR.MINOR.PATCH (default 0.1.0): older agents stay
+    /// connected but get no jobs.
+    #[arg(long)]
+    min_agent_version: Option<String>,
+    /// Next minimum agent version, announced to agents until --next-min-agent-version-from.
+    #[arg(long)]
+    next_min_agent_version: Option<String>,
+    /// When --next-min-agent-version takes effect, unix seconds.
+    #[arg(long)]
+    next_min_agent_version_from: Option<u64>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -155,6 +165,9 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         max_queued_jobs: a.max_queued_jobs,
         mesh_hello_deadline_secs: a.mesh_hello_deadline_secs,
         failure_summary_interval_secs: a.failure_summary_interval_secs,
+        min_agent_version: a.min_agent_version,
+        next_min_agent_version: a.next_min_agent_version,
+        next_min_agent_version_from: a.next_min_agent_version_from,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);
@@ -204,7 +217,7 @@ fn main() -> ExitCode {
                 })
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Serve(a) => serve(a, cli.log_format),
+        Cmd::Serve(a) => serve(*a, cli.log_format),
         Cmd::Audit(AuditCmd::Verify {
             data_dir,
             master_key_file,

@@ -20,10 +20,11 @@
 //! file of its own: `meta` (init flag, secrets, serials), `tenants`, `sites`, `users`,
 //! `sessions`, `enrollment`, `agents` (and their printers), `jobs` (and their labels),
 //! `audit`, `access` (API keys, allowlists), `acceptance`, `alerts`, `connections` (SP-API),
-//! `notifications`, `retention`. Each family's file holds its record types too.
+//! `notifications`, `retention`, `agent_policy` (a tenant's minimum agent version). Each family's file holds its record types too.
 
 mod acceptance;
 mod access;
+mod agent_policy;
 mod agents;
 mod alerts;
 mod audit;

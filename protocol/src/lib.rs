@@ -20,6 +20,8 @@
 //!   the envelope it opened.
 //! - [`reply`]: heartbeat replies and revocation lists signed by the coordinator, with
 //!   counters and versions so they cannot be replayed.
+//! - [`version`]: agent versions, and the coordinator's version requirement (the minimum now,
+//!   and the next one announced) as heartbeat replies carry it.
 //!
 //! What this crate does not do: transport, storage, key generation policy, or deciding what a
 //! message means for a job's state. Those live in the coordinator and the agent.
@@ -33,6 +35,7 @@ pub mod outcome;
 pub mod relay;
 pub mod reply;
 pub mod token;
+pub mod version;
 
 pub use cert::{CertError, Certificate, CertificateBody, Expectation};
 pub use codec::{decode_frame, encode_frame, FrameError, DEFAULT_MAX_FRAME};
@@ -48,6 +51,7 @@ pub use outcome::{OutcomeError, OutcomeExpectation};
 pub use relay::RelayError;
 pub use reply::ReplyError;
 pub use token::{EnrollmentToken, TokenError};
+pub use version::{version_below, Announced, Requirement, Version, VersionError};
 
 /// Version string of this protocol crate; agents report theirs in heartbeats.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -150,6 +150,9 @@ impl SignedReply {
 }
 
 #[cfg(test)]
+mod compat;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::AcceptedIdentity;

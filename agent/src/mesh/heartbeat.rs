@@ -1,6 +1,7 @@
 //! Heartbeats: built from the station's state and sent over the uplink or a relaying peer; a
 //! reply is applied only when the coordinator signed it for a heartbeat this agent sent
-//! (revocations, renewed certificate, accepted printer identities, clock offset).
+//! (revocations, renewed certificate, accepted printer identities, clock offset, the version
+//! requirement).
 
 use libp2p::PeerId;
 use sealprint_protocol::{
@@ -30,6 +31,7 @@ impl EventLoop {
             Err(e) => return warn!(error = %e, "heartbeat reply refused"),
         };
         self.applied_seq = reply.heartbeat_seq;
+        self.apply_requirement(&reply.min_version);
         match self.revocations.update(&reply.revocations) {
             Ok(true) => info!(
                 version = reply.revocations.list.version,

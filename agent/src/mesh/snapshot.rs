@@ -1,6 +1,6 @@
 //! The status snapshot the event loop leaves in the data directory for `sealprint-agent
 //! status` (see [`crate::status`]): how it reaches the coordinator, the last acknowledged
-//! heartbeat, the clock offset and the printers.
+//! heartbeat, the clock offset, the version standing and the printers.
 
 use tracing::warn;
 
@@ -37,6 +37,7 @@ impl EventLoop {
                 .iter()
                 .map(PrinterLine::from)
                 .collect(),
+            versions: self.versions.clone(),
         };
         if let Err(e) = snapshot.write(&self.data_dir) {
             warn!(error = %e, "status snapshot not written");

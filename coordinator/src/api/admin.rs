@@ -16,6 +16,7 @@ use tracing::info;
 use super::auth::{authorize, Action, Principal};
 use super::error::ApiError;
 use super::{parse_json, ApiState, Reply};
+use crate::core::agents::outdated;
 use crate::store::EnrollmentTokenRecord;
 
 /// Default enrollment token lifetime, seconds.
@@ -181,6 +182,10 @@ pub(super) fn create_enrollment_token(
 
 pub(super) fn list_agents(state: &ApiState, tenant: &str, now: u64) -> Result<Reply, ApiError> {
     let window = 3 * state.heartbeat_interval.as_millis() as u64;
+    let min = state
+        .agent_versions
+        .requirement(state.store.tenant_min_agent_version(tenant)?, now / 1000)
+        .min;
     let list: Vec<Value> = state
         .store
         .agents(tenant)?
@@ -193,6 +198,9 @@ pub(super) fn list_agents(state: &ApiState, tenant: &str, now: u64) -> Result<Re
                 "id": a.device_id,
                 "site": a.site_id,
                 "version": a.version,
+                // Below the tenant's effective minimum: connected, but given no jobs.
+                "outdated": !a.revoked && outdated(a.version.as_deref(), &min),
+                "min_agent_version": min.to_string(),
                 "online": online,
                 "last_heartbeat_at": a.last_heartbeat_at_ms,
                 "revoked": a.revoked,

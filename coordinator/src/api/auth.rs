@@ -92,11 +92,13 @@ pub enum Action {
     ReadNotifications,
     /// Set or remove the outgoing webhook.
     ManageWebhook,
+    /// Read and set the tenant's minimum agent version.
+    ManageAgentPolicy,
 }
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -125,6 +127,7 @@ impl Action {
         Action::DeleteTenant,
         Action::ReadNotifications,
         Action::ManageWebhook,
+        Action::ManageAgentPolicy,
     ];
 
     /// The tenant roles that allow this action; empty for platform-admin-only actions.
@@ -141,7 +144,8 @@ impl Action {
             | Action::AcceptPrinter
             | Action::ManageUsers
             | Action::ManageApiKeys
-            | Action::ManageWebhook => &[Owner, Admin],
+            | Action::ManageWebhook
+            | Action::ManageAgentPolicy => &[Owner, Admin],
             Action::ReadSites | Action::ReadAgents | Action::ReadPrinters => {
                 &[Owner, Admin, Operator, Auditor]
             }
@@ -248,7 +252,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 28] = [
+        let table: [(Action, &[Role]); 29] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),
@@ -283,6 +287,7 @@ mod tests {
             (A::DeleteTenant, &[R::Owner]),
             (A::ReadNotifications, &[R::Owner, R::Admin, R::Auditor]),
             (A::ManageWebhook, &[R::Owner, R::Admin]),
+            (A::ManageAgentPolicy, &[R::Owner, R::Admin]),
         ];
         assert_eq!(table.map(|(a, _)| a), Action::ALL);
         let status = |p: &Principal, t: Option<&str>, a| authorize(p, t, a).map_err(|e| e.status);

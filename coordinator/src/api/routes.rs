@@ -23,9 +23,9 @@ use super::auth::Action;
 use super::error::ApiError;
 use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
-    access, admin, alerts, compliance, idempotency, labels, notifications, openapi, page,
-    public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users, ApiState,
-    PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
+    access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
+    page, public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users,
+    ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Declares one route: `route!(METHOD "path", access, "summary", body, |c| handler)`.
@@ -74,6 +74,8 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(POST "/v1/tenants/{tenant}/sites/{site}/enrollment-tokens", Tenant(Action::CreateEnrollmentToken), "Create an enrollment token for a site", Some(schema::<admin::TokenBody>), |c| admin::create_enrollment_token(&c.state, c.who()?, c.param(0), c.param(1), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/agents", Tenant(Action::ReadAgents), "List agents", NONE, |c| admin::list_agents(&c.state, c.param(0), c.now)),
     route!(POST "/v1/tenants/{tenant}/agents/{agent}/revoke", Tenant(Action::RevokeAgent), "Revoke an agent", NONE, |c| admin::revoke_agent(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
+    route!(GET "/v1/tenants/{tenant}/agent-policy", Tenant(Action::ManageAgentPolicy), "The tenant's minimum agent version, the global one and the one applied", NONE, |c| agent_policy::get(&c.state, c.param(0), c.now)),
+    route!(PUT "/v1/tenants/{tenant}/agent-policy", Tenant(Action::ManageAgentPolicy), "Set or remove the tenant's minimum agent version (raises the global one)", Some(schema::<agent_policy::AgentPolicyBody>), |c| agent_policy::put(&c.state, c.who()?, c.param(0), &c.body, c.now)),
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),

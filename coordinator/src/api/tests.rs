@@ -69,6 +69,7 @@ pub(super) fn fixture() -> Fixture {
         billing_webhook_secret: Some(Zeroizing::new(WEBHOOK_SECRET.to_vec())),
         failures: crate::services::failures::FailureLog::new(Duration::from_secs(60)),
         limits: limits::Limits::default(),
+        agent_versions: Default::default(),
     });
     Fixture {
         _dir: dir,
@@ -1382,6 +1383,18 @@ async fn every_route_checks_role_and_tenant() {
         ),
         (
             "GET",
+            format!("/v1/tenants/{t}/agent-policy"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/agent-policy"),
+            json!({"min_agent_version": null}),
+            &["owner", "admin"],
+        ),
+        (
+            "GET",
             format!("/v1/tenants/{t}/printers"),
             Value::Null,
             &["owner", "admin", "operator", "auditor"],
@@ -2020,6 +2033,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         heartbeat_interval: Duration::from_secs(10),
         failures: f.state.failures.clone(),
         limits: limits::Limits::default(),
+        agent_versions: Default::default(),
     });
     let resp = handle(
         &off,
@@ -2928,6 +2942,7 @@ async fn audit_exports_json_lines_and_checkpoints_reveal_truncation() {
     );
 }
 
+mod agent_policy;
 mod idempotency;
 mod lists;
 mod pii;

@@ -28,6 +28,7 @@ use thiserror::Error;
 pub use disk::{load_secret, MIN_SECRET_LEN};
 pub use resolve::resolve;
 
+use crate::core::agents::VersionPolicy;
 use crate::services::delivery_config::DeliveryConfig;
 
 /// Default agent heartbeat period, seconds.
@@ -149,6 +150,17 @@ pub struct FileConfig {
     /// kind per period, with a count), in seconds, 1..=3600 (default 60).
     #[serde(alias = "failure-summary-interval-secs")]
     pub failure_summary_interval_secs: Option<u64>,
+    /// The oldest agent version served, `MAJOR.MINOR.PATCH` (default 0.1.0): an agent below
+    /// it stays on the mesh but gets no jobs, is listed `outdated` and raises an alert.
+    #[serde(alias = "min-agent-version")]
+    pub min_agent_version: Option<String>,
+    /// The next minimum agent version, announced to agents in heartbeat replies until
+    /// `next_min_agent_version_from`, and the minimum from then on (default: none).
+    #[serde(alias = "next-min-agent-version")]
+    pub next_min_agent_version: Option<String>,
+    /// When `next_min_agent_version` takes effect, unix seconds (required with it).
+    #[serde(alias = "next-min-agent-version-from")]
+    pub next_min_agent_version_from: Option<u64>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -190,6 +202,12 @@ pub struct Overrides {
     pub mesh_hello_deadline_secs: Option<u64>,
     /// `--failure-summary-interval-secs`.
     pub failure_summary_interval_secs: Option<u64>,
+    /// `--min-agent-version`.
+    pub min_agent_version: Option<String>,
+    /// `--next-min-agent-version`.
+    pub next_min_agent_version: Option<String>,
+    /// `--next-min-agent-version-from`.
+    pub next_min_agent_version_from: Option<u64>,
 }
 
 /// The validated configuration of `serve`.
@@ -231,6 +249,8 @@ pub struct ServeConfig {
     pub hello_deadline: Duration,
     /// Period of the summaries of unauthenticated failures.
     pub failure_summary_interval: Duration,
+    /// The agent version policy (minimum, next minimum announced).
+    pub agent_versions: VersionPolicy,
 }
 
 /// Parses the TOML text of a configuration file.

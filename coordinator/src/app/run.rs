@@ -98,6 +98,7 @@ pub async fn start(
             delivery: config.delivery,
             hello_deadline: config.hello_deadline,
             failures: failures.clone(),
+            versions: config.agent_versions,
         },
         store.clone(),
         identity.clone(),
@@ -143,6 +144,7 @@ pub async fn start(
         spapi,
         failures,
         limits: api::limits::Limits::default(),
+        agent_versions: config.agent_versions,
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -158,6 +160,7 @@ pub async fn start(
     tracker.spawn(monitor::run(
         store.clone(),
         config.heartbeat_interval,
+        config.agent_versions,
         config.monitor_interval,
         shutdown.clone(),
     ));

@@ -6,8 +6,10 @@
 //!
 //! - A job goes to one verified, ready printer of its pool (or the printer asked for) whose
 //!   agent is reachable (directly, or through a site peer with an uplink), has sent a fresh
-//!   heartbeat, and whose clock is within the allowed skew (the largest difference of its last
-//!   few heartbeats); among those, the one with the fewest jobs in flight, round-robin on ties.
+//!   heartbeat, whose clock is within the allowed skew (the largest difference of its last
+//!   few heartbeats), and whose version is not below its tenant's minimum (an outdated agent
+//!   stays connected and may still relay its site peers' sealed jobs, but prints none);
+//!   among those, the one with the fewest jobs in flight, round-robin on ties.
 //! - A printer that said "not printed" is not tried again for that job until every other
 //!   candidate has been, and not within a short backoff.
 //! - An answer that says nothing was printed sends the job back to the queue; an answer that
@@ -87,6 +89,9 @@ pub struct AgentLive {
     /// Its clock minus the coordinator's at arrival, ms, of its last heartbeats (newest
     /// last, at most [`SKEW_SAMPLES`]). Transit time makes a sample look a little behind.
     pub clock_skew_ms: VecDeque<i64>,
+    /// Whether its last heartbeat reported a version below its tenant's minimum
+    /// ([`Fleet::set_outdated`]): it gets no jobs while it is.
+    pub outdated: bool,
 }
 
 /// How many heartbeats the clock skew is judged over.
@@ -190,6 +195,18 @@ impl Fleet {
         }
     }
 
+    /// Records whether `device_id` runs a version below its tenant's minimum; returns whether
+    /// that changed (an unknown agent changes nothing).
+    pub fn set_outdated(&mut self, device_id: &str, outdated: bool) -> bool {
+        match self.agents.get_mut(device_id) {
+            Some(a) if a.outdated != outdated => {
+                a.outdated = outdated;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// One more job in flight on `printer_id`.
     pub fn begin(&mut self, printer_id: &str) {
         *self.in_flight.entry(printer_id.to_owned()).or_default() += 1;
@@ -207,7 +224,7 @@ impl Fleet {
             a.last_heartbeat_ms
                 .is_some_and(|t| now_ms.saturating_sub(t) <= 3 * cfg.heartbeat_interval_ms)
         };
-        if !fresh(agent) || agent.worst_skew_ms() > cfg.allowed_skew_ms {
+        if !fresh(agent) || agent.worst_skew_ms() > cfg.allowed_skew_ms || agent.outdated {
             return None;
         }
         if let Some(peer) = agent.peer {

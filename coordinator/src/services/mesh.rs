@@ -25,6 +25,7 @@
 //! - `event_loop`: the loop itself (revocations, commands, swarm events, tick, reload);
 //! - `admission`: hello, certificate checks, enrollment, the gate of every other request;
 //! - `heartbeat`: heartbeats (direct or relayed), revocation lists, certificate renewal;
+//! - `versions`: the version requirement of a heartbeat's tenant, and outdated agents;
 //! - `delivery`: dispatch passes and sending sealed jobs; tenants' holds;
 //! - `outcome`: answers, lost answers and the job's next state;
 //! - `settle`: settling lost answers and jobs in doubt from receipts (pure judgements);
@@ -53,9 +54,11 @@ mod heartbeat;
 mod outcome;
 mod revoked;
 mod settle;
+mod versions;
 
 use revoked::RevokedSignal;
 
+use crate::core::agents::VersionPolicy;
 use crate::core::dispatch::{AgentLive, DispatchConfig, Fleet};
 use crate::services::audit_writer::AuditWriter;
 use crate::services::ca::Identity;
@@ -79,6 +82,8 @@ pub struct MeshConfig {
     pub hello_deadline: Duration,
     /// Where unauthenticated failures are counted.
     pub failures: FailureLog,
+    /// The global agent version policy (a tenant may raise its minimum).
+    pub versions: VersionPolicy,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -225,6 +230,8 @@ struct EventLoop {
     /// Audit entries leave the loop through a writer task.
     audit_writer: AuditWriter,
     failures: FailureLog,
+    /// The global agent version policy; heartbeats are judged against it and the tenant's.
+    versions: VersionPolicy,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -295,6 +302,7 @@ pub async fn start(
         backlog: backlog.clone(),
         audit_writer: AuditWriter::spawn(store.clone(), &tracker),
         failures: config.failures.clone(),
+        versions: config.versions,
     };
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
@@ -335,5 +343,6 @@ fn live_of(record: &AgentRecord, peer: Option<PeerId>) -> AgentLive {
         last_heartbeat_ms: None,
         boot_ms: 0,
         clock_skew_ms: VecDeque::new(),
+        outdated: false,
     }
 }

@@ -3,14 +3,14 @@
 //! | rule | evaluated | restricts labels |
 //! |---|---|---|
 //! | `agent_offline`: [`OFFLINE_MISSED_HEARTBEATS`] heartbeats missed | sweep | no, resolves itself |
-//! | `agent_outdated`: version below [`crate::core::agents::MIN_AGENT_VERSION`] | sweep | no, resolves itself |
+//! | `agent_outdated`: version below the tenant's effective minimum ([`VersionPolicy::requirement`]) | sweep | no, resolves itself |
 //! | `failed_logins`: [`FAILED_LOGIN_BURST`] failures in the tenant within 15 minutes | each failed login | no |
 //! | `label_volume`: an hour far above the tenant's busiest hour of the last 14 days | each label request | yes |
 //! | `unusual_hours`: a label at an hour of day the tenant (almost) never prints at | each label request | no |
 //! | `canary`: a label request names one of the tenant's canary orders | each label request (API) | yes |
 //!
 //! The rules are pure functions of their inputs and an explicit `now` ([`agent_offline`],
-//! [`version_below`], [`volume_spike`], [`unusual_hour`]); [`sweep`], [`label_requested`] and
+//! [`crate::core::agents::outdated`], [`volume_spike`], [`unusual_hour`]); [`sweep`], [`label_requested`] and
 //! [`login_failed`] apply them to the store and raise alerts through [`raise`], which audits
 //! every new alert. A restricting alert refuses the tenant's labels until an owner or a
 //! platform admin clears it (`api::alerts`). Alerts hold ids, rule names and counts: no PII.
@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::core::agents::{outdated, VersionPolicy};
 use crate::store::{
     AgentRecord, AlertRecord, AlertRule, AlertState, NotificationKind, Store, StoreError,
 };
@@ -59,32 +60,6 @@ pub fn agent_offline(agent: &AgentRecord, heartbeat_interval_ms: u64, now_ms: u6
     let last = agent.last_heartbeat_at_ms.unwrap_or(agent.enrolled_at_ms);
     !agent.revoked
         && now_ms.saturating_sub(last) > OFFLINE_MISSED_HEARTBEATS * heartbeat_interval_ms
-}
-
-fn parse_version(v: &str) -> Option<([u64; 3], bool)> {
-    let v = v.trim().trim_start_matches('v');
-    let v = v.split('+').next()?;
-    let (core, pre) = match v.split_once('-') {
-        Some((c, _)) => (c, true),
-        None => (v, false),
-    };
-    let mut parts = core.split('.').map(str::parse::<u64>);
-    let out = [
-        parts.next()?.ok()?,
-        parts.next().unwrap_or(Ok(0)).ok()?,
-        parts.next().unwrap_or(Ok(0)).ok()?,
-    ];
-    parts.next().is_none().then_some((out, pre))
-}
-
-/// Whether `version` is below `min` (semantic versions; a pre-release is below its release;
-/// a version that does not parse is treated as below, since it cannot be vouched for).
-pub fn version_below(version: &str, min: &str) -> bool {
-    match (parse_version(version), parse_version(min)) {
-        (Some((v, v_pre)), Some((m, m_pre))) => v < m || (v == m && v_pre && !m_pre),
-        (None, _) => true,
-        (Some(_), None) => false,
-    }
 }
 
 fn baseline(history: &[(u64, u64)], current_hour: u64) -> Option<&[(u64, u64)]> {
@@ -198,16 +173,25 @@ fn resolve(
 }
 
 /// One pass of the rules that watch state rather than events, at `now`: agents offline and
-/// below the minimum version, for every tenant; alerts whose condition went away resolve.
+/// below their tenant's minimum version (`versions` raised by the tenant's own), for every
+/// tenant; alerts whose condition went away resolve.
 /// Also forgets hourly label counts older than the baseline. Returns the open alerts.
 ///
 /// # Errors
 /// [`StoreError`].
-pub fn sweep(store: &Store, heartbeat_interval: Duration, now: u64) -> Result<usize, StoreError> {
+pub fn sweep(
+    store: &Store,
+    heartbeat_interval: Duration,
+    versions: &VersionPolicy,
+    now: u64,
+) -> Result<usize, StoreError> {
     let interval_ms = heartbeat_interval.as_millis() as u64;
     let mut open_count = 0;
     for tenant in store.tenants()? {
         let t = tenant.id.as_str();
+        let min = versions
+            .requirement(store.tenant_min_agent_version(t)?, now / 1000)
+            .min;
         let open: Vec<AlertRecord> = store
             .alerts(t)?
             .into_iter()
@@ -222,9 +206,8 @@ pub fn sweep(store: &Store, heartbeat_interval: Duration, now: u64) -> Result<us
             } else {
                 resolve(store, &open, AlertRule::AgentOffline, dev, now)?;
             }
-            let min = crate::core::agents::MIN_AGENT_VERSION;
             match agent.version.as_deref() {
-                Some(v) if !agent.revoked && version_below(v, min) => {
+                v if !agent.revoked && outdated(v, &min) => {
                     let msg = format!("the Print Station runs a version below {min}: update it");
                     raise(store, t, AlertRule::AgentOutdated, Some(dev), &msg, now)?;
                 }
@@ -310,6 +293,7 @@ pub fn login_failed(store: &Store, tenant: &str, now: u64) -> Result<(), StoreEr
 pub async fn run(
     store: Store,
     heartbeat_interval: Duration,
+    versions: VersionPolicy,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -323,7 +307,7 @@ pub async fn run(
         let s = store.clone();
         let pass = tokio::task::spawn_blocking(move || {
             let now = crate::core::clock::now_ms();
-            let open = sweep(&s, heartbeat_interval, now)?;
+            let open = sweep(&s, heartbeat_interval, &versions, now)?;
             Ok::<_, StoreError>((open, renewals::sweep(&s, now)?))
         });
         match pass.await {
@@ -398,36 +382,26 @@ mod tests {
     }
 
     #[test]
-    fn versions() {
-        assert!(version_below("0.0.9", "0.1.0"));
-        assert!(version_below("0.1.0-rc.1", "0.1.0"));
-        assert!(version_below("garbage", "0.1.0"));
-        assert!(!version_below("0.1.0", "0.1.0"));
-        assert!(!version_below("0.10.0", "0.9.1"));
-        assert!(!version_below("1.0", "0.1.0"));
-    }
-
-    #[test]
     fn sweep_raises_and_resolves_agent_alerts() {
         let (_d, store, t) = store();
         let mut a = agent(Some(100_000), Some("0.0.1"));
         a.tenant_id = t.clone();
         store.put_agent(&a).expect("agent");
         let hb = Duration::from_secs(10);
-        sweep(&store, hb, 120_000).expect("sweep");
+        sweep(&store, hb, &VersionPolicy::default(), 120_000).expect("sweep");
         assert!(open(&store, &t, AlertRule::AgentOffline).is_empty());
         assert_eq!(open(&store, &t, AlertRule::AgentOutdated).len(), 1);
-        sweep(&store, hb, 140_000).expect("sweep");
-        sweep(&store, hb, 150_000).expect("sweep again");
+        sweep(&store, hb, &VersionPolicy::default(), 140_000).expect("sweep");
+        sweep(&store, hb, &VersionPolicy::default(), 150_000).expect("sweep again");
         let off = open(&store, &t, AlertRule::AgentOffline);
         assert_eq!(off.len(), 1, "raised once");
         assert_eq!(off[0].subject.as_deref(), Some("dev-1"));
         assert!(!off[0].restricts);
         // Back online with a current version: both resolve by themselves.
         a.last_heartbeat_at_ms = Some(155_000);
-        a.version = Some(crate::core::agents::MIN_AGENT_VERSION.into());
+        a.version = Some(crate::core::agents::MIN_AGENT_VERSION.to_string());
         store.put_agent(&a).expect("agent");
-        sweep(&store, hb, 160_000).expect("sweep");
+        sweep(&store, hb, &VersionPolicy::default(), 160_000).expect("sweep");
         assert!(open(&store, &t, AlertRule::AgentOffline).is_empty());
         assert!(open(&store, &t, AlertRule::AgentOutdated).is_empty());
         let actions: Vec<String> = store
@@ -524,5 +498,33 @@ mod tests {
         assert_eq!(alerts[0].count, 2);
         assert!(!alerts[0].restricts);
         assert!(store.restriction(&t).expect("r").is_none());
+    }
+
+    #[test]
+    fn the_outdated_rule_uses_the_tenant_minimum() {
+        let (_d, store, t) = store();
+        let mut a = agent(Some(100_000), Some("0.1.0"));
+        a.tenant_id = t.clone();
+        store.put_agent(&a).expect("agent");
+        let (hb, policy) = (Duration::from_secs(10), VersionPolicy::default());
+        sweep(&store, hb, &policy, 100_000).expect("sweep");
+        assert!(open(&store, &t, AlertRule::AgentOutdated).is_empty());
+        let high = sealprint_protocol::Version::new(99, 0, 0);
+        store
+            .set_tenant_min_agent_version(&t, Some(high))
+            .expect("policy");
+        sweep(&store, hb, &policy, 101_000).expect("sweep");
+        let raised = open(&store, &t, AlertRule::AgentOutdated);
+        assert_eq!(raised.len(), 1);
+        assert!(
+            raised[0].message.contains("99.0.0"),
+            "{}",
+            raised[0].message
+        );
+        store
+            .set_tenant_min_agent_version(&t, None)
+            .expect("policy");
+        sweep(&store, hb, &policy, 102_000).expect("sweep");
+        assert!(open(&store, &t, AlertRule::AgentOutdated).is_empty());
     }
 }

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
+use sealprint_protocol::{Announced, Version};
 
 use super::{
     ConfigError, FileConfig, Overrides, ServeConfig, DEFAULT_DRAIN_GRACE_SECS,
     DEFAULT_HEARTBEAT_SECS,
 };
+use crate::core::agents::VersionPolicy;
 use crate::services::delivery_config::DeliveryConfig;
 
 fn multiaddrs(key: &str, raw: &[String], problems: &mut Vec<String>) -> Vec<Multiaddr> {
@@ -34,6 +36,7 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
     let mut problems = Vec::new();
     let retention = compliance_periods(&file, &mut problems);
     let delivery = delivery_settings(&file, &flags, &mut problems);
+    let agent_versions = version_policy(&file, &flags, &mut problems);
     let data_dir = flags.data_dir.or(file.data_dir);
     let master_key_file = flags.master_key_file.or(file.master_key_file);
     let api_listen = flags.api_listen.or(file.api_listen);
@@ -145,6 +148,7 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 delivery,
                 hello_deadline: Duration::from_secs(hello_deadline),
                 failure_summary_interval: Duration::from_secs(failure_interval),
+                agent_versions,
             })
         }
         _ => Err(ConfigError::Invalid(problems)),
@@ -196,6 +200,63 @@ fn delivery_settings(
         allowed_skew: Duration::from_millis(skew),
         max_queued_jobs: usize::try_from(queued).unwrap_or(usize::MAX),
     }
+}
+
+/// The agent version policy of `flags` over `file`, every problem added to `problems`.
+fn version_policy(
+    file: &FileConfig,
+    flags: &Overrides,
+    problems: &mut Vec<String>,
+) -> VersionPolicy {
+    let mut version = |key: &str, raw: Option<&String>| {
+        let raw = raw?;
+        match raw.parse::<Version>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push(format!("{key}: {raw:?} is {e}"));
+                None
+            }
+        }
+    };
+    let min = version(
+        "min_agent_version",
+        flags
+            .min_agent_version
+            .as_ref()
+            .or(file.min_agent_version.as_ref()),
+    );
+    let next = version(
+        "next_min_agent_version",
+        flags
+            .next_min_agent_version
+            .as_ref()
+            .or(file.next_min_agent_version.as_ref()),
+    );
+    let from = flags
+        .next_min_agent_version_from
+        .or(file.next_min_agent_version_from);
+    let mut policy = VersionPolicy::default();
+    if let Some(min) = min {
+        policy.min = min;
+    }
+    let named = flags.next_min_agent_version.is_some() || file.next_min_agent_version.is_some();
+    match (next, from) {
+        (Some(n), Some(from_s)) if n > policy.min => {
+            policy.next = Some(Announced { min: n, from_s });
+        }
+        (Some(n), Some(_)) => problems.push(format!(
+            "next_min_agent_version: {n} is not above min_agent_version {}",
+            policy.min
+        )),
+        (Some(_), None) => problems.push(
+            "next_min_agent_version needs next_min_agent_version_from (unix seconds)".to_owned(),
+        ),
+        (None, Some(_)) if !named => {
+            problems.push("next_min_agent_version_from needs next_min_agent_version".to_owned())
+        }
+        (None, _) => {}
+    }
+    policy
 }
 
 /// The retention settings of `file`, every problem added to `problems`.

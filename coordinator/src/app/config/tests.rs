@@ -127,3 +127,75 @@ fn webhook_secret_must_be_private_and_long() {
     ));
     assert!(load_secret(None).expect("none").is_none());
 }
+
+#[test]
+fn agent_versions_default_to_the_floor_and_are_validated_strictly() {
+    use crate::core::agents::MIN_AGENT_VERSION;
+    use sealprint_protocol::Version;
+    let c = resolve(FileConfig::default(), flags()).expect("valid");
+    assert_eq!(c.agent_versions.min, MIN_AGENT_VERSION);
+    assert_eq!(c.agent_versions.next, None);
+
+    let file = parse_file(
+        r#"
+        min-agent-version = "0.2.0"
+        next_min_agent_version = "0.3.0"
+        next_min_agent_version_from = 1767225600
+        "#,
+    )
+    .expect("parses");
+    let c = resolve(file.clone(), flags()).expect("valid");
+    assert_eq!(c.agent_versions.min, Version::new(0, 2, 0));
+    let next = c.agent_versions.next.expect("announced");
+    assert_eq!(
+        (next.min, next.from_s),
+        (Version::new(0, 3, 0), 1_767_225_600)
+    );
+    // The flag wins over the file.
+    let c = resolve(
+        file,
+        Overrides {
+            min_agent_version: Some("0.2.5".into()),
+            ..flags()
+        },
+    )
+    .expect("valid");
+    assert_eq!(c.agent_versions.min, Version::new(0, 2, 5));
+
+    let err = resolve(
+        FileConfig::default(),
+        Overrides {
+            min_agent_version: Some("1.2".into()),
+            next_min_agent_version: Some("v2.0.0".into()),
+            ..flags()
+        },
+    )
+    .expect_err("invalid");
+    let ConfigError::Invalid(problems) = err else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("min_agent_version: \"1.2\""),
+        "{problems:#?}"
+    );
+
+    for (next, from) in [
+        (Some("0.3.0"), None),
+        (None, Some(5)),
+        (Some("0.0.9"), Some(5)),
+    ] {
+        let err = resolve(
+            FileConfig::default(),
+            Overrides {
+                next_min_agent_version: next.map(str::to_owned),
+                next_min_agent_version_from: from,
+                ..flags()
+            },
+        );
+        assert!(
+            matches!(err, Err(ConfigError::Invalid(p)) if p.len() == 1),
+            "{next:?} {from:?}"
+        );
+    }
+}

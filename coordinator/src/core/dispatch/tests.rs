@@ -46,6 +46,7 @@ fn live(device: &str, peer: Option<PeerId>) -> AgentLive {
         last_heartbeat_ms: None,
         boot_ms: 0,
         clock_skew_ms: VecDeque::new(),
+        outdated: false,
     }
 }
 
@@ -260,4 +261,67 @@ fn no_reassignment_before_the_deadline_plus_skew() {
         judge(after, after / 1000, sent, deadline),
         LostAnswer::Reassign
     );
+}
+
+#[test]
+fn an_outdated_agent_gets_no_jobs_but_relays() {
+    let cfg = DispatchConfig::default();
+    let mut fleet = Fleet::default();
+    let p = PeerId::random();
+    online(&mut fleet, "a", p, ready());
+    assert!(fleet.choose(&want(&[]), &cfg, 1_100).is_some());
+    assert!(fleet.set_outdated("a", true));
+    assert!(!fleet.set_outdated("a", true), "no change");
+    assert!(!fleet.set_outdated("unknown", true));
+    // Neither its pool nor a job aimed at its printer reaches it; heartbeats keep it fresh.
+    assert_eq!(fleet.choose(&want(&[]), &cfg, 1_200), None);
+    let aimed = Want {
+        printer: Some("a.p"),
+        pool: None,
+        ..want(&[])
+    };
+    assert_eq!(fleet.choose(&aimed, &cfg, 1_200), None);
+    beat(
+        &mut fleet,
+        &hb("a", ready(), 2_000, 1),
+        Some(p),
+        None,
+        2_000,
+    );
+    assert_eq!(
+        fleet.choose(&want(&[]), &cfg, 2_100),
+        None,
+        "a heartbeat keeps the flag"
+    );
+    // Another agent of the pool takes the job.
+    online(&mut fleet, "b", PeerId::random(), ready());
+    let c = fleet.choose(&want(&[]), &cfg, 2_100).expect("b");
+    assert_eq!(c.device_id, "b");
+    // An outdated site peer still carries another agent's sealed job.
+    let relayed = PeerId::random();
+    fleet.connected(live("c", Some(relayed)));
+    beat(
+        &mut fleet,
+        &hb("c", ready(), 2_000, 0),
+        None,
+        Some("a"),
+        2_000,
+    );
+    assert_eq!(
+        fleet
+            .choose(
+                &Want {
+                    printer: Some("c.p"),
+                    pool: None,
+                    ..want(&[])
+                },
+                &cfg,
+                2_100
+            )
+            .map(|c| c.route),
+        Some(Route::Relay(p))
+    );
+    // Updated: jobs again.
+    assert!(fleet.set_outdated("a", false));
+    assert!(fleet.choose(&aimed, &cfg, 2_100).is_some());
 }

@@ -1,5 +1,6 @@
 //! Heartbeats, direct or relayed by a site peer: replay check, the signed reply with the
-//! tenant's revocation list, accepted printer identities and certificate renewal.
+//! tenant's revocation list, the version requirement (`versions`), accepted printer
+//! identities and certificate renewal.
 
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use sealprint_protocol::{
 use tracing::{info, warn};
 
 use super::{live_of, now_ms, EventLoop, Refusal};
-use crate::core::agents::MIN_AGENT_VERSION;
 use crate::core::dispatch::printer_id;
 use crate::services::ca::{issue_certificate, DeviceSubject};
 use crate::store::AgentRecord;
@@ -46,6 +46,7 @@ impl EventLoop {
         self.fleet
             .heartbeat(live_of(record, direct), hb, relay, now);
         self.heartbeat_seqs.insert(record.device_id.clone(), hb.seq);
+        let requirement = self.judge_version(record, hb);
         self.settle_from_receipts(&record.device_id, hb);
         let revocations = self.revocations(&record.tenant_id)?;
         let reply = HeartbeatReply {
@@ -54,7 +55,7 @@ impl EventLoop {
             now_ms: now,
             revocations,
             renewed_certificate: self.renew_if_due(&record.device_id, now / 1000),
-            min_version: MIN_AGENT_VERSION.to_owned(),
+            min_version: requirement.encode(),
             accepted_identities: self.accepted_identities(record, hb),
         };
         SignedReply::sign(reply, self.identity.ca_signing_key()).map_err(|e| {
