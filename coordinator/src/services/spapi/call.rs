@@ -101,15 +101,19 @@ impl SpApi {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return Err(SpApiError::Cancelled),
-                _ = self.inner.limits.acquire(&conn.record.id, op) => {}
-            }
+            // The access token first, the rate token last, right before the request leaves:
+            // calls that took their rate tokens a second apart and then both waited for one
+            // token renewal would otherwise reach Amazon together, over the operation's burst
+            // (seen in CI: two getShipment calls at once at 1 per second, burst 1).
             let token = if info.restricted {
                 self.rdt_token(conn).await?
             } else {
                 self.lwa_token(conn).await?
             };
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return Err(SpApiError::Cancelled),
+                _ = self.inner.limits.acquire(&conn.record.id, op) => {}
+            }
             let mut b = Request::builder()
                 .method(info.method.clone())
                 .uri(&url)
