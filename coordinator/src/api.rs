@@ -54,6 +54,7 @@ mod routes;
 mod security;
 mod server;
 mod sessions;
+mod settle;
 mod spapi;
 mod tls;
 mod users;

@@ -9,11 +9,13 @@
 //!   [`retention`]: PII purge, audit retention and checkpoints (these three run as background
 //!   tasks of `app::run::start`).
 //! - [`failures`]: counts strangers' failures and writes their summaries;
-//!   [`audit_writer`]: the mesh loop's audit entries, written by a task of their own.
+//!   [`audit_writer`]: the mesh loop's audit entries, written by a task of their own;
+//!   [`events`]: job and fleet events for the webhooks, handed off the same way.
 
 pub mod audit_writer;
 pub mod ca;
 pub mod delivery_config;
+pub mod events;
 pub mod failures;
 pub mod labels;
 pub mod mesh;

@@ -56,7 +56,8 @@ pub use idempotency::{Claim, StoredAnswer, IDEMPOTENCY_PENDING_MS, IDEMPOTENCY_T
 pub use job_list::JobFilter;
 pub use jobs::{JobRecord, JobStatus};
 pub use notifications::{
-    Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, WebhookRecord,
+    Delivery, DeliveryState, EventData, NewNotification, NotificationKind, NotificationRecord,
+    WebhookRecord,
 };
 pub use retention::{Purged, ShredReport};
 pub use sessions::SessionRecord;

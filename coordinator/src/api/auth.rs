@@ -58,6 +58,8 @@ pub enum Action {
     SubmitLabel,
     /// Read a job's state.
     ReadLabel,
+    /// Resolve a job in doubt or cancel a queued job (operator or above).
+    SettleLabel,
     /// Read the audit log, or verify its chain.
     ReadAudit,
     /// Create users and grant roles.
@@ -98,7 +100,7 @@ pub enum Action {
 
 impl Action {
     /// Every action (for table-driven tests).
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 30] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateSite,
@@ -110,6 +112,7 @@ impl Action {
         Action::AcceptPrinter,
         Action::SubmitLabel,
         Action::ReadLabel,
+        Action::SettleLabel,
         Action::ReadAudit,
         Action::ManageUsers,
         Action::ReadUsers,
@@ -153,6 +156,7 @@ impl Action {
                 &[Owner, Admin, Auditor]
             }
             Action::SubmitLabel => &[Operator],
+            Action::SettleLabel => &[Owner, Admin, Operator],
             Action::ReadLabel => &[Operator, PiiReader],
             Action::ReadAudit | Action::ReadCompliance => &[Owner, Auditor],
             Action::Attest
@@ -270,6 +274,7 @@ mod tests {
             (A::AcceptPrinter, &[R::Owner, R::Admin]),
             (A::SubmitLabel, &[R::Operator]),
             (A::ReadLabel, &[R::Operator, R::PiiReader]),
+            (A::SettleLabel, &[R::Owner, R::Admin, R::Operator]),
             (A::ReadAudit, &[R::Owner, R::Auditor]),
             (A::ManageUsers, &[R::Owner, R::Admin]),
             (A::ReadUsers, &[R::Owner, R::Admin, R::Auditor]),

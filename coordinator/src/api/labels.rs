@@ -86,6 +86,7 @@ pub(super) fn get(state: &ApiState, tenant: &str, job_id: &str) -> Result<Reply,
         "error": job.error,
         "redacted": job.redacted,
         "client_reference": job.client_reference,
+        "reprint": job.reprint,
         "created_at": job.created_at_ms,
         "updated_at": job.updated_at_ms,
     });
@@ -94,12 +95,13 @@ pub(super) fn get(state: &ApiState, tenant: &str, job_id: &str) -> Result<Reply,
 }
 
 /// The statuses a `status` filter takes.
-const STATUSES: [JobStatus; 5] = [
+const STATUSES: [JobStatus; 6] = [
     JobStatus::Queued,
     JobStatus::Dispatched,
     JobStatus::Printed,
     JobStatus::Failed,
     JobStatus::InDoubt,
+    JobStatus::Cancelled,
 ];
 
 fn bad_filter(message: &str) -> ApiError {
@@ -130,7 +132,7 @@ fn list_query(query: Option<&str>) -> Result<(JobFilter, Page), ApiError> {
                     || {
                         bad_filter(
                             "status must be one of queued, dispatched, printed, failed, \
-                                 in_doubt",
+                                 in_doubt, cancelled",
                         )
                     },
                 )?);
@@ -145,6 +147,13 @@ fn list_query(query: Option<&str>) -> Result<(JobFilter, Page), ApiError> {
             "agent" => f.agent = Some(id_filter("agent", v)?),
             "created_after" => f.created_after_ms = Some(time_filter("created_after", &v)?),
             "created_before" => f.created_before_ms = Some(time_filter("created_before", &v)?),
+            "reprint" => {
+                f.reprint = Some(match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad_filter("reprint must be true or false")),
+                });
+            }
             "client_reference" => {
                 if !service::valid_client_reference(&v) {
                     return Err(bad_filter("client_reference is not a valid reference"));
@@ -154,7 +163,7 @@ fn list_query(query: Option<&str>) -> Result<(JobFilter, Page), ApiError> {
             _ => {
                 return Err(bad_filter(
                     "unknown query parameter (labels take limit, starting_after, status, pool, \
-                     printer, agent, created_after, created_before, client_reference)",
+                     printer, agent, created_after, created_before, client_reference, reprint)",
                 ))
             }
         }
@@ -173,6 +182,7 @@ fn list_item(job: &JobRecord) -> Value {
         "attempts": job.attempts,
         "redacted": job.redacted,
         "client_reference": job.client_reference,
+        "reprint": job.reprint,
         "created_at": job.created_at_ms,
         "updated_at": job.updated_at_ms,
     })

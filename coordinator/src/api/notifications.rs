@@ -25,7 +25,7 @@ use crate::store::{NewNotification, NotificationKind, NotificationRecord, Webhoo
 
 fn notification_json(n: &NotificationRecord) -> Value {
     let d = &n.delivery;
-    json!({
+    let mut v = json!({
         "id": n.id,
         "type": n.kind.as_str(),
         "subject": n.subject,
@@ -40,7 +40,14 @@ fn notification_json(n: &NotificationRecord) -> Value {
             "next_attempt_at": d.next_attempt_at_ms,
             "delivered_at": d.delivered_at_ms,
         },
-    })
+    });
+    if let (Some(data), Some(obj)) = (&n.data, v.as_object_mut()) {
+        obj.insert(
+            "data".to_owned(),
+            crate::services::notifications::event_json(data),
+        );
+    }
+    v
 }
 
 pub(super) fn list(state: &ApiState, tenant: &str) -> Result<Reply, ApiError> {

@@ -108,6 +108,7 @@ fn query_params(route: &Route) -> Vec<utoipa::openapi::path::Parameter> {
                 "printed",
                 "failed",
                 "in_doubt",
+                "cancelled",
             ]));
         out.push(param("status", status, "Only jobs in this status"));
         for (name, what) in [
@@ -138,6 +139,13 @@ fn query_params(route: &Route) -> Vec<utoipa::openapi::path::Parameter> {
             "client_reference",
             string().pattern(Some("^[A-Za-z0-9._:/#-]{1,64}$")),
             "Only jobs with this client_reference",
+        ));
+        out.push(param(
+            "reprint",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["true", "false"])),
+            "Only reprints (true) or only first prints (false)",
         ));
     }
     if route.method == axum::http::Method::POST && idempotency::ROUTES.contains(&route.path) {

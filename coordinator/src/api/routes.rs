@@ -24,7 +24,7 @@ use super::error::ApiError;
 use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
     access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
-    page, public_rate, read_body, respond, security, sessions, spapi, tenant_scope, users,
+    page, public_rate, read_body, respond, security, sessions, settle, spapi, tenant_scope, users,
     ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
@@ -79,8 +79,10 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
-    route!(GET "/v1/tenants/{tenant}/labels", Tenant(Action::ReadLabel), "List label jobs (filters: status, pool, printer, agent, created_after, created_before, client_reference; pages: limit, starting_after)", NONE, |c| labels::list(&c.state, c.param(0), c.query.as_deref())),
+    route!(GET "/v1/tenants/{tenant}/labels", Tenant(Action::ReadLabel), "List label jobs (filters: status, pool, printer, agent, created_after, created_before, client_reference, reprint; pages: limit, starting_after)", NONE, |c| labels::list(&c.state, c.param(0), c.query.as_deref())),
     route!(GET "/v1/tenants/{tenant}/labels/{job}", Tenant(Action::ReadLabel), "A label job's state", NONE, |c| labels::get(&c.state, c.param(0), c.param(1))),
+    route!(POST "/v1/tenants/{tenant}/labels/{job}/resolve", Tenant(Action::SettleLabel), "Resolve a job in doubt (outcome printed: it ends printed; not_printed: it is queued again); 409 not_in_doubt otherwise", Some(schema::<settle::ResolveBody>), |c| settle::resolve(&c.state, c.who()?, c.param(0), c.param(1), &c.body).await),
+    route!(POST "/v1/tenants/{tenant}/labels/{job}/cancel", Tenant(Action::SettleLabel), "Cancel a queued job (never sent, its label deleted); 409 not_queued once dispatched", NONE, |c| settle::cancel(&c.state, c.who()?, c.param(0), c.param(1)).await),
     route!(GET "/v1/tenants/{tenant}/audit", Tenant(Action::ReadAudit), "The tenant's audit entries (`?format=jsonl`: JSON lines with chain hashes)", NONE, |c| {
         let jsonl = c.query.as_deref().is_some_and(|q| q.split('&').any(|p| p == "format=jsonl"));
         if jsonl {

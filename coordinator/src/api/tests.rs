@@ -1437,6 +1437,19 @@ async fn every_route_checks_role_and_tenant() {
             Value::Null,
             &["operator", "pii_reader"],
         ),
+        // The test dispatcher settles nothing: 503 once authorised.
+        (
+            "POST",
+            format!("/v1/tenants/{t}/labels/{job}/resolve"),
+            json!({"outcome": "not_printed"}),
+            &["owner", "admin", "operator"],
+        ),
+        (
+            "POST",
+            format!("/v1/tenants/{t}/labels/{job}/cancel"),
+            Value::Null,
+            &["owner", "admin", "operator"],
+        ),
         (
             "GET",
             format!("/v1/tenants/{t}/audit"),
@@ -1634,6 +1647,8 @@ async fn every_route_checks_role_and_tenant() {
             || (path.contains("/spapi-connections/spc-none/") && s == StatusCode::NOT_FOUND)
             || (path.contains("/printers/prn-none/") && s == StatusCode::NOT_FOUND)
             || (path.ends_with("/spapi-connections") && s == StatusCode::BAD_REQUEST)
+            || ((path.ends_with("/resolve") || path.ends_with("/cancel"))
+                && s == StatusCode::SERVICE_UNAVAILABLE)
     };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {

@@ -29,6 +29,7 @@
 //! - `delivery`: dispatch passes and sending sealed jobs; tenants' holds;
 //! - `outcome`: answers, lost answers and the job's next state;
 //! - `settle`: settling lost answers and jobs in doubt from receipts (pure judgements);
+//! - `operator`: an operator's resolve of a job in doubt and cancel of a queued job;
 //! - `revoked`: how the API signals a revocation without ever losing it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -51,6 +52,7 @@ mod admission;
 mod delivery;
 mod event_loop;
 mod heartbeat;
+mod operator;
 mod outcome;
 mod revoked;
 mod settle;
@@ -60,7 +62,9 @@ use revoked::RevokedSignal;
 
 use crate::core::agents::VersionPolicy;
 use crate::core::dispatch::{AgentLive, DispatchConfig, Fleet};
+use crate::core::dispatcher::{SettleAnswer, SettleReply, SettleRequest};
 use crate::services::audit_writer::AuditWriter;
+use crate::services::events::EventWriter;
 use crate::services::ca::Identity;
 use crate::services::failures::FailureLog;
 use crate::store::{AgentRecord, JobRecord, Store};
@@ -115,7 +119,14 @@ pub struct MeshStarted {
 }
 
 enum Command {
-    Submitted { tenant_id: String, job_id: String },
+    Submitted {
+        tenant_id: String,
+        job_id: String,
+    },
+    Settle {
+        request: SettleRequest,
+        reply: SettleReply,
+    },
 }
 
 impl crate::core::dispatcher::Dispatch for MeshHandle {
@@ -138,6 +149,19 @@ impl crate::core::dispatcher::Dispatch for MeshHandle {
 
     fn agent_revoked(&self, device_id: &str) {
         self.revoked.insert(device_id);
+    }
+
+    fn settle(&self, request: SettleRequest, reply: SettleReply) {
+        // A full channel answers at once (the caller gets a 503 and retries); the loop
+        // decides every request it takes.
+        match self.tx.try_send(Command::Settle { request, reply }) {
+            Ok(()) => {}
+            Err(
+                mpsc::error::TrySendError::Full(Command::Settle { reply, .. })
+                | mpsc::error::TrySendError::Closed(Command::Settle { reply, .. }),
+            ) => reply(SettleAnswer::Unavailable),
+            Err(_) => {}
+        }
     }
 }
 
@@ -229,6 +253,11 @@ struct EventLoop {
     backlog: Arc<Backlog>,
     /// Audit entries leave the loop through a writer task.
     audit_writer: AuditWriter,
+    /// Job and fleet events for the webhooks leave it the same way.
+    events: EventWriter,
+    /// Printers whose refusal was reported (`printer.refused` once per refusal, again after
+    /// the printer verified).
+    refused_printers: HashSet<String>,
     failures: FailureLog,
     /// The global agent version policy; heartbeats are judged against it and the tenant's.
     versions: VersionPolicy,
@@ -301,6 +330,8 @@ pub async fn start(
         commands,
         backlog: backlog.clone(),
         audit_writer: AuditWriter::spawn(store.clone(), &tracker),
+        events: EventWriter::spawn(store.clone(), &tracker),
+        refused_printers: HashSet::new(),
         failures: config.failures.clone(),
         versions: config.versions,
     };

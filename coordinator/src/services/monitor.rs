@@ -18,6 +18,9 @@
 //! [`renewals`] is the compliance side of the same sweep: tiers of record, renewal notices,
 //! and restrictions of tenants that missed a requirement.
 //!
+//! The `agent_offline` rule's transitions are also webhook events: `agent.offline` when its
+//! alert opens, `agent.online` when it resolves (at most one of each per sweep and agent).
+//!
 //! What it does not do: deliver notifications ([`crate::services::notifications`] does), or watch
 //! heartbeats as they arrive (the mesh does not report them; the sweep reads the store).
 
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::core::agents::{outdated, VersionPolicy};
+use crate::services::events::Event;
 use crate::store::{
     AgentRecord, AlertRecord, AlertRule, AlertState, NotificationKind, Store, StoreError,
 };
@@ -146,7 +150,8 @@ fn resolve(
     rule: AlertRule,
     subject: &str,
     now: u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut closed = false;
     for a in open
         .iter()
         .filter(|a| a.rule == rule && a.subject.as_deref() == Some(subject))
@@ -167,9 +172,10 @@ fn resolve(
                 now,
             );
             info!(tenant = %a.tenant_id, alert = %a.id, rule = rule.as_str(), "alert resolved");
+            closed = true;
         }
     }
-    Ok(())
+    Ok(closed)
 }
 
 /// One pass of the rules that watch state rather than events, at `now`: agents offline and
@@ -202,16 +208,24 @@ pub fn sweep(
             if agent_offline(&agent, interval_ms, now) {
                 let msg =
                     format!("the Print Station missed {OFFLINE_MISSED_HEARTBEATS} heartbeats");
+                let was_open = open
+                    .iter()
+                    .any(|a| a.rule == AlertRule::AgentOffline && a.subject.as_deref() == Some(dev));
                 raise(store, t, AlertRule::AgentOffline, Some(dev), &msg, now)?;
-            } else {
-                resolve(store, &open, AlertRule::AgentOffline, dev, now)?;
+                if !was_open {
+                    Event::of_fleet(NotificationKind::AgentOffline, t, dev, None, now).write(store);
+                }
+            } else if resolve(store, &open, AlertRule::AgentOffline, dev, now)? {
+                Event::of_fleet(NotificationKind::AgentOnline, t, dev, None, now).write(store);
             }
             match agent.version.as_deref() {
                 v if !agent.revoked && outdated(v, &min) => {
                     let msg = format!("the Print Station runs a version below {min}: update it");
                     raise(store, t, AlertRule::AgentOutdated, Some(dev), &msg, now)?;
                 }
-                _ => resolve(store, &open, AlertRule::AgentOutdated, dev, now)?,
+                _ => {
+                    resolve(store, &open, AlertRule::AgentOutdated, dev, now)?;
+                }
             }
         }
         store.prune_label_hours(t, (now / HOUR_MS).saturating_sub(BASELINE_HOURS + 1))?;

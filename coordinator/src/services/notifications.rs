@@ -32,13 +32,13 @@ use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::core::compliance::billing;
 use crate::outbound::backoff;
 use crate::outbound::client::{self, Http, SendFailure};
 use crate::store::{
-    Delivery, DeliveryState, NewNotification, NotificationKind, NotificationRecord, Store,
+    Delivery, DeliveryState, EventData, NewNotification, NotificationKind, NotificationRecord, Store,
     StoreError,
 };
 
@@ -90,6 +90,57 @@ pub fn notify_event(
     }
 }
 
+/// Creates the notification of a job or fleet event (`subject`: the job, agent or printer id),
+/// with its ids; like [`notify_event`], a failure is logged, not returned.
+pub fn notify_with(
+    store: &Store,
+    tenant: &str,
+    kind: NotificationKind,
+    subject: &str,
+    data: EventData,
+) {
+    let now_ms = data.at_ms;
+    let key = format!("{}/{subject}/{now_ms}", kind.as_str());
+    let new = NewNotification {
+        kind,
+        subject: Some(subject),
+        due_at_ms: None,
+        dedupe_key: &key,
+    };
+    match store.create_notification_with(tenant, new, Some(data), now_ms) {
+        Ok(Some(n)) => {
+            debug!(tenant = %tenant, notification = %n.id, kind = kind.as_str(), subject, "event notification created")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            warn!(tenant = %tenant, kind = kind.as_str(), error = %e, "event notification not created")
+        }
+    }
+}
+
+/// An event's `data` as JSON: its ids, states and times (`at`, unix ms).
+pub fn event_json(d: &EventData) -> serde_json::Value {
+    let mut v = json!({
+        "job_id": d.job_id,
+        "status": d.status,
+        "agent_id": d.agent_id,
+        "printer_id": d.printer_id,
+        "client_reference": d.client_reference,
+        "reprint": d.reprint,
+        "at": d.at_ms,
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(o) = &d.outcome {
+            obj.insert("outcome".to_owned(), json!(o));
+        }
+        if let Some(u) = &d.resolved_by {
+            obj.insert("resolved_by".to_owned(), json!(u));
+        }
+        obj.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
 /// Checks a webhook URL: `https://host[:port]/path`, no credentials, no internal IP literal
 /// host, at most [`MAX_URL_LEN`] bytes.
 ///
@@ -123,9 +174,10 @@ pub fn validate_url(url: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The JSON body of a notification's delivery: ids, kind and dates only.
+/// The JSON body of a notification's delivery: ids, kind and dates only (a job or fleet
+/// event adds its [`EventData`] as `data`).
 pub fn payload(n: &NotificationRecord) -> Vec<u8> {
-    let body = json!({
+    let mut body = json!({
         "id": n.id,
         "type": n.kind.as_str(),
         "tenant_id": n.tenant_id,
@@ -133,6 +185,9 @@ pub fn payload(n: &NotificationRecord) -> Vec<u8> {
         "due_at": n.due_at_ms,
         "created_at": n.created_at_ms,
     });
+    if let (Some(data), Some(obj)) = (&n.data, body.as_object_mut()) {
+        obj.insert("data".to_owned(), event_json(data));
+    }
     serde_json::to_vec(&body).expect("a json value always serialises")
 }
 

@@ -179,6 +179,7 @@ mod tests {
             error: None,
             redacted: false,
             client_reference: None,
+            reprint: false,
         }
     }
 

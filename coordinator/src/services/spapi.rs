@@ -56,7 +56,7 @@ pub use error::SpApiError;
 pub use label::{decode_label, ChecksumMatch, DecodedLabel, LabelError};
 pub use operation::Operation;
 pub use shopping::ShoppingStep;
-pub use source::{LabelSource, FETCH_SOURCES};
+pub use source::{is_reprint, LabelSource, FETCH_SOURCES, REPRINT_SOURCES};
 
 use auth::TokenCache;
 

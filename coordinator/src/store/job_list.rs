@@ -24,6 +24,8 @@ pub struct JobFilter {
     pub created_before_ms: Option<u64>,
     /// The caller's reference.
     pub client_reference: Option<String>,
+    /// Reprints only (`true`) or no reprints (`false`).
+    pub reprint: Option<bool>,
 }
 
 impl JobFilter {
@@ -41,6 +43,7 @@ impl JobFilter {
             && self.created_after_ms.is_none_or(|t| job.created_at_ms >= t)
             && self.created_before_ms.is_none_or(|t| job.created_at_ms < t)
             && eq(&self.client_reference, job.client_reference.as_ref())
+            && self.reprint.is_none_or(|r| job.reprint == r)
     }
 }
 
@@ -115,6 +118,7 @@ mod tests {
             error: None,
             redacted: false,
             client_reference: Some(format!("PO-{i}")),
+            reprint: false,
         }
     }
 

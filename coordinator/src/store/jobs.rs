@@ -24,10 +24,12 @@ pub enum JobStatus {
     /// Printing started but its result is unknown: an operator decides; never reprinted
     /// automatically.
     InDoubt,
+    /// Cancelled by an operator while queued: never sent (final).
+    Cancelled,
 }
 
 impl JobStatus {
-    /// The API name (`queued`, `dispatched`, `printed`, `failed`, `in_doubt`).
+    /// The API name (`queued`, `dispatched`, `printed`, `failed`, `in_doubt`, `cancelled`).
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Queued => "queued",
@@ -35,6 +37,7 @@ impl JobStatus {
             JobStatus::Printed => "printed",
             JobStatus::Failed => "failed",
             JobStatus::InDoubt => "in_doubt",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -84,6 +87,10 @@ pub struct JobRecord {
     /// PII), searchable.
     #[serde(default)]
     pub client_reference: Option<String>,
+    /// The label was bought and fetched before (an SP-API reprint source): a `pii_reader`
+    /// asked for it, and it is flagged in views, lists, audit entries and events.
+    #[serde(default)]
+    pub reprint: bool,
 }
 
 impl Store {

@@ -44,6 +44,20 @@ pub enum NotificationKind {
     TenantResumed,
     /// Asked for with `POST …/webhook/test`, to check the receiver.
     WebhookTest,
+    /// A label job printed (`subject`: the job id).
+    LabelPrinted,
+    /// A label job failed for good.
+    LabelFailed,
+    /// A label job's outcome is unknown: an operator resolves it.
+    LabelInDoubt,
+    /// An operator resolved a job in doubt (`data.outcome`: `printed` or `not_printed`).
+    LabelResolved,
+    /// An agent missed its heartbeats (`subject`: the device id).
+    AgentOffline,
+    /// An agent that was offline is heard again.
+    AgentOnline,
+    /// An agent reported that a printer failed its verification (`subject`: the printer id).
+    PrinterRefused,
 }
 
 impl NotificationKind {
@@ -58,6 +72,13 @@ impl NotificationKind {
             NotificationKind::TenantSuspended => "tenant_suspended",
             NotificationKind::TenantResumed => "tenant_resumed",
             NotificationKind::WebhookTest => "webhook_test",
+            NotificationKind::LabelPrinted => "label.printed",
+            NotificationKind::LabelFailed => "label.failed",
+            NotificationKind::LabelInDoubt => "label.in_doubt",
+            NotificationKind::LabelResolved => "label.resolved",
+            NotificationKind::AgentOffline => "agent.offline",
+            NotificationKind::AgentOnline => "agent.online",
+            NotificationKind::PrinterRefused => "printer.refused",
         }
     }
 }
@@ -126,6 +147,42 @@ pub struct NotificationRecord {
     pub seq: u64,
     /// Its webhook delivery.
     pub delivery: Delivery,
+    /// The ids of a job or fleet event (`label.*`, `agent.*`, `printer.*`); `None` for the
+    /// compliance notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<EventData>,
+}
+
+/// What a job or fleet event says: ids, states and times only, never label bytes, names or
+/// addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventData {
+    /// The job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The job's status after the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The agent (device id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The printer id (`<device id>.<printer name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer_id: Option<String>,
+    /// The caller's own reference of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_reference: Option<String>,
+    /// Whether the job is a reprint.
+    #[serde(default)]
+    pub reprint: bool,
+    /// `label.resolved`: the outcome the operator gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// `label.resolved`: the user who resolved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// When it happened, unix ms.
+    pub at_ms: u64,
 }
 
 /// What a new notification says.
@@ -174,6 +231,20 @@ impl Store {
         new: NewNotification<'_>,
         now_ms: u64,
     ) -> Result<Option<NotificationRecord>, StoreError> {
+        self.create_notification_with(tenant_id, new, None, now_ms)
+    }
+
+    /// [`Store::create_notification`] of an event that carries `data`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn create_notification_with(
+        &self,
+        tenant_id: &str,
+        new: NewNotification<'_>,
+        data: Option<EventData>,
+        now_ms: u64,
+    ) -> Result<Option<NotificationRecord>, StoreError> {
         let webhook = self.webhook(tenant_id)?.is_some();
         let rec = NotificationRecord {
             id: random_id("ntf"),
@@ -192,6 +263,7 @@ impl Store {
                 next_attempt_at_ms: webhook.then_some(now_ms),
                 ..Delivery::default()
             },
+            data,
         };
         let k = scoped(tenant_id, &rec.id);
         let key = scoped(tenant_id, new.dedupe_key);

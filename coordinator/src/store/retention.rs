@@ -331,6 +331,7 @@ mod tests {
             error: None,
             redacted: false,
             client_reference: None,
+            reprint: false,
         }
     }
 

@@ -105,10 +105,6 @@ pub(in crate::api) fn is_spapi_source(body: &[u8]) -> bool {
     serde_json::from_slice::<Peek>(body).is_ok_and(|p| p.source.is_some())
 }
 
-/// The sources that fetch a label already bought (`getShipment`, `getShipmentDocuments`):
-/// a reprint, which reads the shipment (the buyer's address) again.
-const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
-
 /// The PII actions a label submission needs: a reprint source is a reprint and a shipment
 /// read, both `pii_reader` only; any other submission needs none.
 pub(in crate::api) fn pii_actions(body: &[u8]) -> &'static [Action] {
@@ -116,7 +112,7 @@ pub(in crate::api) fn pii_actions(body: &[u8]) -> &'static [Action] {
         p.source
             .as_ref()
             .and_then(Value::as_str)
-            .is_some_and(|s| REPRINT_SOURCES.contains(&s))
+            .is_some_and(crate::services::spapi::is_reprint)
     });
     if reprint {
         &[Action::Reprint, Action::ReadShipment]

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{now_ms, Attempt, Command, Doubt, EventLoop, Waiting};
+use crate::services::events::Event;
 use crate::store::{AuditEntry, JobStatus};
 
 impl EventLoop {
@@ -137,6 +138,7 @@ impl EventLoop {
                     self.backlog.overflowed.store(true, Ordering::Relaxed);
                 }
             },
+            Command::Settle { request, reply } => reply(self.settle(&request)),
         }
     }
 
@@ -221,6 +223,11 @@ impl EventLoop {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// Hands a job or fleet event to the event writer (never waits on the store).
+    pub(super) fn emit(&self, event: Event) {
+        self.events.emit(event);
     }
 
     /// Queues an audit entry for the writer task (the loop never waits on the store; the

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use super::{live_of, now_ms, EventLoop, Refusal};
 use crate::core::dispatch::printer_id;
 use crate::services::ca::{issue_certificate, DeviceSubject};
-use crate::store::AgentRecord;
+use crate::services::events::Event;
+use crate::store::{AgentRecord, NotificationKind};
 
 impl EventLoop {
     /// Records a heartbeat that came over `direct` (the agent's own connection) or through
@@ -46,6 +47,7 @@ impl EventLoop {
         self.fleet
             .heartbeat(live_of(record, direct), hb, relay, now);
         self.heartbeat_seqs.insert(record.device_id.clone(), hb.seq);
+        self.note_refusals(record, hb, now);
         let requirement = self.judge_version(record, hb);
         self.settle_from_receipts(&record.device_id, hb);
         let revocations = self.revocations(&record.tenant_id)?;
@@ -94,6 +96,31 @@ impl EventLoop {
             (std::time::Instant::now(), signed.clone()),
         );
         Ok(signed)
+    }
+
+    /// Emits `printer.refused` for each printer this heartbeat reports refused that was not
+    /// refused before (once per refusal; a verified report ends it).
+    fn note_refusals(&mut self, record: &AgentRecord, hb: &Heartbeat, now: u64) {
+        for p in &hb.printers {
+            let id = printer_id(&record.device_id, &p.name);
+            match p.verdict {
+                PrinterVerdict::Refused => {
+                    if self.refused_printers.insert(id.clone()) {
+                        self.emit(Event::of_fleet(
+                            NotificationKind::PrinterRefused,
+                            &record.tenant_id,
+                            &record.device_id,
+                            Some(&id),
+                            now,
+                        ));
+                    }
+                }
+                PrinterVerdict::Verified => {
+                    self.refused_printers.remove(&id);
+                }
+                PrinterVerdict::Unreachable => {}
+            }
+        }
     }
 
     /// Identities an admin accepted for this agent's printers that it has not taken up yet;

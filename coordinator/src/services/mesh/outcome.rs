@@ -7,7 +7,8 @@ use tracing::{debug, info, warn};
 
 use super::{now_ms, Doubt, EventLoop, Waiting};
 use crate::core::dispatch::printer_id;
-use crate::store::{JobRecord, JobStatus};
+use crate::services::events::Event;
+use crate::store::{JobRecord, JobStatus, NotificationKind};
 
 impl EventLoop {
     /// An answer (or a failure) for a job request.
@@ -149,8 +150,9 @@ impl EventLoop {
                     "coordinator",
                     "label.in_doubt",
                     Some(&job.id),
-                    &reason,
+                    &format!("{reason}{}", reprint_flag(&job)),
                 );
+                self.emit(Event::of_job(NotificationKind::LabelInDoubt, &job, now));
                 self.in_doubt.insert(
                     job.id.clone(),
                     Doubt {
@@ -181,8 +183,13 @@ impl EventLoop {
             &actor,
             "label.printed",
             Some(&job.id),
-            "ok",
+            &format!("ok{}", reprint_flag(job)),
         );
+        self.emit(Event::of_job(
+            NotificationKind::LabelPrinted,
+            job,
+            job.updated_at_ms,
+        ));
     }
 
     pub(super) fn fail(&mut self, mut job: JobRecord, reason: &str) {
@@ -201,7 +208,22 @@ impl EventLoop {
             "coordinator",
             "label.failed",
             Some(&job.id),
-            reason,
+            &format!("{reason}{}", reprint_flag(&job)),
         );
+        self.emit(Event::of_job(
+            NotificationKind::LabelFailed,
+            &job,
+            job.updated_at_ms,
+        ));
+    }
+}
+
+/// What a reprint's audit outcomes add (` reprint=true`), so a reprint is flagged everywhere
+/// it appears; nothing for other jobs.
+pub(super) fn reprint_flag(job: &JobRecord) -> &'static str {
+    if job.reprint {
+        " reprint=true"
+    } else {
+        ""
     }
 }

@@ -169,6 +169,7 @@ impl SpApi {
             error: None,
             redacted: rec.redacted,
             client_reference: None,
+            reprint: super::source::is_reprint(&rec.source),
         };
         if let Err(e) = store.create_job(&job, &label.bytes) {
             warn!(error = %e, "job not stored");

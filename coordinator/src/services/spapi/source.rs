@@ -15,6 +15,15 @@ pub const FETCH_SOURCES: [&str; 5] = [
     "shipping_v2_one_click",
 ];
 
+/// The sources that fetch a label already bought (`getShipment`, `getShipmentDocuments`):
+/// a reprint, which reads the shipment (the buyer's address) again.
+pub const REPRINT_SOURCES: [&str; 2] = ["mfn_shipment", "shipping_v2_shipment"];
+
+/// Whether the `source` name is a reprint (see [`REPRINT_SOURCES`]).
+pub fn is_reprint(source: &str) -> bool {
+    REPRINT_SOURCES.contains(&source)
+}
+
 /// Where a label comes from. Bodies are already-serialised JSON, wiped on drop.
 pub enum LabelSource {
     /// MFN createShipment with this `CreateShipmentRequest` body.
