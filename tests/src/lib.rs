@@ -24,6 +24,8 @@
 //! - [`stats`]: latency percentiles for the demo and the benchmark.
 //! - [`spapi_standin`]: an HTTPS stand-in for Amazon's SP-API (LWA, Tokens, MFN v0, Shipping
 //!   v2) that can misbehave on demand.
+//! - [`webhook_receiver`]: an HTTPS webhook receiver that records deliveries and checks
+//!   their signatures.
 
 pub mod api_client;
 pub mod cluster;
@@ -41,6 +43,7 @@ pub mod scenario;
 mod sim_activity;
 pub mod spapi_standin;
 pub mod stats;
+pub mod webhook_receiver;
 
 /// The wall clock in unix milliseconds.
 pub fn now_ms() -> u64 {

@@ -408,6 +408,12 @@ impl SimHandle {
         self.shared.state().held.len()
     }
 
+    /// Throws away the jobs held now (an operator pulled the half-fed label out of a faulted
+    /// printer): they never print. Returns how many there were.
+    pub fn discard_held(&self) -> usize {
+        std::mem::take(&mut self.shared.state().held).len()
+    }
+
     /// The jobs held now, waiting for the fault to clear (they print when it does).
     pub fn held_jobs(&self) -> Vec<Vec<u8>> {
         self.shared.state().held.clone()

@@ -256,7 +256,7 @@ mod tests {
     fn least_privilege_table() {
         use Action as A;
         use Role as R;
-        let table: [(Action, &[Role]); 29] = [
+        let table: [(Action, &[Role]); 30] = [
             (A::CreateTenant, &[]),
             (A::ListTenants, &[]),
             (A::CreateSite, &[R::Owner, R::Admin]),

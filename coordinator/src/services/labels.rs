@@ -186,7 +186,7 @@ pub fn submit_upload(
         error: None,
         redacted,
         client_reference: req.client_reference.clone(),
-            reprint: false,
+        reprint: false,
     };
     store.create_job(&job, &label)?;
     drop(label);

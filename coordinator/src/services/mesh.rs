@@ -64,8 +64,8 @@ use crate::core::agents::VersionPolicy;
 use crate::core::dispatch::{AgentLive, DispatchConfig, Fleet};
 use crate::core::dispatcher::{SettleAnswer, SettleReply, SettleRequest};
 use crate::services::audit_writer::AuditWriter;
-use crate::services::events::EventWriter;
 use crate::services::ca::Identity;
+use crate::services::events::EventWriter;
 use crate::services::failures::FailureLog;
 use crate::store::{AgentRecord, JobRecord, Store};
 

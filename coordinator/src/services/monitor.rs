@@ -208,9 +208,9 @@ pub fn sweep(
             if agent_offline(&agent, interval_ms, now) {
                 let msg =
                     format!("the Print Station missed {OFFLINE_MISSED_HEARTBEATS} heartbeats");
-                let was_open = open
-                    .iter()
-                    .any(|a| a.rule == AlertRule::AgentOffline && a.subject.as_deref() == Some(dev));
+                let was_open = open.iter().any(|a| {
+                    a.rule == AlertRule::AgentOffline && a.subject.as_deref() == Some(dev)
+                });
                 raise(store, t, AlertRule::AgentOffline, Some(dev), &msg, now)?;
                 if !was_open {
                     Event::of_fleet(NotificationKind::AgentOffline, t, dev, None, now).write(store);

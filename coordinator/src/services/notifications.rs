@@ -38,8 +38,8 @@ use crate::core::compliance::billing;
 use crate::outbound::backoff;
 use crate::outbound::client::{self, Http, SendFailure};
 use crate::store::{
-    Delivery, DeliveryState, EventData, NewNotification, NotificationKind, NotificationRecord, Store,
-    StoreError,
+    Delivery, DeliveryState, EventData, NewNotification, NotificationKind, NotificationRecord,
+    Store, StoreError,
 };
 
 /// The signature header of deliveries.

@@ -36,7 +36,7 @@ fn job(tenant: &str, id: &str) -> JobRecord {
         error: None,
         redacted: false,
         client_reference: None,
-            reprint: false,
+        reprint: false,
     }
 }
 
