@@ -179,7 +179,7 @@ pub fn verify(secret: &str, signature: Option<&str>, body: &[u8]) -> bool {
     let mut message = format!("{t}.").into_bytes();
     message.extend_from_slice(body);
     let want = hex::encode(hmac_sha256(secret.as_bytes(), &message));
-    v1.iter().any(|v| *v == want)
+    v1.contains(&want)
 }
 
 #[cfg(test)]
