@@ -3,7 +3,8 @@
 //! by an operator (`not_printed` prints once more, `printed` never again), a queued job is
 //! cancelled while no agent is online and never prints, the wrong states answer 409 and a
 //! role without the right 403; and a tenant's HTTPS webhook receives the job and fleet events
-//! (`label.printed`, `label.in_doubt`, `label.resolved`, `agent.offline`, `agent.online`),
+//! (`label.printed`, `label.in_doubt`, `label.resolved`, `agent.offline`, `agent.online`,
+//! `printer.refused`),
 //! each signed with the tenant's secret and carrying ids only.
 
 use std::collections::BTreeSet;
@@ -273,6 +274,11 @@ async fn jobs_in_doubt_are_resolved_queued_jobs_cancelled_and_every_event_is_sig
         .submit(json!({"pool": "outbound"}), &zpl_label(&mark, 5))
         .await?;
     wait_status(&site, &e, "printed").await?;
+    // The printer is swapped for another device behind the same address: the agent's
+    // verification refuses it, and the webhook hears of it.
+    st.printers[0].1.set_serial("SIM-SWAPPED".into());
+    let refused = wait_event(&rx, "printer.refused", &printer).await?.json();
+    assert_eq!(refused["data"]["agent_id"], device.as_str(), "{refused}");
 
     // What the printer got, once the agent is stopped and the printer quiet: 1, 2, 3 and 5
     // once each, 4 never.

@@ -131,3 +131,83 @@ async fn run(mut rx: mpsc::Receiver<Event>, store: Store) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::crypto::MasterKey;
+    use crate::services::notifications::payload;
+
+    fn job() -> JobRecord {
+        JobRecord {
+            id: "job-1".into(),
+            tenant_id: "tnt-1".into(),
+            pool: Some("outbound".into()),
+            requested_printer: None,
+            printer: Some("dev-1.zebra".into()),
+            agent: Some("dev-1".into()),
+            status: crate::store::JobStatus::Printed,
+            format: sealprint_protocol::LabelFormat::Zpl,
+            label_len: 10,
+            label_sha256: "ab".repeat(32),
+            attempts: 1,
+            excluded_printers: Vec::new(),
+            attempt_deadline_ms: None,
+            expires_at_ms: 0,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            error: Some("a reason".into()),
+            redacted: false,
+            client_reference: Some("ORDER-1".into()),
+            reprint: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_becomes_a_notification_with_ids_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
+        let tracker = TaskTracker::new();
+        let writer = EventWriter::spawn(store.clone(), &tracker);
+        writer.emit(Event::of_job(NotificationKind::LabelPrinted, &job(), 2));
+        writer.emit(Event::of_fleet(
+            NotificationKind::PrinterRefused,
+            "tnt-1",
+            "dev-1",
+            Some("dev-1.zebra"),
+            3,
+        ));
+        drop(writer);
+        tracker.close();
+        tracker.wait().await;
+        let mut all = store.notifications("tnt-1").expect("notifications");
+        all.reverse();
+        let bodies: Vec<serde_json::Value> = all
+            .iter()
+            .map(|n| serde_json::from_slice(&payload(n)).expect("json"))
+            .collect();
+        assert_eq!(bodies[0]["type"], "label.printed");
+        assert_eq!(bodies[0]["subject"], "job-1");
+        assert_eq!(
+            bodies[0]["data"],
+            serde_json::json!({"job_id": "job-1", "status": "printed", "agent_id": "dev-1",
+                "printer_id": "dev-1.zebra", "client_reference": "ORDER-1", "reprint": true,
+                "at": 2})
+        );
+        assert_eq!(bodies[1]["type"], "printer.refused");
+        assert_eq!(bodies[1]["subject"], "dev-1.zebra");
+        assert_eq!(
+            bodies[1]["data"],
+            serde_json::json!({"agent_id": "dev-1", "printer_id": "dev-1.zebra",
+                "reprint": false, "at": 3})
+        );
+        // No error text (it may be anything a printer said), no label hash.
+        for b in &bodies {
+            let text = b.to_string();
+            assert!(
+                !text.contains("a reason") && !text.contains("abab"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -433,6 +433,26 @@ mod tests {
                 "alert.resolved"
             ]
         );
+        // The offline alert's two transitions are webhook events, once each.
+        let events: Vec<(String, Option<String>, Option<String>)> = store
+            .notifications(&t)
+            .expect("notifications")
+            .into_iter()
+            .rev()
+            .filter(|n| n.kind.as_str().starts_with("agent."))
+            .map(|n| {
+                let agent = n.data.and_then(|d| d.agent_id);
+                (n.kind.as_str().to_owned(), n.subject, agent)
+            })
+            .collect();
+        let dev = Some("dev-1".to_owned());
+        assert_eq!(
+            events,
+            [
+                ("agent.offline".to_owned(), dev.clone(), dev.clone()),
+                ("agent.online".to_owned(), dev.clone(), dev),
+            ]
+        );
     }
 
     #[test]
