@@ -1363,6 +1363,17 @@ mod spapi {
         .await?;
         let job = site.wait_final(&id, FINAL).await?;
         assert_eq!(job["status"], "printed", "{job}");
+        // A reprint, flagged as one in its view and found by the list's filter.
+        assert_eq!(job["reprint"], true, "{job}");
+        let reprints = site
+            .admin
+            .get(&format!("/v1/tenants/{}/labels?reprint=true", site.tenant))
+            .await?;
+        let ids: Vec<&str> = reprints["data"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|j| j["id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(ids, vec![id.as_str()], "{reprints}");
 
         // A one-click purchase whose answer is lost is in doubt and never sent again: it
         // has no idempotency key.
@@ -1370,6 +1381,20 @@ mod spapi {
         let id = submit(&site, one_click(&conn, "pkg-lost")).await?;
         let job = site.wait_final(&id, FINAL).await?;
         assert_eq!(job["status"], "in_doubt", "{job}");
+        // That doubt is about the purchase, not a print: nothing to resolve here.
+        let (s, v) = site
+            .admin
+            .call(
+                Method::POST,
+                &format!("/v1/tenants/{}/labels/{id}/resolve", site.tenant),
+                Some(json!({"outcome": "not_printed"})),
+            )
+            .await?;
+        assert_eq!(
+            (s, &v["error"]["code"]),
+            (StatusCode::CONFLICT, &json!("not_in_doubt")),
+            "{v}"
+        );
         assert_eq!(job["spapi"]["failed_call"], "oneClickShipment", "{job}");
         holds_for(
             "each one-click purchase was sent once",

@@ -6,7 +6,8 @@
 //! applies the agents' receipts: whichever of a late receipt and a resolve reaches it first
 //! settles the job, and a resolve that comes second answers 409 `not_in_doubt` with the
 //! job's status. A job that is no longer queued (already sent) cannot be cancelled: 409
-//! `not_queued`.
+//! `not_queued`. An SP-API label whose fetch has not made a job yet (a purchase in doubt
+//! included) has nothing to print or hold back here: 409 as well.
 //!
 //! [`Dispatch::settle`]: crate::core::dispatcher::Dispatch::settle
 
@@ -41,6 +42,34 @@ pub(super) enum Outcome {
 pub(super) struct ResolveBody {
     /// `printed` or `not_printed`.
     outcome: Outcome,
+}
+
+/// Why a job the dispatcher does not know cannot be settled: an SP-API label not fetched yet
+/// (its purchase may itself be in doubt: that is settled with Amazon, e.g. `cancel-shipment`,
+/// not here) is 409; anything else 404.
+fn not_a_print_job(
+    state: &ApiState,
+    tenant: &str,
+    job: &str,
+    action: SettleAction,
+) -> Result<ApiError, ApiError> {
+    let Some(fetch) = state.store.spapi_fetch(tenant, job)? else {
+        return Ok(ApiError::not_found("label"));
+    };
+    let code = match action {
+        SettleAction::Cancel => "not_queued",
+        SettleAction::Printed | SettleAction::NotPrinted => "not_in_doubt",
+    };
+    Ok(ApiError::new(
+        StatusCode::CONFLICT,
+        code,
+        format!(
+            "this SP-API label has no print job yet (its fetch is {:?}): a purchase in doubt \
+             is settled with Amazon (cancel-shipment), not here",
+            fetch.state
+        )
+        .to_lowercase(),
+    ))
 }
 
 /// `POST …/labels/{id}/resolve`.
@@ -95,7 +124,7 @@ async fn settle(
     };
     match answer {
         SettleAnswer::Settled(status) => Ok(Reply::ok(json!({"id": job, "status": status}))),
-        SettleAnswer::NotFound => Err(ApiError::not_found("label")),
+        SettleAnswer::NotFound => Err(not_a_print_job(state, tenant, job, action)?),
         SettleAnswer::WrongState(status) => Err(match action {
             SettleAction::Cancel => ApiError::new(
                 StatusCode::CONFLICT,
