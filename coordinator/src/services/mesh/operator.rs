@@ -78,6 +78,10 @@ impl EventLoop {
                     job.status = JobStatus::Queued;
                     job.error = Some("resolved not printed by an operator; requeued".into());
                     job.updated_at_ms = now;
+                    // A person may answer long after the job's window closed: it gets its
+                    // whole time to live again, from now, rather than failing at once.
+                    let ttl = job.expires_at_ms.saturating_sub(job.created_at_ms);
+                    job.expires_at_ms = job.expires_at_ms.max(now.saturating_add(ttl));
                     if let Err(e) = self.store.update_job(&job) {
                         warn!(job = %job.id, error = %e, "requeued job not stored");
                         return SettleAnswer::Failed;
