@@ -189,18 +189,19 @@ pub async fn listen(addr: SocketAddr, shutdown: CancellationToken) -> std::io::R
                 },
             };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    let ok = req.method() == Method::GET && req.uri().path() == "/metrics";
-                    let mut resp = Response::new(Full::new(Bytes::from(if ok {
-                        get().encode()
-                    } else {
-                        String::new()
-                    })));
-                    if !ok {
-                        *resp.status_mut() = StatusCode::NOT_FOUND;
-                    }
-                    Ok::<_, Infallible>(resp)
-                });
+                let svc =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let ok = req.method() == Method::GET && req.uri().path() == "/metrics";
+                        let mut resp = Response::new(Full::new(Bytes::from(if ok {
+                            get().encode()
+                        } else {
+                            String::new()
+                        })));
+                        if !ok {
+                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    });
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))

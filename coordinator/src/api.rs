@@ -72,10 +72,10 @@ use tracing::{debug, info_span};
 use zeroize::Zeroizing;
 
 pub use access::PeerAddr;
+pub use access_log::ACCESS_TARGET;
 pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
 pub use server::{serve, BodyError, ServerLimits};
-pub use access_log::ACCESS_TARGET;
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
 use crate::core::dispatcher::Dispatch;

@@ -47,7 +47,10 @@ async fn scrape(addr: SocketAddr) -> anyhow::Result<(String, Scrape)> {
     let status = head.lines().next().unwrap_or_default().to_owned();
     anyhow::ensure!(status.contains(" 200 "), "scrape answered {status}");
     // Every line is a comment or a sample the parser takes: nothing is silently skipped.
-    for line in body.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         anyhow::ensure!(
             matches!(
                 prometheus_parse::LineInfo::parse(line),
@@ -180,13 +183,24 @@ async fn metrics_count_the_labels_printed_and_the_access_log_names_routes() {
     })
     .await
     .expect("coordinator metrics");
-    assert_eq!(value(&s, "sealprint_labels_printed_total", &[]), Some(total));
     assert_eq!(
-        value(&s, "sealprint_job_transitions_total", &[("state", "printed")]),
+        value(&s, "sealprint_labels_printed_total", &[]),
         Some(total)
     );
     assert_eq!(
-        value(&s, "sealprint_job_transitions_total", &[("state", "queued")]),
+        value(
+            &s,
+            "sealprint_job_transitions_total",
+            &[("state", "printed")]
+        ),
+        Some(total)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "sealprint_job_transitions_total",
+            &[("state", "queued")]
+        ),
         Some(total)
     );
     assert_eq!(
@@ -215,7 +229,10 @@ async fn metrics_count_the_labels_printed_and_the_access_log_names_routes() {
         histogram_count(&a, "sealprint_agent_printer_write_seconds"),
         Some(N as f64)
     );
-    assert_eq!(value(&a, "sealprint_agent_link", &[("via", "uplink")]), Some(1.0));
+    assert_eq!(
+        value(&a, "sealprint_agent_link", &[("via", "uplink")]),
+        Some(1.0)
+    );
     assert!(value(&a, "sealprint_agent_heartbeats_acked_total", &[]).unwrap_or(0.0) >= 1.0);
 
     // The listeners exist where asked for, and only there.
@@ -226,7 +243,10 @@ async fn metrics_count_the_labels_printed_and_the_access_log_names_routes() {
         BTreeSet::from([site.coordinator.api.port(), mesh_port, coord_metrics.port()])
     );
     let watched_ports = listening_ports(watched.agent.pid().expect("pid"));
-    assert!(watched_ports.contains(&agent_metrics.port()), "{watched_ports:?}");
+    assert!(
+        watched_ports.contains(&agent_metrics.port()),
+        "{watched_ports:?}"
+    );
     let plain_ports = listening_ports(plain.agent.pid().expect("pid"));
     let plain_mesh = port_of(&plain.agent.listen[0]).expect("agent mesh port");
     assert_eq!(plain_ports, BTreeSet::from([plain_mesh]));
@@ -283,7 +303,10 @@ async fn metrics_count_the_labels_printed_and_the_access_log_names_routes() {
         assert!(!l.contains(&mark), "label content in {l}");
     }
     assert!(access.len() >= N + M, "a line for every submission");
-    assert!(!text.contains(&mark), "label content in the coordinator's log");
+    assert!(
+        !text.contains(&mark),
+        "label content in the coordinator's log"
+    );
     println!(
         "coordinator metrics: {} samples; agent: {} samples; {} access lines",
         s.samples.len(),
@@ -393,6 +416,9 @@ async fn readyz_is_503_while_starting_and_draining() {
     drop(held);
     coord.stop().await.expect("stopped");
     let log = std::fs::read_to_string(&coord.log).expect("log");
-    assert!(!log.contains("metrics listening"), "no metrics listener without the flag");
+    assert!(
+        !log.contains("metrics listening"),
+        "no metrics listener without the flag"
+    );
     assert!(log.contains("stopped"), "the coordinator stopped cleanly");
 }

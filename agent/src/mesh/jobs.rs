@@ -84,7 +84,10 @@ impl EventLoop {
                     let result = printer
                         .print_before(label.format, &label.data, header.deadline_ms)
                         .await;
-                    crate::metrics::get().written(started.elapsed(), result.as_ref().err().map(PrintError::kind));
+                    crate::metrics::get().written(
+                        started.elapsed(),
+                        result.as_ref().err().map(PrintError::kind),
+                    );
                     station.update(printer.last_report().clone());
                     match result {
                         Ok(()) => {

@@ -266,7 +266,10 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
 
 async fn serve_route(route: &'static Route, state: Arc<ApiState>, req: Request<Body>) -> Response {
     let id = request_id(req.headers());
-    templated(respond(run(route, state, req).await, id.as_deref()), route.path)
+    templated(
+        respond(run(route, state, req).await, id.as_deref()),
+        route.path,
+    )
 }
 
 async fn not_found(req: Request<Body>) -> Response {

@@ -28,7 +28,10 @@ fn answer(req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = if req.method() == Method::GET && req.uri().path() == "/metrics" {
         (StatusCode::OK, crate::core::metrics::get().encode())
     } else {
-        (StatusCode::NOT_FOUND, "not found: GET /metrics\n".to_owned())
+        (
+            StatusCode::NOT_FOUND,
+            "not found: GET /metrics\n".to_owned(),
+        )
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -62,9 +65,8 @@ pub async fn serve(listener: TcpListener, shutdown: CancellationToken, tracker: 
         };
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
-            let svc = hyper::service::service_fn(|req| async move {
-                Ok::<_, Infallible>(answer(&req))
-            });
+            let svc =
+                hyper::service::service_fn(|req| async move { Ok::<_, Infallible>(answer(&req)) });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)

@@ -22,8 +22,8 @@ use crate::app::config::{self, ServeConfig};
 use crate::app::error::Error;
 use crate::core::crypto::MasterKey;
 use crate::core::dispatcher::Dispatch;
-use crate::core::readiness::{Part, Readiness};
 use crate::core::paths::db_path;
+use crate::core::readiness::{Part, Readiness};
 use crate::outbound::client;
 use crate::services::ca::Identity;
 use crate::services::{failures, mesh, monitor, notifications, retention, spapi};
@@ -66,6 +66,8 @@ pub struct Started {
     pub api_listener: Arc<TcpListener>,
     /// The API's TLS configuration.
     pub tls: Arc<rustls::ServerConfig>,
+    /// What `/readyz` answers (set draining on shutdown).
+    pub readiness: Arc<Readiness>,
 }
 
 /// Loads the TLS files and puts [`api::standby`] on the API address, opens the store, loads
@@ -79,11 +81,12 @@ pub struct Started {
 /// [`Error`] when the master key, store, identity, TLS files or mesh are unusable.
 pub async fn start(
     config: &ServeConfig,
-    api_listener: Arc<TcpListener>,
-    readiness: Arc<Readiness>,
+    api_listener: TcpListener,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Started, Error> {
+    let api_listener = Arc::new(api_listener);
+    let readiness = Arc::new(Readiness::default());
     let tls = Arc::new(api::load_tls(&config.data_dir)?);
     let standby = Standby::spawn(api_listener.clone(), tls.clone(), readiness.clone());
     let master = MasterKey::load(&config.master_key_file)?;
@@ -162,7 +165,7 @@ pub async fn start(
         failures,
         limits: api::limits::Limits::default(),
         agent_versions: config.agent_versions,
-        readiness,
+        readiness: readiness.clone(),
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -201,6 +204,7 @@ pub async fn start(
         store,
         api_listener,
         tls,
+        readiness,
     })
 }
 
@@ -256,17 +260,7 @@ pub async fn run(
             tracker.clone(),
         ));
     }
-    let readiness = Arc::new(Readiness::default());
-    let api_listener = Arc::new(api_listener);
-    let started = match start(
-        &config,
-        api_listener,
-        readiness.clone(),
-        shutdown.clone(),
-        tracker.clone(),
-    )
-    .await
-    {
+    let started = match start(&config, api_listener, shutdown.clone(), tracker.clone()).await {
         Ok(s) => s,
         Err(e) => {
             shutdown.cancel();
@@ -283,9 +277,13 @@ pub async fn run(
     }
     shutdown.cancelled().await;
     info!("shutting down");
-    readiness.drain();
+    started.readiness.drain();
     // The API stops accepting at `shutdown`; the standby answers on its address meanwhile.
-    let standby = Standby::spawn(started.api_listener.clone(), started.tls.clone(), readiness);
+    let standby = Standby::spawn(
+        started.api_listener.clone(),
+        started.tls.clone(),
+        started.readiness.clone(),
+    );
     tracker.close();
     if tokio::time::timeout(config.drain_grace, tracker.wait())
         .await

@@ -1,7 +1,7 @@
 //! The coordinator's Prometheus metrics: one registry of metric families per process
 //! ([`get`]), recorded with one call at the place where the state changes, and encoded in the
 //! text format ([`Metrics::encode`]) by the `/metrics` listener (`--metrics-listen`, see
-//! `crate::app::metrics`).
+//! the app layer's `metrics` module).
 //!
 //! It lives at the bottom layer so that every layer that records (the store, the services)
 //! can reach it; it does no I/O. Recording is a few atomic operations (a label set is looked
@@ -221,7 +221,9 @@ impl Metrics {
             .into_iter()
             .zip(v.printers)
         {
-            self.printers.get_or_create(&VerdictLabel { verdict }).set(g(n));
+            self.printers
+                .get_or_create(&VerdictLabel { verdict })
+                .set(g(n));
         }
     }
 

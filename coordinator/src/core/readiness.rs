@@ -1,5 +1,5 @@
 //! Whether the coordinator is ready to serve ([`Readiness`]): what `GET /readyz` answers.
-//! Set by `crate::app::run` as the store, the CA (the coordinator's identity) and the mesh
+//! Set by the app layer's `run` as the store, the CA (the coordinator's identity) and the mesh
 //! listener come up, and when draining starts; read by the API. Atomics only: no I/O.
 
 use std::sync::atomic::{AtomicBool, Ordering};

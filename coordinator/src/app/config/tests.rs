@@ -206,7 +206,10 @@ fn metrics_listen_is_off_by_default_and_checked() {
     assert_eq!(c.metrics_listen, None);
     let file = parse_file("metrics-listen = \"127.0.0.1:9464\"").expect("parses");
     let c = resolve(file, flags()).expect("valid");
-    assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().expect("addr")));
+    assert_eq!(
+        c.metrics_listen,
+        Some("127.0.0.1:9464".parse().expect("addr"))
+    );
     let err = resolve(
         FileConfig::default(),
         Overrides {

@@ -69,7 +69,11 @@ impl EventLoop {
             dispatched: self.attempts.len(),
             in_doubt: self.in_doubt.len(),
             agents_online,
-            connections: self.swarm.network_info().connection_counters().num_connections() as usize,
+            connections: self
+                .swarm
+                .network_info()
+                .connection_counters()
+                .num_connections() as usize,
             printers,
         }
     }
