@@ -167,6 +167,24 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// `GET /metrics`: the text format; anything else 404.
+fn answer(req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        return resp;
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(get().encode())));
+    // Prometheus 3 refuses a scrape without a content type it knows.
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
+}
+
 /// Binds `addr` and serves `/metrics` until `shutdown`; the bound address is returned at once.
 ///
 /// # Errors
@@ -190,18 +208,9 @@ pub async fn listen(addr: SocketAddr, shutdown: CancellationToken) -> std::io::R
             };
             tokio::spawn(async move {
                 let svc =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let ok = req.method() == Method::GET && req.uri().path() == "/metrics";
-                        let mut resp = Response::new(Full::new(Bytes::from(if ok {
-                            get().encode()
-                        } else {
-                            String::new()
-                        })));
-                        if !ok {
-                            *resp.status_mut() = StatusCode::NOT_FOUND;
-                        }
-                        Ok::<_, Infallible>(resp)
-                    });
+                    hyper::service::service_fn(
+                        |req| async move { Ok::<_, Infallible>(answer(&req)) },
+                    );
                 let served = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))

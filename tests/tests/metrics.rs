@@ -46,6 +46,11 @@ async fn scrape(addr: SocketAddr) -> anyhow::Result<(String, Scrape)> {
         .ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text}"))?;
     let status = head.lines().next().unwrap_or_default().to_owned();
     anyhow::ensure!(status.contains(" 200 "), "scrape answered {status}");
+    anyhow::ensure!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "no OpenMetrics content type: {head}"
+    );
     // Every line is a comment or a sample the parser takes: nothing is silently skipped.
     for line in body
         .lines()
