@@ -33,6 +33,9 @@ pub struct FileConfig {
     /// The printers this station serves.
     #[serde(default, rename = "printer")]
     pub printers: Vec<PrinterConfig>,
+    /// Prometheus `/metrics` over plain HTTP on this `IP:PORT`. Default: off. Bind it to
+    /// loopback or a private interface (no authentication; no PII).
+    pub metrics_listen: Option<String>,
 }
 
 /// Flags given on the command line (the binary fills this from clap).
@@ -52,6 +55,8 @@ pub struct Flags {
     pub no_uplink: bool,
     /// `--no-mdns`.
     pub no_mdns: bool,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// The validated configuration of `sealprint-agent run`.
@@ -71,6 +76,8 @@ pub struct RunConfig {
     pub mdns: bool,
     /// Printers.
     pub printers: Vec<PrinterConfig>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parses a TOML configuration file's text.
@@ -140,6 +147,16 @@ pub fn resolve(file: FileConfig, flags: Flags) -> Result<RunConfig, Vec<String>>
             problems.push(format!("printer name {:?} is used twice", p.name));
         }
     }
+    let metrics_listen = flags
+        .metrics_listen
+        .or(file.metrics_listen)
+        .and_then(|raw| match raw.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!("metrics_listen {raw:?} is not IP:PORT"));
+                None
+            }
+        });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -151,6 +168,7 @@ pub fn resolve(file: FileConfig, flags: Flags) -> Result<RunConfig, Vec<String>>
         uplink: !flags.no_uplink && file.uplink.unwrap_or(true),
         mdns: !flags.no_mdns && file.mdns.unwrap_or(true),
         printers,
+        metrics_listen,
     })
 }
 

@@ -21,6 +21,7 @@
 //! - [`versions`]: this agent against the coordinator's minimum version (and the next one).
 //! - [`discover`]: finding candidate printers (`sealprint-agent printers --discover`).
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
+//! - [`metrics`]: the agent's Prometheus metrics (`run --metrics-listen`).
 //!
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
 
@@ -31,6 +32,7 @@ pub mod enroll;
 pub mod host;
 pub mod identity;
 pub mod mesh;
+pub mod metrics;
 pub mod printer;
 pub mod receipts;
 pub mod revocations;

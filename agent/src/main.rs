@@ -66,6 +66,10 @@ enum Command {
         /// Do not discover site peers with mDNS.
         #[arg(long)]
         no_mdns: bool,
+        /// Serve Prometheus `/metrics` over plain HTTP on IP:PORT (default: off); bind it to
+        /// loopback or a private interface.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Show the running agent's status: link, last acknowledged heartbeat, certificate,
     /// clock offset, printers. Exits non-zero when no agent is running.
@@ -172,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
             heartbeat_interval_secs,
             no_uplink,
             no_mdns,
+            metrics_listen,
         } => {
             let flags = Flags {
                 listen,
@@ -179,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 heartbeat_interval_secs,
                 no_uplink,
                 no_mdns,
+                metrics_listen,
                 ..Flags::default()
             };
             run::agent(common.load(flags)?, shutdown).await

@@ -86,6 +86,9 @@ pub struct Ready {
     pub peer_id: String,
     /// The multiaddrs it listens on.
     pub listen: Vec<String>,
+    /// Where `/metrics` is served (`--metrics-listen`), if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 pub(super) enum Peer {
@@ -218,6 +221,7 @@ pub async fn start(
         device_id: id.device_id().to_owned(),
         peer_id: swarm.local_peer_id().to_string(),
         listen,
+        metrics: None,
     };
     let revocations = Revocations::load(
         &opts.data_dir,

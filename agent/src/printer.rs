@@ -98,6 +98,16 @@ pub enum PrintError {
     InDoubt(String),
 }
 
+impl PrintError {
+    /// `not_printed` or `in_doubt` (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PrintError::NotPrinted(_) => "not_printed",
+            PrintError::InDoubt(_) => "in_doubt",
+        }
+    }
+}
+
 /// One configured printer and what the agent knows of it.
 #[derive(Debug)]
 pub struct Printer {

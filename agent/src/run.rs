@@ -85,7 +85,16 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
         drain_grace: DRAIN_GRACE,
         data_dir: cfg.data_dir.clone(),
     };
-    let (ready, event_loop) = mesh::start(identity, station, opts, shutdown).await?;
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => Some(
+            sealprint_agent::metrics::listen(addr, shutdown.clone())
+                .await
+                .with_context(|| format!("binding the metrics listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let (mut ready, event_loop) = mesh::start(identity, station, opts, shutdown).await?;
+    ready.metrics = metrics.map(|a| a.to_string());
     // Harnesses and operators read this line to learn the bound addresses.
     println!("READY {}", serde_json::to_string(&ready)?);
     event_loop.await;

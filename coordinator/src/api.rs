@@ -35,6 +35,7 @@
 //! SP-API itself (`spapi` hands that to [`crate::services::spapi`], in the background).
 
 mod access;
+mod access_log;
 mod admin;
 mod agent_policy;
 mod alerts;
@@ -72,12 +73,14 @@ use tracing::{debug, info_span};
 use zeroize::Zeroizing;
 
 pub use access::PeerAddr;
+pub use access_log::ACCESS_TARGET;
 pub use auth::{authorize, Action, Principal};
 pub use error::ApiError;
 pub use server::{serve, BodyError, ServerLimits};
 pub use tls::{load_tls, self_signed, tls_server_config, TlsError};
 
 use crate::core::dispatcher::Dispatch;
+use crate::core::readiness::Readiness;
 use crate::store::Store;
 
 /// Largest request body accepted (a base64 label of 8 MiB fits).
@@ -109,6 +112,8 @@ pub struct ApiState {
     pub limits: limits::Limits,
     /// The global agent version policy (`--min-agent-version`); tenants may raise theirs.
     pub agent_versions: crate::core::agents::VersionPolicy,
+    /// What `GET /readyz` answers.
+    pub readiness: Arc<Readiness>,
 }
 
 impl ApiState {
@@ -320,12 +325,73 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 /// The API as one tower service: the route table behind request ids (`x-request-id`,
-/// made when absent and echoed), tracing, a [`REQUEST_TIMEOUT`] and the [`BODY_LIMIT`].
+/// made when absent and echoed), the access log, tracing, a [`REQUEST_TIMEOUT`] and the
+/// [`BODY_LIMIT`].
 pub fn app(state: Arc<ApiState>) -> axum::Router {
+    with_middleware(routes::router(state))
+}
+
+/// What answers on the API's address while the coordinator starts (until the store, the CA
+/// and the mesh are up) and while it drains: `GET /healthz` 200, `GET /readyz` 503 with
+/// what is up, anything else 503 `unavailable` with a Retry-After; behind the same
+/// middleware as [`app`] (request ids, access log).
+pub fn standby(readiness: Arc<Readiness>) -> axum::Router {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async {
+                access_log::templated(
+                    respond(Ok(Reply::ok(serde_json::json!({"status": "ok"}))), None),
+                    "/healthz",
+                )
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move {
+                access_log::templated(respond(Ok(readyz(&readiness)), None), "/readyz")
+            }),
+        )
+        .fallback(|req: Request<axum::body::Body>| async move {
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mut e = ApiError::unavailable("the coordinator is starting or draining: retry");
+            e.retry_after_secs = Some(1);
+            respond(Err(e), id.as_deref())
+        });
+    with_middleware(router)
+}
+
+/// `GET /readyz`: 200 when every part is up and the coordinator is not draining, else 503;
+/// the body names the parts either way.
+pub(crate) fn readyz(readiness: &Readiness) -> Reply {
+    let s = readiness.snapshot();
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Reply::json(
+        status,
+        serde_json::json!({
+            "status": s.status(),
+            "store": s.store,
+            "ca": s.ca,
+            "mesh": s.mesh,
+            "draining": s.draining,
+        }),
+    )
+}
+
+fn with_middleware(router: axum::Router) -> axum::Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let header = hyper::header::HeaderName::from_static(REQUEST_ID);
     // The last layer added runs first.
-    routes::router(state)
+    router
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -345,6 +411,7 @@ pub fn app(state: Arc<ApiState>) -> axum::Router {
                 },
             ),
         )
+        .layer(axum::middleware::from_fn(access_log::log))
         .layer(SetRequestIdLayer::new(header, MakeRequestUuid))
 }
 

@@ -4,10 +4,12 @@
 //! - [`config`]: `serve` configuration (TOML + flags), pure parsing and validation.
 //! - [`init`]: `init`, which creates a data directory, keys, TLS files and the first admin.
 //! - [`run`]: [`run::start`] and [`run::run`]; [`verify`]: `audit verify`.
+//! - [`metrics`]: the `/metrics` listener (`--metrics-listen`).
 //! - [`error`]: the error of `run` / `start`.
 
 pub mod config;
 pub mod error;
 pub mod init;
+pub mod metrics;
 pub mod run;
 pub mod verify;

@@ -11,6 +11,8 @@
 //!   [`dispatcher::Dispatch`] trait the API and SP-API hand jobs to; [`agents`]: what
 //!   agents must run.
 //! - [`failures`]: the tally that summarises strangers' failures per source and interval.
+//! - [`metrics`]: the Prometheus metric families every layer records into; [`readiness`]:
+//!   what `/readyz` answers.
 
 pub mod accounts;
 pub mod agents;
@@ -22,4 +24,6 @@ pub mod crypto;
 pub mod dispatch;
 pub mod dispatcher;
 pub mod failures;
+pub mod metrics;
 pub mod paths;
+pub mod readiness;

@@ -126,6 +126,10 @@ struct ServeArgs {
     /// When --next-min-agent-version takes effect, unix seconds.
     #[arg(long)]
     next_min_agent_version_from: Option<u64>,
+    /// Serve Prometheus `/metrics` over plain HTTP on IP:PORT (default: off). No PII, no
+    /// authentication: bind it to a private interface.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -168,6 +172,7 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         min_agent_version: a.min_agent_version,
         next_min_agent_version: a.next_min_agent_version,
         next_min_agent_version_from: a.next_min_agent_version_from,
+        metrics_listen: a.metrics_listen,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);

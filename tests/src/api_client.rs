@@ -153,6 +153,28 @@ impl ApiClient {
         Ok(tls)
     }
 
+    /// Sends a POST head declaring `declared` body bytes, then only `sent` of them, and
+    /// returns the open connection: a request in flight until the connection drops.
+    pub async fn post_partial(
+        &self,
+        path: &str,
+        declared: usize,
+        sent: &[u8],
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        use tokio::io::AsyncWriteExt as _;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+             content-length: {declared}\r\n\r\n"
+        );
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
+        let mut tls = self.tls.connect(name, tcp).await?;
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(sent).await?;
+        tls.flush().await?;
+        Ok(tls)
+    }
+
     async fn exchange(
         &self,
         method: Method,

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{EventLoop, Peer, Pending};
 use crate::identity::write_private;
+use crate::metrics::{self, Link};
 use crate::{now_ms, VERSION};
 
 impl EventLoop {
@@ -53,6 +54,7 @@ impl EventLoop {
         let now = now_ms();
         let skew = i128::from(reply.now_ms) - i128::from(now);
         self.last_ack_ms = Some(now);
+        metrics::get().acked();
         self.clock_offset_ms = Some(i64::try_from(skew).unwrap_or(i64::MAX));
         if skew.abs() > 2_000 {
             warn!(
@@ -157,6 +159,7 @@ impl EventLoop {
         let hb = self.heartbeat(seq);
         if self.uplink_ready {
             self.relay = None;
+            metrics::get().heartbeat(Link::Uplink);
             let coordinator = self.coordinator;
             return self.request(coordinator, Request::Heartbeat(hb), Pending::Heartbeat);
         }
@@ -170,10 +173,12 @@ impl EventLoop {
         });
         let Some((relay, relay_device)) = relay else {
             self.relay = None;
+            metrics::get().heartbeat(Link::None);
             debug!("no uplink and no relay: heartbeat skipped");
             return;
         };
         self.relay = Some(relay_device);
+        metrics::get().heartbeat(Link::Relay);
         match Relayed::sign(
             self.id.device_id(),
             &Request::Heartbeat(hb),

@@ -80,9 +80,14 @@ impl EventLoop {
             async move {
                 let outcome = {
                     let mut printer = printer.lock().await;
+                    let started = std::time::Instant::now();
                     let result = printer
                         .print_before(label.format, &label.data, header.deadline_ms)
                         .await;
+                    crate::metrics::get().written(
+                        started.elapsed(),
+                        result.as_ref().err().map(PrintError::kind),
+                    );
                     station.update(printer.last_report().clone());
                     match result {
                         Ok(()) => {

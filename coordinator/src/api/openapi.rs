@@ -212,6 +212,15 @@ fn build(routes: &[Route]) -> OpenApi {
                     .content("application/json", error())
                     .build(),
             );
+        if route.path == "/readyz" {
+            op = op.response(
+                "503",
+                ResponseBuilder::new()
+                    .description("Not ready: starting (the body names the parts up) or draining")
+                    .content("application/json", json_any())
+                    .build(),
+            );
+        }
         if route.path == "/v1/billing/webhook" {
             op = op.response(
                 "503",

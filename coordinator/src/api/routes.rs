@@ -11,7 +11,7 @@
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, Method, Request};
 use axum::response::Response;
@@ -19,12 +19,14 @@ use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use sealprint_protocol::validate_id;
 
+use super::access_log::templated;
 use super::auth::Action;
 use super::error::ApiError;
 use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
     access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
-    page, public_rate, read_body, respond, security, sessions, settle, spapi, tenant_scope, users,
+    page, public_rate, read_body, readyz, respond, security, sessions, settle, spapi, tenant_scope,
+    users,
     ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
@@ -56,6 +58,7 @@ fn openapi_document() -> serde_json::Value {
 /// Every route of the API. Keep README.md's route table in step (a test compares them).
 pub(crate) static ROUTES: &[Route] = &[
     route!(GET "/healthz", Public, "Liveness", NONE, |_c| Ok(Reply::ok(serde_json::json!({"status": "ok"})))),
+    route!(GET "/readyz", Public, "Readiness: 503 until the store, the CA and the mesh listener are up, and while draining", NONE, |c| Ok(readyz(&c.state.readiness))),
     route!(GET "/v1/openapi.json", Public, "This API's OpenAPI 3.1 document", NONE, |_c| Ok(Reply::ok(openapi_document()))),
     route!(POST "/v1/sessions", Public, "Log in (email, password): a session token", Some(schema::<sessions::Login>), |c| sessions::create(&c.state, &c.body, c.peer).await),
     route!(POST "/v1/sessions/password", Public, "Change a password (email, old and new password)", Some(schema::<sessions::ChangePassword>), |c| sessions::change_password(&c.state, &c.body, c.peer).await),
@@ -266,7 +269,10 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
 
 async fn serve_route(route: &'static Route, state: Arc<ApiState>, req: Request<Body>) -> Response {
     let id = request_id(req.headers());
-    respond(run(route, state, req).await, id.as_deref())
+    templated(
+        respond(run(route, state, req).await, id.as_deref()),
+        route.path,
+    )
 }
 
 async fn not_found(req: Request<Body>) -> Response {
@@ -276,7 +282,15 @@ async fn not_found(req: Request<Body>) -> Response {
 
 async fn method_not_allowed(req: Request<Body>) -> Response {
     let id = request_id(req.headers());
-    respond(Err(ApiError::method_not_allowed()), id.as_deref())
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| ROUTES.iter().find(|r| r.path == m.as_str()))
+        .map_or("-", |r| r.path);
+    templated(
+        respond(Err(ApiError::method_not_allowed()), id.as_deref()),
+        template,
+    )
 }
 
 fn filter(m: &Method) -> MethodFilter {

@@ -14,7 +14,8 @@
 //! - A request counts as in flight until its answer is sent ([`TrackedBody`]), so a
 //!   connection is idle exactly when nothing is owed on it.
 //!
-//! Every request goes to the route table ([`super::app`]), behind these limits.
+//! Every request goes to the route table ([`super::app`]), or to the standby
+//! ([`super::standby`]) while the coordinator starts or drains, behind these limits.
 //!
 //! On shutdown it stops accepting and asks each connection to finish its in-flight requests;
 //! connection tasks run on the caller's tracker, so the caller drains them.
@@ -42,7 +43,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use self::registry::{Conn, Registry};
 use super::limits::AddressKey;
-use super::{app, ApiState, PeerAddr, BODY_LIMIT};
+use super::{PeerAddr, BODY_LIMIT};
 
 /// The connection-layer limits of the API server.
 #[derive(Debug, Clone)]
@@ -175,19 +176,20 @@ impl Body for TrackedBody {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` (see the module doc).
+/// Serves `app` (the API's [`super::app`], or its [`super::standby`]) on `listener` until
+/// `shutdown` (see the module doc). The listener is shared so that the standby can hand it
+/// to the API once the coordinator is up, and take it back while it drains.
 ///
 /// Cancel-safe: it returns when `shutdown` fires.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
-    state: Arc<ApiState>,
+    app: axum::Router,
     limits: ServerLimits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let app = app(state);
     let registry = Registry::new(limits.max_connections, limits.max_connections_per_address);
     let limits = Arc::new(limits);
     loop {

@@ -70,6 +70,7 @@ pub(super) fn fixture() -> Fixture {
         failures: crate::services::failures::FailureLog::new(Duration::from_secs(60)),
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
+        readiness: Arc::new(crate::core::readiness::Readiness::ready()),
     });
     Fixture {
         _dir: dir,
@@ -2049,6 +2050,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         failures: f.state.failures.clone(),
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
+        readiness: Arc::new(crate::core::readiness::Readiness::ready()),
     });
     let resp = handle(
         &off,

@@ -161,6 +161,10 @@ pub struct FileConfig {
     /// When `next_min_agent_version` takes effect, unix seconds (required with it).
     #[serde(alias = "next-min-agent-version-from")]
     pub next_min_agent_version_from: Option<u64>,
+    /// Prometheus `/metrics` over plain HTTP on this `IP:PORT` (default: off). No PII and no
+    /// authentication: bind it to a private interface.
+    #[serde(alias = "metrics-listen")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -208,6 +212,8 @@ pub struct Overrides {
     pub next_min_agent_version: Option<String>,
     /// `--next-min-agent-version-from`.
     pub next_min_agent_version_from: Option<u64>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// The validated configuration of `serve`.
@@ -251,6 +257,8 @@ pub struct ServeConfig {
     pub failure_summary_interval: Duration,
     /// The agent version policy (minimum, next minimum announced).
     pub agent_versions: VersionPolicy,
+    /// Where `/metrics` is served (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses the TOML text of a configuration file.

@@ -41,6 +41,9 @@ pub enum Error {
     /// The SP-API client could not be set up (extra CA file, TLS configuration).
     #[error("spapi: {0}")]
     SpApi(#[from] crate::services::spapi::SetupError),
+    /// The `/metrics` listener could not be bound.
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
     /// The API listener failed.
     #[error("api listener: {0}")]
     Listener(#[from] std::io::Error),

@@ -1,6 +1,11 @@
 //! [`start`] and [`run`]: open the store, load the identity, start the mesh, the API and
 //! the background services (retention, notifications, monitor), and drain them on shutdown.
 //! The one place that builds everything.
+//!
+//! Readiness: from the start until the store, the CA and the mesh are up, and again while
+//! draining, the API's address is answered by [`api::standby`] (`/readyz` 503, `/healthz`
+//! 200, anything else 503), so a load balancer sees the coordinator as not ready instead of
+//! a silent port. `--metrics-listen` starts [`crate::app::metrics`] before anything else.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +23,7 @@ use crate::app::error::Error;
 use crate::core::crypto::MasterKey;
 use crate::core::dispatcher::Dispatch;
 use crate::core::paths::db_path;
+use crate::core::readiness::{Part, Readiness};
 use crate::outbound::client;
 use crate::services::ca::Identity;
 use crate::services::{failures, mesh, monitor, notifications, retention, spapi};
@@ -56,10 +62,18 @@ pub struct Started {
     pub ready: Ready,
     /// The store (flush it after draining).
     pub store: Store,
+    /// The API's address (the standby answers on it while draining).
+    pub api_listener: Arc<TcpListener>,
+    /// The API's TLS configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// What `/readyz` answers (set draining on shutdown).
+    pub readiness: Arc<Readiness>,
 }
 
-/// Opens the store, loads the identity, starts the mesh endpoint, then spawns the API server
-/// on `tracker`. Everything stops when `shutdown` is cancelled; wait on `tracker` to drain.
+/// Loads the TLS files and puts [`api::standby`] on the API address, opens the store, loads
+/// the identity, starts the mesh endpoint (marking each up in `readiness`), then hands the
+/// address to the API server on `tracker`. Everything stops when `shutdown` is cancelled;
+/// wait on `tracker` to drain.
 ///
 /// Not cancel-safe: dropping it midway may leave a started mesh running until `shutdown`.
 ///
@@ -71,6 +85,10 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<Started, Error> {
+    let api_listener = Arc::new(api_listener);
+    let readiness = Arc::new(Readiness::default());
+    let tls = Arc::new(api::load_tls(&config.data_dir)?);
+    let standby = Standby::spawn(api_listener.clone(), tls.clone(), readiness.clone());
     let master = MasterKey::load(&config.master_key_file)?;
     if !db_path(&config.data_dir).is_dir() {
         return Err(Error::NotInitialised);
@@ -79,8 +97,9 @@ pub async fn start(
     if !store.is_initialised()? {
         return Err(Error::NotInitialised);
     }
+    readiness.up(Part::Store);
     let identity = Arc::new(Identity::load(&store)?);
-    let tls = Arc::new(api::load_tls(&config.data_dir)?);
+    readiness.up(Part::Ca);
     let api_addr = api_listener.local_addr()?;
 
     let failures = failures::FailureLog::new(config.failure_summary_interval);
@@ -107,6 +126,7 @@ pub async fn start(
     )
     .await
     .map_err(|e| Error::Mesh(format!("{e:#}")))?;
+    readiness.up(Part::Mesh);
     let advertised = if config.mesh_advertise.is_empty() {
         &mesh.listen_addrs
     } else {
@@ -145,6 +165,7 @@ pub async fn start(
         failures,
         limits: api::limits::Limits::default(),
         agent_versions: config.agent_versions,
+        readiness: readiness.clone(),
     });
     tracker.spawn(retention::run(
         store.clone(),
@@ -164,10 +185,11 @@ pub async fn start(
         config.monitor_interval,
         shutdown.clone(),
     ));
+    standby.stop().await;
     tracker.spawn(api::serve(
-        api_listener,
-        tls,
-        state,
+        api_listener.clone(),
+        tls.clone(),
+        api::app(state),
         api::ServerLimits::default(),
         shutdown,
         tracker.clone(),
@@ -180,7 +202,43 @@ pub async fn start(
             peer_id: identity.peer_id(),
         },
         store,
+        api_listener,
+        tls,
+        readiness,
     })
+}
+
+/// [`api::standby`] serving the API's address until [`Standby::stop`].
+struct Standby {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Standby {
+    fn spawn(
+        listener: Arc<TcpListener>,
+        tls: Arc<rustls::ServerConfig>,
+        readiness: Arc<Readiness>,
+    ) -> Standby {
+        let stop = CancellationToken::new();
+        // Its connections are not drained: they answer in a moment, and the process is
+        // ending or the API takes the address over.
+        let task = tokio::spawn(api::serve(
+            listener,
+            tls,
+            api::standby(readiness),
+            api::ServerLimits::default(),
+            stop.clone(),
+            TaskTracker::new(),
+        ));
+        Standby { stop, task }
+    }
+
+    /// Stops accepting and returns once the accept loop has ended.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Runs the coordinator until `shutdown`: [`start`], print the `READY` line on stdout, wait,
@@ -194,6 +252,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let tracker = TaskTracker::new();
+    if let Some(addr) = config.metrics_listen {
+        let listener = TcpListener::bind(addr).await.map_err(Error::Metrics)?;
+        tracker.spawn(crate::app::metrics::serve(
+            listener,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
     let started = match start(&config, api_listener, shutdown.clone(), tracker.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -211,6 +277,13 @@ pub async fn run(
     }
     shutdown.cancelled().await;
     info!("shutting down");
+    started.readiness.drain();
+    // The API stops accepting at `shutdown`; the standby answers on its address meanwhile.
+    let standby = Standby::spawn(
+        started.api_listener.clone(),
+        started.tls.clone(),
+        started.readiness.clone(),
+    );
     tracker.close();
     if tokio::time::timeout(config.drain_grace, tracker.wait())
         .await
@@ -221,6 +294,7 @@ pub async fn run(
             "drain grace period over; stopping anyway"
         );
     }
+    standby.stop().await;
     started.store.flush()?;
     info!("stopped");
     Ok(())

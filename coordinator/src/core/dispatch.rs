@@ -155,6 +155,11 @@ impl Fleet {
         self.agents.get(device_id)
     }
 
+    /// Every agent known live.
+    pub fn agents(&self) -> impl Iterator<Item = &AgentLive> {
+        self.agents.values()
+    }
+
     /// Records that `device_id` is connected (verified) as `peer`, creating its entry.
     pub fn connected(&mut self, live: AgentLive) {
         let entry = self

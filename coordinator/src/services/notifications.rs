@@ -299,6 +299,7 @@ async fn deliver(
         "notification delivery"
     );
     let state = delivery.state;
+    crate::core::metrics::get().webhook_delivery(state.as_str());
     store.record_delivery(t, &n.id, delivery)?;
     Ok(state)
 }

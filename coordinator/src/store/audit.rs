@@ -32,6 +32,7 @@ impl Store {
     /// [`StoreError::Db`], [`StoreError::Corrupt`] when the last entry is unreadable.
     pub fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         // A poisoned lock only means another append panicked; the chain itself is in sled.
+        let started = std::time::Instant::now();
         let _guard = self
             .inner
             .audit_lock
@@ -45,6 +46,7 @@ impl Store {
         self.inner
             .audit
             .insert(chained.seq.to_be_bytes(), encode(&chained))?;
+        crate::core::metrics::get().audit_appended(started.elapsed());
         Ok(())
     }
 

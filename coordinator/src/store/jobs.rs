@@ -8,6 +8,7 @@ use sled::Transactional;
 use zeroize::Zeroizing;
 
 use super::{decode, encode, get, prefix, put, scan, scoped, tx_err, Store, StoreError};
+use crate::core::metrics;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,6 +121,7 @@ impl Store {
                 Ok(())
             })
             .map_err(tx_err)?;
+        metrics::get().job_entered(job.status.as_str());
         self.flush()
     }
 
@@ -136,7 +138,10 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`].
     pub fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        put(&self.inner.jobs, &scoped(&job.tenant_id, &job.id), job)
+        put(&self.inner.jobs, &scoped(&job.tenant_id, &job.id), job)?;
+        // Every rewrite of a job record is a change of its state.
+        metrics::get().job_entered(job.status.as_str());
+        Ok(())
     }
 
     /// Jobs still queued, dispatched or in doubt, across tenants (to resume after a restart:

@@ -124,6 +124,19 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
             .unwrap_or(60),
         1..=3600,
     );
+    let metrics_listen = match flags.metrics_listen.or(file.metrics_listen) {
+        None => None,
+        Some(raw) => match raw.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!("metrics_listen: {raw:?} is not IP:PORT"));
+                None
+            }
+        },
+    };
+    if metrics_listen.is_some() && metrics_listen == api {
+        problems.push("metrics_listen: must not be the api_listen address".to_owned());
+    }
     match (data_dir, master_key_file, api) {
         (Some(data_dir), Some(master_key_file), Some(api_listen)) if problems.is_empty() => {
             Ok(ServeConfig {
@@ -149,6 +162,7 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 hello_deadline: Duration::from_secs(hello_deadline),
                 failure_summary_interval: Duration::from_secs(failure_interval),
                 agent_versions,
+                metrics_listen,
             })
         }
         _ => Err(ConfigError::Invalid(problems)),

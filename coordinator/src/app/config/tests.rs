@@ -199,3 +199,24 @@ fn agent_versions_default_to_the_floor_and_are_validated_strictly() {
         );
     }
 }
+
+#[test]
+fn metrics_listen_is_off_by_default_and_checked() {
+    let c = resolve(FileConfig::default(), flags()).expect("valid");
+    assert_eq!(c.metrics_listen, None);
+    let file = parse_file("metrics-listen = \"127.0.0.1:9464\"").expect("parses");
+    let c = resolve(file, flags()).expect("valid");
+    assert_eq!(
+        c.metrics_listen,
+        Some("127.0.0.1:9464".parse().expect("addr"))
+    );
+    let err = resolve(
+        FileConfig::default(),
+        Overrides {
+            metrics_listen: Some("localhost".into()),
+            ..flags()
+        },
+    )
+    .expect_err("invalid");
+    assert!(err.to_string().contains("metrics_listen"), "{err}");
+}

@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 
-use sealprint_protocol::{seal, Forward, JobHeader, JobOutcome, Request};
+use sealprint_protocol::{seal, Forward, JobHeader, JobOutcome, PrinterVerdict, Request};
 use tracing::{debug, info_span, warn};
 
 use super::{now_ms, Attempt, EventLoop, Waiting};
-use crate::core::dispatch::{Choice, Route, Want};
+use crate::core::dispatch::{AgentLive, Choice, Route, Want};
+use crate::core::metrics::MeshView;
 use crate::store::{JobRecord, JobStatus, Store};
 
 impl EventLoop {
@@ -42,6 +43,39 @@ impl EventLoop {
             }
         }
         self.dispatch();
+        crate::core::metrics::get().mesh(&self.view(now));
+    }
+
+    /// What the metrics show of the loop at `now` (see [`crate::core::metrics::MeshView`]).
+    fn view(&self, now: u64) -> MeshView {
+        let online = |a: &&AgentLive| {
+            a.last_heartbeat_ms
+                .is_some_and(|t| t + 3 * self.cfg.heartbeat_interval_ms >= now)
+        };
+        let mut printers = [0; 3];
+        let mut agents_online = 0;
+        for agent in self.fleet.agents().filter(online) {
+            agents_online += 1;
+            for p in &agent.printers {
+                printers[match p.verdict {
+                    PrinterVerdict::Verified => 0,
+                    PrinterVerdict::Refused => 1,
+                    PrinterVerdict::Unreachable => 2,
+                }] += 1;
+            }
+        }
+        MeshView {
+            queued: self.queue.len(),
+            dispatched: self.attempts.len(),
+            in_doubt: self.in_doubt.len(),
+            agents_online,
+            connections: self
+                .swarm
+                .network_info()
+                .connection_counters()
+                .num_connections() as usize,
+            printers,
+        }
     }
 
     /// Sends as many queued jobs as there are free printers.
@@ -197,6 +231,7 @@ impl EventLoop {
                 }),
             ),
         };
+        crate::core::metrics::get().dispatched(job.updated_at_ms, now);
         job.status = JobStatus::Dispatched;
         job.printer = Some(choice.printer_id.clone());
         job.agent = Some(choice.device_id.clone());

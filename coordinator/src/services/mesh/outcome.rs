@@ -170,6 +170,7 @@ impl EventLoop {
         job.status = JobStatus::Printed;
         job.error = None;
         job.updated_at_ms = now_ms();
+        crate::core::metrics::get().printed(job.created_at_ms, job.updated_at_ms);
         if let Err(e) = self.store.update_job(job) {
             warn!(error = %e, "job state not stored");
         }

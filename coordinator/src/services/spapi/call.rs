@@ -145,6 +145,8 @@ impl SpApi {
             )
             .await;
             let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            crate::core::metrics::get()
+                .spapi_call(info.name, sent.as_ref().ok().map(|a| a.status.as_u16()));
             let a = match sent {
                 Ok(a) => a,
                 Err(SendFailure::TooLarge) => {
