@@ -5,9 +5,11 @@
 //! - [`init`]: `init`, which creates a data directory, keys, TLS files and the first admin.
 //! - [`run`]: [`run::start`] and [`run::run`]; [`verify`]: `audit verify`.
 //! - [`error`]: the error of `run` / `start`.
+//! - [`healthcheck`]: `healthcheck`, a running coordinator's `/healthz` (container images).
 
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod init;
 pub mod run;
 pub mod verify;
