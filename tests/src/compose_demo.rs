@@ -153,7 +153,10 @@ pub async fn bootstrap(target: &ApiTarget, agents: &[String]) -> anyhow::Result<
         }
         let token = scenario::enrollment_token(&admin, &ids.tenant, &ids.site).await?;
         write_new_private(&path, token.as_bytes())?;
-        println!("{agent}: one-time enrollment token written to {}", path.display());
+        println!(
+            "{agent}: one-time enrollment token written to {}",
+            path.display()
+        );
     }
     Ok(())
 }

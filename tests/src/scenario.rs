@@ -221,10 +221,12 @@ pub async fn enrollment_token(
     site: &str,
 ) -> anyhow::Result<String> {
     let path = format!("/v1/tenants/{tenant}/sites/{site}/enrollment-tokens");
-    Ok(admin.post(&path, json!({}), StatusCode::CREATED).await?["token"]
-        .as_str()
-        .context("token")?
-        .to_owned())
+    Ok(
+        admin.post(&path, json!({}), StatusCode::CREATED).await?["token"]
+            .as_str()
+            .context("token")?
+            .to_owned(),
+    )
 }
 
 /// Waits up to `limit` until the coordinator lists `count` verified, ready printers of

@@ -31,7 +31,13 @@ const PROJECT_PREFIX: &str = "sealprint-ctest-";
 const TAG_PREFIX: &str = "ctest-";
 const IMAGES: [&str; 3] = ["sealprint-coordinator", "sealprint-agent", "sealprint-demo"];
 /// Services that keep running, each with a healthcheck.
-const LONG_RUNNING: [&str; 5] = ["coordinator", "agent-1", "agent-2", "printer-1", "printer-2"];
+const LONG_RUNNING: [&str; 5] = [
+    "coordinator",
+    "agent-1",
+    "agent-2",
+    "printer-1",
+    "printer-2",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -380,7 +386,10 @@ fn compose_demo_prints_labels_end_to_end() -> anyhow::Result<()> {
         for job in jobs {
             let found = label_indices(&job, MARKER);
             let [i] = found[..] else {
-                bail!("{printer} recorded a job holding {} demo labels", found.len());
+                bail!(
+                    "{printer} recorded a job holding {} demo labels",
+                    found.len()
+                );
             };
             if i >= LABELS || job != zpl_label(MARKER, i) {
                 bail!("{printer} recorded label {i} altered");
@@ -389,7 +398,11 @@ fn compose_demo_prints_labels_end_to_end() -> anyhow::Result<()> {
         }
     }
     let missing: Vec<usize> = (0..LABELS).filter(|i| !seen.contains_key(i)).collect();
-    let twice: Vec<usize> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, _)| *i).collect();
+    let twice: Vec<usize> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(i, _)| *i)
+        .collect();
     if !missing.is_empty() || !twice.is_empty() {
         bail!("labels missing at the printers: {missing:?}; printed twice: {twice:?}");
     }
