@@ -170,9 +170,34 @@ pub async fn labels(target: &ApiTarget, printers: usize, count: usize) -> anyhow
         &std::fs::read(&tenant_file)
             .with_context(|| format!("reading {}", tenant_file.display()))?,
     )?;
-    scenario::wait_printers(&admin, &ids.tenant, printers, Duration::from_secs(180))
-        .await
-        .with_context(|| format!("{printers} printers were not verified and ready"))?;
+    if let Err(e) =
+        scenario::wait_printers(&admin, &ids.tenant, printers, Duration::from_secs(90)).await
+    {
+        // Say which printers the coordinator knows and in what state (ids, no addresses).
+        let known = admin
+            .get(&format!("/v1/tenants/{}/printers", ids.tenant))
+            .await
+            .ok()
+            .and_then(|list| list.as_array().cloned())
+            .unwrap_or_default();
+        let states: Vec<String> = known
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} verdict={} status={}",
+                    p["id"].as_str().unwrap_or("?"),
+                    p["verdict"].as_str().unwrap_or("?"),
+                    p["status"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        bail!(
+            "{printers} printers were not verified and ready ({e:#}); the coordinator knows \
+             {}: [{}]",
+            states.len(),
+            states.join("; ")
+        );
+    }
     println!("{printers} printers verified");
     let mut jobs = Vec::with_capacity(count);
     for i in 0..count {

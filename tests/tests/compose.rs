@@ -372,8 +372,14 @@ fn compose_demo_prints_labels_end_to_end() -> anyhow::Result<()> {
     let code = wait_labels(project, Duration::from_secs(300))
         .with_context(|| format!("--- logs\n{}", project.logs()))?;
     if code != 0 {
+        let own = Command::new("docker")
+            .args(["logs", &project.container("labels")?])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
         bail!(
-            "the labels one-shot exited with {code}: labels did not print\n--- logs\n{}",
+            "the labels one-shot exited with {code}: labels did not print: {}\n--- logs\n{}",
+            own.trim(),
             project.logs()
         );
     }
