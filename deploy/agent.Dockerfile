@@ -8,6 +8,8 @@ USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 ENV SEALPRINT_LOG=info
+# Healthcheck (no shell in the image): sealprint-agent status --data-dir /data (exit 1 unless
+# an agent is running). In containers, `run --enroll-token-file FILE` enrolls on first start.
 # Site mesh (libp2p); mDNS uses 5353/udp multicast.
 EXPOSE 7001/tcp 5353/udp
 STOPSIGNAL SIGTERM

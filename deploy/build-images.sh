@@ -2,8 +2,9 @@
 # Builds the sealprint container images without pulling any base image (no registry can be
 # reached): each image is `FROM scratch` plus a root filesystem assembled here.
 #
-#   deploy/build-images.sh                    # release build, then both images
+#   deploy/build-images.sh                    # release build, then the three images
 #   deploy/build-images.sh --bin-dir DIR      # use already built binaries from DIR
+#   deploy/build-images.sh --no-demo          # production images only
 #   TAG=1.2.3 deploy/build-images.sh          # image tag (default: latest)
 #
 # Linking: static musl binaries when the x86_64-unknown-linux-musl target can be added to the
@@ -12,8 +13,10 @@
 # LINK=musl or LINK=glibc to force one. Debug info is stripped (symbols kept) unless
 # KEEP_DEBUG=1.
 #
-# Images: sealprint-coordinator:$TAG and sealprint-agent:$TAG. Both run as uid 10001 with
-# /data as their only writable volume.
+# Images: sealprint-coordinator:$TAG and sealprint-agent:$TAG (production; uid 10001, /data
+# their writable volume, and the coordinator's /key for its master key), and
+# sealprint-demo:$TAG, a TEST AND DEMO image for deploy/compose.yaml (the printer simulator
+# sealprint-printer-sim and the one-shots sealprint-compose-demo, from the testkit crate).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,11 +25,14 @@ LINK=${LINK:-auto}
 MUSL=x86_64-unknown-linux-musl
 UID_GID=10001
 BINS=(sealprint-coordinator sealprint-agent)
+DEMO_BINS=(sealprint-printer-sim sealprint-compose-demo)
 bin_dir=
+demo=1
 
 while (($#)); do
   case $1 in
     --bin-dir) bin_dir=$2; shift 2 ;;
+    --no-demo) demo=; shift ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -34,7 +40,7 @@ done
 
 cargo_build() {
   local args=(build --release --locked)
-  for b in "${BINS[@]}"; do args+=(--bin "$b"); done
+  for b in "${BINS[@]}" ${demo:+"${DEMO_BINS[@]}"}; do args+=(--bin "$b"); done
   cargo "${args[@]}" "$@"
 }
 
@@ -84,16 +90,21 @@ copy_with_libs() {
   fi
 }
 
-stage_root=target/images
-for name in "${BINS[@]}"; do
-  bin=$bin_dir/$name
-  [[ -x $bin ]] || { echo "missing binary: $bin" >&2; exit 1; }
-  ctx=$stage_root/$name
+# Assembles the build context $STAGE/$1 (default target/images/$1) from the Dockerfile
+# deploy/$2 and the binaries $3…, then builds image $1:$TAG.
+build_image() {
+  local name=$1 dockerfile=$2
+  shift 2
+  local ctx=${STAGE:-target/images}/$name
   rm -rf "$ctx"
-  root=$ctx/rootfs
-  mkdir -p "$root"/{etc/sealprint,tmp} "$ctx/data"
+  local root=$ctx/rootfs
+  mkdir -p "$root"/{etc/sealprint,tmp} "$ctx"/{data,handover,records}
   chmod 1777 "$root/tmp"
-  copy_with_libs "$bin" "$root"
+  local b
+  for b in "$@"; do
+    [[ -x $bin_dir/$b ]] || { echo "missing binary: $bin_dir/$b" >&2; exit 1; }
+    copy_with_libs "$bin_dir/$b" "$root"
+  done
   printf 'root:x:0:0:root:/:/sbin/nologin\nsealprint:x:%s:%s:sealprint:/data:/sbin/nologin\n' \
     "$UID_GID" "$UID_GID" >"$root/etc/passwd"
   printf 'root:x:0:\nsealprint:x:%s:\n' "$UID_GID" >"$root/etc/group"
@@ -101,8 +112,15 @@ for name in "${BINS[@]}"; do
   if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
     install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   fi
-  cp "deploy/${name#sealprint-}.Dockerfile" "$ctx/Dockerfile"
-  echo "image $name:$TAG from $bin ($(du -sh "$root" | cut -f1) root filesystem)"
+  cp "deploy/$dockerfile" "$ctx/Dockerfile"
+  echo "image $name:$TAG from $* in $bin_dir ($(du -sh "$root" | cut -f1) root filesystem)"
   docker build --quiet --tag "$name:$TAG" "$ctx"
+}
+
+for name in "${BINS[@]}"; do
+  build_image "$name" "${name#sealprint-}.Dockerfile" "$name"
 done
-docker image ls --filter reference='sealprint-*'
+if [[ -n $demo ]]; then
+  build_image sealprint-demo demo.Dockerfile "${DEMO_BINS[@]}"
+fi
+docker image ls --filter reference="sealprint-*:$TAG"

@@ -4,12 +4,16 @@
 #   deploy/build-images.sh            # builds both images
 FROM scratch
 COPY rootfs/ /
-# The only writable place, owned by the service user (a named volume inherits this).
+# The writable places, owned by the service user (a named volume inherits this): the data
+# directory, and /key for the master key file, which must lie outside it.
 COPY --chown=10001:10001 data/ /data/
+COPY --chown=10001:10001 data/ /key/
 USER 10001:10001
 WORKDIR /data
-VOLUME ["/data"]
+VOLUME ["/data", "/key"]
 ENV SEALPRINT_LOG=info
+# Healthcheck (no shell or curl in the image):
+#   sealprint-coordinator healthcheck --ca-file /data/tls/cert.pem   (GET /healthz, 200 or exit 1)
 # HTTPS API, libp2p mesh.
 EXPOSE 8443/tcp 7000/tcp
 # SIGTERM starts a drain of up to 30 s: stop with a longer grace (compose: stop_grace_period).

@@ -70,6 +70,11 @@ enum Command {
         /// loopback or a private interface.
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// When the data directory is not enrolled yet, enroll first with the one-time token
+        /// in this file (containers: the token comes through a volume, never the command
+        /// line or the environment). Ignored once enrolled.
+        #[arg(long, value_name = "FILE")]
+        enroll_token_file: Option<PathBuf>,
     },
     /// Show the running agent's status: link, last acknowledged heartbeat, certificate,
     /// clock offset, printers. Exits non-zero when no agent is running.
@@ -177,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
             no_uplink,
             no_mdns,
             metrics_listen,
+            enroll_token_file,
         } => {
             let flags = Flags {
                 listen,
@@ -187,7 +193,11 @@ async fn main() -> anyhow::Result<()> {
                 metrics_listen,
                 ..Flags::default()
             };
-            run::agent(common.load(flags)?, shutdown).await
+            let cfg = common.load(flags)?;
+            if let Some(file) = enroll_token_file {
+                run::enroll_once(&cfg.data_dir, &file).await?;
+            }
+            run::agent(cfg, shutdown).await
         }
         Command::Status { common, json } => {
             operator::status(&common.load(Flags::default())?.data_dir, json)

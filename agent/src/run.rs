@@ -57,6 +57,18 @@ pub async fn enroll(
     Ok(())
 }
 
+/// `run --enroll-token-file`: enrolls `data_dir` with the token in `file` unless it is
+/// enrolled already (it has a device certificate), so a container can start the same way
+/// every time. The station's name is the host name.
+pub async fn enroll_once(data_dir: &Path, file: &Path) -> anyhow::Result<()> {
+    if data_dir.join("device.cert").exists() {
+        return Ok(());
+    }
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the enrollment token file {}", file.display()))?;
+    enroll(data_dir, token.trim(), None, Duration::from_secs(30)).await
+}
+
 /// Runs the agent until `shutdown`: the station's own checks, its printers, the mesh.
 pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let identity = DeviceIdentity::load(&cfg.data_dir)?;

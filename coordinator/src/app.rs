@@ -6,9 +6,11 @@
 //! - [`run`]: [`run::start`] and [`run::run`]; [`verify`]: `audit verify`.
 //! - [`metrics`]: the `/metrics` listener (`--metrics-listen`).
 //! - [`error`]: the error of `run` / `start`.
+//! - [`healthcheck`]: `healthcheck`, a running coordinator's `/healthz` (container images).
 
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod init;
 pub mod metrics;
 pub mod run;

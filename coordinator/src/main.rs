@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use sealprint_coordinator::app::config::{self, LogFormat, Overrides};
-use sealprint_coordinator::app::init::{init, InitOptions};
+use sealprint_coordinator::app::healthcheck::{healthcheck, HealthcheckOptions};
+use sealprint_coordinator::app::init::{init, InitError, InitOptions};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -33,6 +34,20 @@ enum Cmd {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Ask a running coordinator's API for `GET /healthz`; exit non-zero unless it answers
+    /// 200 within 5 s (the container healthcheck: the image has no shell or curl).
+    Healthcheck {
+        /// The API's address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        addr: String,
+        /// PEM certificates to trust: the data directory's `tls/cert.pem` for the
+        /// self-signed certificate `init` makes.
+        #[arg(long)]
+        ca_file: PathBuf,
+        /// The name the certificate carries.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,6 +72,10 @@ struct InitArgs {
     admin_email: String,
     #[arg(long)]
     admin_password_file: PathBuf,
+    /// When the data directory is already initialised, say so and succeed (a container
+    /// one-shot that runs on every `up`).
+    #[arg(long)]
+    exist_ok: bool,
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
@@ -212,17 +231,40 @@ fn main() -> ExitCode {
                 tls_key: a.tls_key,
                 tls_names: a.tls_names,
             };
-            init(&opts, sealprint_coordinator::now_ms())
-                .map(|r| {
+            match init(&opts, sealprint_coordinator::now_ms()) {
+                Ok(r) => {
                     // The operator's record of what init made (ids and fingerprints, no
                     // secrets), on stdout by design.
                     println!("admin_user_id: {}", r.admin_user_id);
                     println!("ca_fingerprint: {}", r.ca_fingerprint);
                     println!("peer_id: {}", r.peer_id);
-                })
-                .map_err(anyhow::Error::from)
+                    Ok(())
+                }
+                Err(InitError::AlreadyInitialised(dir)) if a.exist_ok => {
+                    println!("{dir} is already initialised: nothing to do");
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Cmd::Serve(a) => serve(*a, cli.log_format),
+        Cmd::Healthcheck {
+            addr,
+            ca_file,
+            server_name,
+        } => {
+            let opts = HealthcheckOptions {
+                addr,
+                ca_file,
+                server_name,
+                timeout: std::time::Duration::from_secs(5),
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")
+                .and_then(|rt| rt.block_on(healthcheck(&opts)))
+        }
         Cmd::Audit(AuditCmd::Verify {
             data_dir,
             master_key_file,

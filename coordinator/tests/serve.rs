@@ -11,7 +11,8 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sealprint_coordinator::app::config::{resolve, FileConfig, Overrides};
-use sealprint_coordinator::app::init::{init, InitOptions};
+use sealprint_coordinator::app::healthcheck::{healthcheck, HealthcheckOptions};
+use sealprint_coordinator::app::init::{init, InitError, InitOptions};
 use sealprint_coordinator::core::paths::TLS_CERT;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,19 +58,21 @@ async fn serves_https_and_shuts_down_cleanly() {
     std::fs::write(&pw, "Correct-Horse-Battery-9\n").expect("pw");
     let data_dir = root.path().join("data");
     let key = root.path().join("master.key");
-    let report = init(
-        &InitOptions {
-            data_dir: data_dir.clone(),
-            master_key_file: key.clone(),
-            admin_email: "admin@example.com".into(),
-            admin_password_file: pw,
-            tls_cert: None,
-            tls_key: None,
-            tls_names: vec![],
-        },
-        sealprint_coordinator::now_ms(),
-    )
-    .expect("init");
+    let opts = InitOptions {
+        data_dir: data_dir.clone(),
+        master_key_file: key.clone(),
+        admin_email: "admin@example.com".into(),
+        admin_password_file: pw,
+        tls_cert: None,
+        tls_key: None,
+        tls_names: vec![],
+    };
+    let report = init(&opts, sealprint_coordinator::now_ms()).expect("init");
+    // A second init is refused with the variant `init --exist-ok` turns into success.
+    assert!(matches!(
+        init(&opts, sealprint_coordinator::now_ms()),
+        Err(InitError::AlreadyInitialised(_))
+    ));
 
     let config = resolve(
         FileConfig::default(),
@@ -109,6 +112,16 @@ async fn serves_https_and_shuts_down_cleanly() {
     assert_eq!((s, v), (200, serde_json::json!({"status": "ok"})));
     let (s, _) = https(addr, &cert, &rustls::version::TLS12, get()).await;
     assert_eq!(s, 200);
+    // `sealprint-coordinator healthcheck` (the container images' healthcheck).
+    let check = |server_name: &str| HealthcheckOptions {
+        addr: addr.to_string(),
+        ca_file: data_dir.join(TLS_CERT),
+        server_name: server_name.into(),
+        timeout: Duration::from_secs(5),
+    };
+    healthcheck(&check("localhost")).await.expect("healthy");
+    let wrong = healthcheck(&check("elsewhere.example")).await;
+    assert!(wrong.is_err(), "a certificate for another name passed");
 
     let login = Request::post("/v1/sessions")
         .header("host", "localhost")
@@ -126,4 +139,9 @@ async fn serves_https_and_shuts_down_cleanly() {
         .await
         .expect("drained within the grace period");
     started.store.flush().expect("flush");
+    let gone = healthcheck(&check("localhost")).await;
+    assert!(
+        gone.is_err(),
+        "healthcheck passed with the coordinator stopped"
+    );
 }

@@ -9,6 +9,7 @@
 //!   impostor), and records what it printed.
 //! - [`api_client`]: an HTTPS client for the coordinator's admin API.
 //! - [`cluster`]: runs the real coordinator and agent binaries as processes.
+//! - [`compose_demo`]: the compose demo's one-shots (secrets, bootstrap, labels).
 //! - [`cups`]: a private CUPS scheduler and `ippeveprinter` (Linux, as root).
 //! - [`delay_proxy`]: a TCP proxy that delays every byte (a slow WAN link).
 //! - [`hostile`]: a mesh peer with no certificate that stays silent, pushes huge frames or
@@ -29,6 +30,7 @@
 
 pub mod api_client;
 pub mod cluster;
+pub mod compose_demo;
 #[cfg(target_os = "linux")]
 pub mod cups;
 pub mod delay_proxy;

@@ -46,48 +46,7 @@ impl Site {
     pub async fn new_with(root: &Path, coordinator_args: &[String]) -> anyhow::Result<Site> {
         let coordinator = CoordinatorProc::start_new_with(root, coordinator_args).await?;
         let admin = coordinator.admin().await?;
-        let tenant = admin
-            .post(
-                "/v1/tenants",
-                json!({"name": "Acme Fulfilment"}),
-                StatusCode::CREATED,
-            )
-            .await?["id"]
-            .as_str()
-            .context("tenant id")?
-            .to_owned();
-        let site = admin
-            .post(
-                &format!("/v1/tenants/{tenant}/sites"),
-                json!({"name": "Warehouse 1"}),
-                StatusCode::CREATED,
-            )
-            .await?["id"]
-            .as_str()
-            .context("site id")?
-            .to_owned();
-        // The coordinator's gates: provisioning needs an active subscription, and labels
-        // print as they are only once the security attestation is complete.
-        let attestation = json!({
-            "supported_os": true,
-            "os_updates_applied": true,
-            "endpoint_protection": true,
-            "screen_lock_minutes": 5,
-            "wifi_wpa2_or_wpa3": true,
-            "no_print_to_file_drivers": true,
-            "authorized_personnel_only": true,
-            "credentials_confidential": true,
-        });
-        for (what, body) in [
-            ("subscription", json!({"state": "active"})),
-            ("attestation", attestation),
-        ] {
-            let path = format!("/v1/tenants/{tenant}/{what}");
-            let (status, answer) = admin.call(hyper::Method::PUT, &path, Some(body)).await?;
-            if status != StatusCode::OK {
-                return Err(anyhow!("PUT {path}: {status} {answer}"));
-            }
-        }
+        let (tenant, site) = new_tenant(&admin).await?;
         Ok(Site {
             root: root.to_owned(),
             coordinator,
@@ -124,17 +83,7 @@ impl Site {
 
     /// A fresh one-time enrollment token for this site.
     pub async fn token(&self) -> anyhow::Result<String> {
-        let path = format!(
-            "/v1/tenants/{}/sites/{}/enrollment-tokens",
-            self.tenant, self.site
-        );
-        Ok(self
-            .admin
-            .post(&path, json!({}), StatusCode::CREATED)
-            .await?["token"]
-            .as_str()
-            .context("token")?
-            .to_owned())
+        enrollment_token(&self.admin, &self.tenant, &self.site).await
     }
 
     /// Enrolls and starts agent number `n` with `printers` simulated printers of `pool`
@@ -195,54 +144,156 @@ impl Site {
 
     /// Waits until the coordinator lists `count` verified printers of the tenant.
     pub async fn wait_printers(&self, count: usize) -> anyhow::Result<()> {
-        let path = format!("/v1/tenants/{}/printers", self.tenant);
-        wait_for("verified printers", Duration::from_secs(30), || async {
-            let list = self.admin.get(&path).await?;
-            let n = list
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|p| p["verified"] == json!(true) && p["status"] == json!("ready"))
-                        .count()
-                })
-                .unwrap_or(0);
-            Ok((n >= count).then_some(()))
-        })
-        .await
+        wait_printers(&self.admin, &self.tenant, count, Duration::from_secs(30)).await
     }
 
     /// Submits a ZPL label to `pool`; returns the job id.
     pub async fn submit(&self, target: Value, label: &[u8]) -> anyhow::Result<String> {
-        let mut body = target;
-        body["format"] = json!("zpl");
-        body["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(label));
-        let path = format!("/v1/tenants/{}/labels", self.tenant);
-        let answer = self.admin.post(&path, body, StatusCode::ACCEPTED).await?;
-        answer["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no job id in {answer}"))
+        submit(&self.admin, &self.tenant, target, label).await
     }
 
     /// The job's current JSON.
     pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
-        self.admin
-            .get(&format!("/v1/tenants/{}/labels/{id}", self.tenant))
-            .await
+        job(&self.admin, &self.tenant, id).await
     }
 
     /// Waits until the job reaches one of the final states; returns it.
     pub async fn wait_final(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
-        wait_for("a final job state", limit, || async {
-            let job = self.job(id).await?;
-            let done = matches!(
-                job["status"].as_str(),
-                Some("printed" | "failed" | "in_doubt")
-            );
-            Ok(done.then_some(job))
-        })
-        .await
+        wait_final(&self.admin, &self.tenant, id, limit).await
     }
+}
+
+/// Creates a tenant ("Acme Fulfilment") with one site ("Warehouse 1") through `admin`, and
+/// opens the coordinator's two gates for it: an active subscription (provisioning) and a
+/// complete security attestation (labels print as they are). Returns (tenant id, site id).
+pub async fn new_tenant(admin: &ApiClient) -> anyhow::Result<(String, String)> {
+    let tenant = admin
+        .post(
+            "/v1/tenants",
+            json!({"name": "Acme Fulfilment"}),
+            StatusCode::CREATED,
+        )
+        .await?["id"]
+        .as_str()
+        .context("tenant id")?
+        .to_owned();
+    let site = admin
+        .post(
+            &format!("/v1/tenants/{tenant}/sites"),
+            json!({"name": "Warehouse 1"}),
+            StatusCode::CREATED,
+        )
+        .await?["id"]
+        .as_str()
+        .context("site id")?
+        .to_owned();
+    for (what, body) in [
+        ("subscription", json!({"state": "active"})),
+        ("attestation", attestation()),
+    ] {
+        let path = format!("/v1/tenants/{tenant}/{what}");
+        let (status, answer) = admin.call(hyper::Method::PUT, &path, Some(body)).await?;
+        if status != StatusCode::OK {
+            return Err(anyhow!("PUT {path}: {status} {answer}"));
+        }
+    }
+    Ok((tenant, site))
+}
+
+/// A complete security attestation (every item of the checklist answered yes).
+pub fn attestation() -> Value {
+    json!({
+        "supported_os": true,
+        "os_updates_applied": true,
+        "endpoint_protection": true,
+        "screen_lock_minutes": 5,
+        "wifi_wpa2_or_wpa3": true,
+        "no_print_to_file_drivers": true,
+        "authorized_personnel_only": true,
+        "credentials_confidential": true,
+    })
+}
+
+/// A fresh one-time enrollment token for `site`.
+pub async fn enrollment_token(
+    admin: &ApiClient,
+    tenant: &str,
+    site: &str,
+) -> anyhow::Result<String> {
+    let path = format!("/v1/tenants/{tenant}/sites/{site}/enrollment-tokens");
+    Ok(
+        admin.post(&path, json!({}), StatusCode::CREATED).await?["token"]
+            .as_str()
+            .context("token")?
+            .to_owned(),
+    )
+}
+
+/// Waits up to `limit` until the coordinator lists `count` verified, ready printers of
+/// `tenant`.
+pub async fn wait_printers(
+    admin: &ApiClient,
+    tenant: &str,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/tenants/{tenant}/printers");
+    wait_for("verified printers", limit, || async {
+        let list = admin.get(&path).await?;
+        let n = list
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["verified"] == json!(true) && p["status"] == json!("ready"))
+                    .count()
+            })
+            .unwrap_or(0);
+        Ok((n >= count).then_some(()))
+    })
+    .await
+}
+
+/// Submits a ZPL label for `target` (e.g. `{"pool": "outbound"}`); returns the job id.
+pub async fn submit(
+    admin: &ApiClient,
+    tenant: &str,
+    target: Value,
+    label: &[u8],
+) -> anyhow::Result<String> {
+    let mut body = target;
+    body["format"] = json!("zpl");
+    body["content_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(label));
+    let path = format!("/v1/tenants/{tenant}/labels");
+    let answer = admin.post(&path, body, StatusCode::ACCEPTED).await?;
+    answer["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no job id in {answer}"))
+}
+
+/// A job's current JSON.
+pub async fn job(admin: &ApiClient, tenant: &str, id: &str) -> anyhow::Result<Value> {
+    admin
+        .get(&format!("/v1/tenants/{tenant}/labels/{id}"))
+        .await
+}
+
+/// Waits up to `limit` until the job reaches one of the final states; returns it.
+pub async fn wait_final(
+    admin: &ApiClient,
+    tenant: &str,
+    id: &str,
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    wait_for("a final job state", limit, || async {
+        let job = job(admin, tenant, id).await?;
+        let done = matches!(
+            job["status"].as_str(),
+            Some("printed" | "failed" | "in_doubt")
+        );
+        Ok(done.then_some(job))
+    })
+    .await
 }
 
 /// Files under `dir` (recursively) that hold `needle` raw, in base64 or inside a gzip

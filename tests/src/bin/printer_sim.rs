@@ -5,6 +5,10 @@
 //! `mode <mode>`, `serial <serial>`, `count` (answers `jobs N`). Only `count` answers, so send
 //! it after other commands as a fence. Exits on end of stdin, SIGTERM or Ctrl-C. Logs go to
 //! stderr (filter from `SEALPRINT_LOG`), never with label content.
+//!
+//! In a container (the compose demo, `deploy/compose.yaml`): `--no-stdin` runs until SIGTERM
+//! whatever stdin does, and `--probe HOST:PORT` is the healthcheck (the image has no shell): it
+//! asks the simulator there for its host status (`~HS`) and exits non-zero without an answer.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -27,8 +31,8 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
     /// Serial answered to `getvar "device.unique_id"`.
-    #[arg(long)]
-    serial: String,
+    #[arg(long, required_unless_present = "probe")]
+    serial: Option<String>,
     /// Model answered in `~HI`.
     #[arg(long, default_value = "ZD421-203dpi")]
     model: String,
@@ -38,6 +42,13 @@ struct Cli {
     /// Directory to write each printed job to (`job-000001.bin`, …); must exist.
     #[arg(long)]
     record_dir: Option<PathBuf>,
+    /// Ignore stdin and run until SIGTERM or Ctrl-C (containers, where stdin is closed).
+    #[arg(long)]
+    no_stdin: bool,
+    /// Do not simulate: ask the printer at HOST:PORT for its host status and exit 0 when it
+    /// answers within 5 s (a container healthcheck).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["record_dir", "no_stdin"])]
+    probe: Option<String>,
 }
 
 #[tokio::main]
@@ -49,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if let Some(addr) = &cli.probe {
+        return probe(addr).await;
+    }
     if let Some(dir) = &cli.record_dir {
         if !dir.is_dir() {
             bail!("record dir {} is not a directory", dir.display());
@@ -59,19 +73,44 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let config = SimConfig {
-        serial: cli.serial,
+        serial: cli.serial.context("--serial is required")?,
         model: cli.model,
         mode: cli.mode,
     };
     let sim = printer_sim::start(listener, config, cli.record_dir).await;
     say(&format!("listening on {addr}"))?;
 
-    tokio::select! {
-        result = commands(&sim) => result?,
-        _ = terminated() => {}
+    if cli.no_stdin {
+        terminated().await;
+    } else {
+        tokio::select! {
+            result = commands(&sim) => result?,
+            _ = terminated() => {}
+        }
     }
     sim.shutdown().await;
     Ok(())
+}
+
+/// Sends `~HS` to the printer at `addr` and waits up to 5 s for the start of its answer.
+async fn probe(addr: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ask = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        tcp.write_all(b"~HS").await.context("sending ~HS")?;
+        let mut buf = [0u8; 64];
+        let n = tcp.read(&mut buf).await.context("reading the answer")?;
+        if n == 0 {
+            bail!("{addr} closed the connection without answering ~HS");
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
+        Ok(result) => result,
+        Err(_) => bail!("{addr} did not answer ~HS within 5 s"),
+    }
 }
 
 /// Handles stdin commands until end of input.
