@@ -10,10 +10,11 @@
 //! "print directly" (the attributes set in the prefix's registry while the agent runs) it is
 //! verified and a label goes through `WritePrinter` to the simulator byte for byte.
 //!
-//! What Wine does underneath (checked, and asserted here so the README's account stays true):
-//! Wine's spooler writes every job to `C:\windows\system32\spool\printers\NNNNN.SPL` whatever
-//! the attributes say, hands the file to CUPS and deletes it; CUPS then keeps the document in
-//! its spool directory (`PreserveJobFiles`' default). So under Wine the "direct" path is a test
+//! What Wine does underneath (seen with strace; the last two asserted here so the README's
+//! account stays true): Wine's spooler writes every job to
+//! `C:\windows\system32\spool\printers\NNNNN.SPL` whatever the attributes say, hands the file
+//! to CUPS and deletes it; CUPS then keeps the document in its spool directory
+//! (`PreserveJobFiles`' default). So under Wine the "direct" path is a test
 //! of the agent's logic, not evidence about the Windows spooler.
 //!
 //! Needs Debian's wine64 and gcc-mingw-w64-x86-64 ([`wine::available`]: the test fails under
