@@ -248,48 +248,13 @@ fn debs_build_inspect_install_run_reinstall_remove_purge() -> anyhow::Result<()>
     Ok(())
 }
 
-/// The Windows agent: `SEALPRINT_WINDOWS_AGENT_EXE` when set, else built here once in the
-/// test's profile for x86_64-pc-windows-gnu (`rustup target add x86_64-pc-windows-gnu` and
-/// mingw-w64 needed, as for CI's Windows check).
+/// The Windows agent: `SEALPRINT_WINDOWS_AGENT_EXE` when set, else built once in the test's
+/// profile for x86_64-pc-windows-gnu by the testkit (`rustup target add x86_64-pc-windows-gnu`
+/// and mingw-w64 needed, as for CI's Windows check; the Wine test runs the same exe).
 fn windows_agent() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SEALPRINT_WINDOWS_AGENT_EXE") {
-        return Ok(PathBuf::from(path));
-    }
-    let target = "x86_64-pc-windows-gnu";
-    let mut dir = std::env::current_exe()?
-        .parent()
-        .context("test executable has a directory")?
-        .to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let profile = dir.file_name().context("profile directory")?.to_owned();
-    let release = profile == "release";
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "sealprint-agent",
-            "--bin",
-        ])
-        .args(["sealprint-agent", "--target", target]);
-    if release {
-        cmd.arg("--release");
-    }
-    run(&mut cmd)?;
-    eprintln!("packages: Windows agent built in {:?}", started.elapsed());
-    let exe = dir
-        .parent()
-        .context("target directory")?
-        .join(target)
-        .join(profile)
-        .join("sealprint-agent.exe");
-    ensure!(exe.is_file(), "{} was not built", exe.display());
+    let exe = sealprint_testkit::cluster::windows_agent()?;
+    eprintln!("packages: Windows agent ready in {:?}", started.elapsed());
     Ok(exe)
 }
 

@@ -4,6 +4,7 @@
 //! Every process is started by this harness, logs to a file the test can scan, and is killed
 //! by its own process id when its handle drops (never by name).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -84,6 +85,63 @@ fn build_binaries() -> anyhow::Result<Binaries> {
         }
     }
     Ok(bins)
+}
+
+/// The Windows agent (`sealprint-agent.exe`): `SEALPRINT_WINDOWS_AGENT_EXE` when set, else built
+/// once per process for `x86_64-pc-windows-gnu` in the profile of the running executable
+/// (needs `rustup target add x86_64-pc-windows-gnu` and Debian's gcc-mingw-w64-x86-64; CI's
+/// step 5 builds it first, so this finds it built).
+pub fn windows_agent() -> anyhow::Result<PathBuf> {
+    static EXE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    EXE.get_or_init(|| build_windows_agent().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn build_windows_agent() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SEALPRINT_WINDOWS_AGENT_EXE") {
+        return Ok(PathBuf::from(path));
+    }
+    let target = "x86_64-pc-windows-gnu";
+    let mut dir = std::env::current_exe()?
+        .parent()
+        .context("test executable has a directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let profile = dir.file_name().context("profile directory")?.to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("testkit has no parent directory")?
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--quiet", "--locked", "-p", "sealprint-agent"])
+        .args(["--bin", "sealprint-agent", "--target", target]);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build for the Windows agent")?;
+    if !status.success() {
+        bail!(
+            "cargo build of the Windows agent failed (rustup target add {target}; apt-get \
+             install gcc-mingw-w64-x86-64)"
+        );
+    }
+    let exe = dir
+        .parent()
+        .context("target directory")?
+        .join(target)
+        .join(profile)
+        .join("sealprint-agent.exe");
+    if !exe.is_file() {
+        bail!("{} was not built", exe.display());
+    }
+    Ok(exe)
 }
 
 /// Reads the child's stdout until a `READY {json}` line.
@@ -272,6 +330,19 @@ impl CoordinatorProc {
     }
 }
 
+/// A program that runs an agent binary other than the Linux one: `program ARGS…` followed by
+/// the agent's own arguments, with `env` added (for example `wine64 sealprint-agent.exe` with
+/// the Wine prefix's variables).
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The program started (its process id is the agent's).
+    pub program: PathBuf,
+    /// Its arguments before the agent's (the agent executable among them).
+    pub args: Vec<OsString>,
+    /// Its environment, added to the agent's.
+    pub env: Vec<(OsString, OsString)>,
+}
+
 /// A running agent process.
 pub struct AgentProc {
     child: Option<Child>,
@@ -288,6 +359,7 @@ pub struct AgentProc {
     pub listen: Vec<String>,
     args: Vec<String>,
     netns: Option<String>,
+    launcher: Option<Launcher>,
     /// Extra environment of the process (e.g. libfaketime's), kept across restarts.
     pub env: Vec<(String, String)>,
 }
@@ -335,9 +407,37 @@ impl AgentProc {
             listen: Vec::new(),
             args: args.to_vec(),
             netns: None,
+            launcher: None,
             env: env.to_vec(),
         };
         a.spawn(None).await?;
+        Ok(a)
+    }
+
+    /// Like [`AgentProc::start_with_env`], with the agent run by `launcher` (for example the
+    /// Windows agent under Wine) instead of the Linux binary, listening on `listen`.
+    pub async fn start_launched(
+        launcher: Launcher,
+        listen: &str,
+        data_dir: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<AgentProc> {
+        let mut a = AgentProc {
+            child: None,
+            bins: binaries()?,
+            data_dir: data_dir.to_owned(),
+            log: log.to_owned(),
+            device_id: String::new(),
+            peer_id: String::new(),
+            listen: Vec::new(),
+            args: args.to_vec(),
+            netns: None,
+            launcher: Some(launcher),
+            env: env.to_vec(),
+        };
+        a.spawn(Some(listen.to_owned())).await?;
         Ok(a)
     }
 
@@ -359,6 +459,7 @@ impl AgentProc {
             listen: Vec::new(),
             args: args.to_vec(),
             netns: Some(netns.to_owned()),
+            launcher: None,
             env: Vec::new(),
         };
         a.spawn(Some("/ip4/0.0.0.0/tcp/0".into())).await?;
@@ -367,13 +468,19 @@ impl AgentProc {
 
     async fn spawn(&mut self, listen: Option<String>) -> anyhow::Result<()> {
         // `ip netns exec` execs the agent, so the child's pid is the agent's own.
-        let mut cmd = match &self.netns {
-            Some(ns) => {
+        let mut cmd = match (&self.netns, &self.launcher) {
+            (Some(ns), _) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(&self.bins.agent);
                 c
             }
-            None => Command::new(&self.bins.agent),
+            (None, Some(launcher)) => {
+                let mut c = Command::new(&launcher.program);
+                c.args(&launcher.args)
+                    .envs(launcher.env.iter().map(|(k, v)| (k, v)));
+                c
+            }
+            (None, None) => Command::new(&self.bins.agent),
         };
         cmd.arg("run")
             .arg("--data-dir")

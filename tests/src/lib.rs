@@ -22,6 +22,7 @@
 //!   site, enrolled agents with simulated printers).
 //! - `sim_activity`: what a printer simulator is doing (open connections, jobs received,
 //!   stalled), behind [`printer_sim::SimHandle`].
+//! - [`wine`]: a private Wine prefix in which the Windows agent runs (Linux).
 //! - [`stats`]: latency percentiles for the demo and the benchmark.
 //! - [`spapi_standin`]: an HTTPS stand-in for Amazon's SP-API (LWA, Tokens, MFN v0, Shipping
 //!   v2) that can misbehave on demand.
@@ -46,6 +47,8 @@ mod sim_activity;
 pub mod spapi_standin;
 pub mod stats;
 pub mod webhook_receiver;
+#[cfg(target_os = "linux")]
+pub mod wine;
 
 /// The wall clock in unix milliseconds.
 pub fn now_ms() -> u64 {

@@ -344,7 +344,9 @@ mod ffi {
             )));
         }
         let handle = Handle(raw);
-        let mut doc_name = wide("sealprint label");
+        // No space in the name: CUPS 2.4.2 (Debian 12) crashes on a job from Wine's spooler
+        // whose document name has one (seen in the Wine tests); Windows does not care.
+        let mut doc_name = wide("sealprint-label");
         let mut datatype = wide("RAW");
         let doc = DOC_INFO_1W {
             pDocName: doc_name.as_mut_ptr(),

@@ -51,11 +51,19 @@ async fn real_cups_queues_are_judged_and_print() {
     cupsd.add_queue("File", &format!("file://{}", out_file.display()), &[]);
     let forward = format!("ipp://localhost:{}/printers/Zebra", cupsd.port);
     cupsd.add_queue("Forward", &forward, &[]);
+    // A USB printer the scheduler's usb backend would hold through libusb: no usblp node on
+    // this machine has its serial, so the agent cannot write to it without the scheduler.
+    cupsd.add_queue(
+        "Usb",
+        "usb://Zebra%20Technologies/ZTC%20ZD421-203dpi%20ZPL?serial=D4JNOSUCHNODE",
+        &[],
+    );
     let mut refused = vec![
         ("Null", "discards every job"),
         ("File", "prints to a file"),
         ("Forward", "another local CUPS queue"),
         ("Impostor", "did not answer Zebra host queries"),
+        ("Usb", "configure it as usb:///dev/usb/lpN"),
     ];
     if Path::new(CUPS_PDF_BACKEND).exists() && Path::new(CUPS_PDF_PPD).exists() {
         cupsd.add_queue("PDF", "cups-pdf:/", &["-P", CUPS_PDF_PPD]);
