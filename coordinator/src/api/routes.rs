@@ -26,8 +26,7 @@ use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
     access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
     page, public_rate, read_body, readyz, respond, security, sessions, settle, spapi, tenant_scope,
-    users,
-    ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
+    users, ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Declares one route: `route!(METHOD "path", access, "summary", body, |c| handler)`.
