@@ -56,6 +56,8 @@ mod operator;
 mod outcome;
 mod revoked;
 mod settle;
+#[cfg(test)]
+mod tests;
 mod versions;
 
 use revoked::RevokedSignal;

@@ -1,0 +1,177 @@
+//! Tests of the event loop itself (not only its pure judgements): a loop built over a real
+//! store and an unconnected swarm, driven by the calls the swarm events would make.
+
+use sealprint_protocol::{Heartbeat, JobOutcome, LabelFormat, PrintReceipt, ReceiptState};
+
+use super::*;
+use crate::core::crypto::MasterKey;
+use crate::store::JobStatus;
+
+const DEVICE: &str = "dev-1";
+
+/// An event loop over a fresh store in `dir`, with no listener and no peer.
+fn event_loop(dir: &std::path::Path, tracker: &TaskTracker) -> EventLoop {
+    let store = Store::open(dir, MasterKey::generate()).expect("store");
+    let identity = Arc::new(Identity::create(&store).expect("identity"));
+    let swarm = build_swarm(identity.libp2p_keypair(), &SwarmOptions::default()).expect("swarm");
+    let (_tx, commands) = mpsc::channel(16);
+    EventLoop {
+        swarm,
+        revocations: HashMap::new(),
+        revoked_devices: HashSet::new(),
+        signal: Arc::new(RevokedSignal::default()),
+        heartbeat_seqs: HashMap::new(),
+        cert_validity_s: 3600,
+        store: store.clone(),
+        identity,
+        cfg: DispatchConfig::default(),
+        peers: HashMap::new(),
+        fleet: Fleet::default(),
+        queue: VecDeque::new(),
+        attempts: HashMap::new(),
+        requests: HashMap::new(),
+        in_doubt: HashMap::new(),
+        commands,
+        backlog: Arc::new(Backlog {
+            queued: AtomicUsize::new(0),
+            limit: 100,
+            overflowed: AtomicBool::new(false),
+        }),
+        audit_writer: AuditWriter::spawn(store.clone(), tracker),
+        events: EventWriter::spawn(store, tracker),
+        refused_printers: HashSet::new(),
+        failures: FailureLog::new(Duration::from_secs(60)),
+        versions: VersionPolicy::default(),
+    }
+}
+
+/// A job of a new tenant, stored in doubt on [`DEVICE`] (attempt 1), and the loop's record
+/// of that doubt, as `finish_attempt` leaves them.
+fn job_in_doubt(ev: &mut EventLoop) -> JobRecord {
+    let tenant = ev.store.create_tenant("t", now_ms()).expect("tenant");
+    let job = JobRecord {
+        id: "job-1".into(),
+        tenant_id: tenant.id.clone(),
+        pool: Some("default".into()),
+        requested_printer: None,
+        printer: Some(format!("{DEVICE}.zebra")),
+        agent: Some(DEVICE.into()),
+        status: JobStatus::InDoubt,
+        format: LabelFormat::Zpl,
+        label_len: 3,
+        label_sha256: "00".into(),
+        attempts: 1,
+        excluded_printers: Vec::new(),
+        attempt_deadline_ms: None,
+        expires_at_ms: now_ms() + 3_600_000,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        error: None,
+        redacted: false,
+        client_reference: None,
+        reprint: false,
+    };
+    ev.store.create_job(&job, b"^XA").expect("job");
+    ev.in_doubt.insert(
+        job.id.clone(),
+        Doubt {
+            tenant_id: tenant.id,
+            device_id: DEVICE.into(),
+            attempt: 1,
+            unheard: None,
+        },
+    );
+    job
+}
+
+/// A heartbeat of [`DEVICE`] carrying one final receipt for attempt 1 of `job_id`.
+fn heartbeat_with(job_id: &str, outcome: JobOutcome) -> Heartbeat {
+    Heartbeat {
+        device_id: DEVICE.into(),
+        seq: 1,
+        version: "0".into(),
+        uptime_s: 60,
+        clock_ms: now_ms(),
+        printers: Vec::new(),
+        peers: Vec::new(),
+        receipts: vec![PrintReceipt {
+            job_id: job_id.into(),
+            attempt: 1,
+            state: ReceiptState::Done(outcome),
+            at_ms: now_ms(),
+        }],
+        findings: Vec::new(),
+    }
+}
+
+fn stored(ev: &EventLoop, job: &JobRecord) -> JobRecord {
+    ev.store
+        .job(&job.tenant_id, &job.id)
+        .expect("read")
+        .expect("job still stored")
+}
+
+#[tokio::test]
+async fn a_not_printed_receipt_puts_a_job_in_doubt_back_in_the_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = job_in_doubt(&mut ev);
+    let hb = heartbeat_with(
+        &job.id,
+        JobOutcome::NotPrinted {
+            job_id: job.id.clone(),
+            reason: "out of paper".into(),
+        },
+    );
+    ev.settle_from_receipts(DEVICE, &hb);
+    let after = stored(&ev, &job);
+    assert_eq!(after.status, JobStatus::Queued);
+    assert_eq!(after.error.as_deref(), Some("out of paper"));
+    // Queued in the store is not enough: the loop must dispatch it again.
+    let queued: Vec<&str> = ev.queue.iter().map(|w| w.job_id.as_str()).collect();
+    assert_eq!(queued, [job.id.as_str()]);
+    assert!(ev.in_doubt.is_empty());
+    assert!(ev.store.label(&job.tenant_id, &job.id).is_ok(), "label kept");
+}
+
+#[tokio::test]
+async fn a_printed_receipt_settles_a_job_in_doubt_as_printed_and_drops_its_label() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = job_in_doubt(&mut ev);
+    let hb = heartbeat_with(
+        &job.id,
+        JobOutcome::Printed {
+            job_id: job.id.clone(),
+            printer: "zebra".into(),
+        },
+    );
+    ev.settle_from_receipts(DEVICE, &hb);
+    assert_eq!(stored(&ev, &job).status, JobStatus::Printed);
+    assert!(ev.queue.is_empty(), "a printed job is never queued again");
+    assert!(ev.in_doubt.is_empty());
+    assert!(ev.store.label(&job.tenant_id, &job.id).is_err(), "label deleted");
+}
+
+#[tokio::test]
+async fn a_receipt_from_another_device_or_attempt_leaves_the_doubt_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = job_in_doubt(&mut ev);
+    let not_printed = JobOutcome::NotPrinted {
+        job_id: job.id.clone(),
+        reason: "forged".into(),
+    };
+    let mut other_device = heartbeat_with(&job.id, not_printed.clone());
+    other_device.device_id = "dev-2".into();
+    ev.settle_from_receipts("dev-2", &other_device);
+    let mut other_attempt = heartbeat_with(&job.id, not_printed);
+    other_attempt.receipts[0].attempt = 2;
+    ev.settle_from_receipts(DEVICE, &other_attempt);
+    assert_eq!(stored(&ev, &job).status, JobStatus::InDoubt);
+    assert!(ev.queue.is_empty());
+    assert_eq!(ev.in_doubt.len(), 1);
+}
