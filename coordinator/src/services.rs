@@ -10,7 +10,8 @@
 //!   tasks of `app::run::start`).
 //! - [`failures`]: counts strangers' failures and writes their summaries;
 //!   [`audit_writer`]: the mesh loop's audit entries, written by a task of their own;
-//!   [`events`]: job and fleet events for the webhooks, handed off the same way.
+//!   [`events`]: job and fleet events for the webhooks, handed off the same way; both
+//!   through a [`store_writer`].
 
 pub mod audit_writer;
 pub mod ca;
@@ -23,3 +24,4 @@ pub mod monitor;
 pub mod notifications;
 pub mod retention;
 pub mod spapi;
+pub mod store_writer;

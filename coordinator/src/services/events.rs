@@ -3,19 +3,13 @@
 //!
 //! The mesh event loop hands each event to an [`EventWriter`] and goes on: a task turns it
 //! into a notification ([`crate::services::notifications::notify_with`]), which the
-//! notification pipeline delivers signed and retried like every other. The loop never
-//! waits on the store for it: when the queue is full the event is written from the blocking
-//! pool instead of being dropped. Events carry ids, states and times only ([`EventData`]).
-
-use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
-use tracing::warn;
+//! notification pipeline delivers signed and retried like every other. The loop does not
+//! wait on the store for it (see [`StoreWriter`]). Events carry ids, states and times only
+//! ([`EventData`]).
 
 use crate::services::notifications::notify_with;
+use crate::services::store_writer::{StoreRecord, StoreWriter};
 use crate::store::{EventData, JobRecord, NotificationKind, Store};
-
-/// Events queued for the writer.
-const QUEUE: usize = 4096;
 
 /// One event: its tenant, kind, subject (job, agent or printer id) and ids.
 #[derive(Debug, Clone)]
@@ -77,63 +71,20 @@ impl Event {
     }
 }
 
-/// The handle the mesh loop emits through. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct EventWriter {
-    tx: mpsc::Sender<Event>,
-    store: Store,
-}
+/// The handle the mesh loop emits through (a [`StoreWriter`]: see there for order,
+/// back-pressure and shutdown).
+pub type EventWriter = StoreWriter<Event>;
 
-impl EventWriter {
-    /// Spawns the writer task on `tracker`; it ends once every handle is dropped and the
-    /// queue is drained.
-    pub fn spawn(store: Store, tracker: &TaskTracker) -> EventWriter {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tracker.spawn(run(rx, store.clone()));
-        EventWriter { tx, store }
-    }
-
-    /// Queues `event`; never waits on the store.
-    pub fn emit(&self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => {
-                let store = self.store.clone();
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        rt.spawn_blocking(move || e.write(&store));
-                    }
-                    Err(_) => e.write(&store),
-                }
-            }
-        }
-    }
-}
-
-async fn run(mut rx: mpsc::Receiver<Event>, store: Store) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        let s = store.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            for e in batch {
-                e.write(&s);
-            }
-        })
-        .await;
-        if let Err(e) = written {
-            warn!(error = %e, "event batch lost");
-        }
+impl StoreRecord for Event {
+    fn write_to(self, store: &Store) {
+        self.write(store);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio_util::task::TaskTracker;
+
     use super::*;
     use crate::core::crypto::MasterKey;
     use crate::services::notifications::payload;
@@ -169,8 +120,8 @@ mod tests {
         let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
         let tracker = TaskTracker::new();
         let writer = EventWriter::spawn(store.clone(), &tracker);
-        writer.emit(Event::of_job(NotificationKind::LabelPrinted, &job(), 2));
-        writer.emit(Event::of_fleet(
+        writer.send(Event::of_job(NotificationKind::LabelPrinted, &job(), 2));
+        writer.send(Event::of_fleet(
             NotificationKind::PrinterRefused,
             "tnt-1",
             "dev-1",

@@ -227,7 +227,7 @@ impl EventLoop {
 
     /// Hands a job or fleet event to the event writer (never waits on the store).
     pub(super) fn emit(&self, event: Event) {
-        self.events.emit(event);
+        self.events.send(event);
     }
 
     /// Queues an audit entry for the writer task (the loop never waits on the store; the
@@ -241,6 +241,6 @@ impl EventLoop {
         outcome: &str,
     ) {
         let entry = AuditEntry::new(tenant_id, actor, action, object, outcome, now_ms());
-        self.audit_writer.write(entry);
+        self.audit_writer.send(entry);
     }
 }

@@ -132,7 +132,10 @@ async fn a_not_printed_receipt_puts_a_job_in_doubt_back_in_the_queue() {
     let queued: Vec<&str> = ev.queue.iter().map(|w| w.job_id.as_str()).collect();
     assert_eq!(queued, [job.id.as_str()]);
     assert!(ev.in_doubt.is_empty());
-    assert!(ev.store.label(&job.tenant_id, &job.id).is_ok(), "label kept");
+    assert!(
+        ev.store.label(&job.tenant_id, &job.id).is_ok(),
+        "label kept"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +155,10 @@ async fn a_printed_receipt_settles_a_job_in_doubt_as_printed_and_drops_its_label
     assert_eq!(stored(&ev, &job).status, JobStatus::Printed);
     assert!(ev.queue.is_empty(), "a printed job is never queued again");
     assert!(ev.in_doubt.is_empty());
-    assert!(ev.store.label(&job.tenant_id, &job.id).is_err(), "label deleted");
+    assert!(
+        ev.store.label(&job.tenant_id, &job.id).is_err(),
+        "label deleted"
+    );
 }
 
 #[tokio::test]
