@@ -28,6 +28,7 @@
 //!   v2) that can misbehave on demand.
 //! - [`webhook_receiver`]: an HTTPS webhook receiver that records deliveries and checks
 //!   their signatures.
+//! - [`tls_server`]: the HTTPS server under those two (self-signed, loopback).
 
 pub mod api_client;
 pub mod cluster;
@@ -46,6 +47,7 @@ pub mod scenario;
 mod sim_activity;
 pub mod spapi_standin;
 pub mod stats;
+pub mod tls_server;
 pub mod webhook_receiver;
 #[cfg(target_os = "linux")]
 pub mod wine;

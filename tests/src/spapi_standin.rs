@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,12 +29,11 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use rand::RngCore;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+
+use crate::tls_server::TlsServer;
 
 /// Text put in error messages and addresses, so tests can check it never reaches a log.
 pub const BUYER_MARKER: &str = "Jane Q Buyer 10 Columbus Cir";
@@ -220,16 +218,8 @@ struct State {
 
 /// A running stand-in. Stops when dropped.
 pub struct Standin {
-    addr: SocketAddr,
-    cert_pem: String,
+    server: TlsServer,
     state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Standin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 fn random_hex(n: usize) -> String {
@@ -271,19 +261,6 @@ fn answer(status: u16, body: &Value) -> Answer {
 impl Standin {
     /// Starts a stand-in on a free loopback port that returns `label` as every label.
     pub async fn start(creds: Credentials, label: Vec<u8>) -> anyhow::Result<Standin> {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .context("making the stand-in's certificate")?;
-        let cert_pem = ck.cert.pem();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der())
-            .map_err(|e| anyhow::anyhow!("key: {e}"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)?;
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             creds,
             token_ttl_s: 3600,
@@ -306,30 +283,13 @@ impl Standin {
             create_label_formats: Vec::new(),
         }));
         let st = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req| {
-                        let st = st.clone();
-                        async move { handle(&st, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-        Ok(Standin {
-            addr,
-            cert_pem,
-            state,
-            task,
+        let server = TlsServer::start(&["localhost", "127.0.0.1"], move |req| {
+            let st = st.clone();
+            async move { handle(&st, req).await }
         })
+        .await
+        .context("starting the SP-API stand-in")?;
+        Ok(Standin { server, state })
     }
 
     fn st(&self) -> MutexGuard<'_, State> {
@@ -338,7 +298,7 @@ impl Standin {
 
     /// The base URL (`https://127.0.0.1:PORT`), for a connection's `endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
+        format!("https://127.0.0.1:{}", self.server.addr.port())
     }
 
     /// The LWA token URL, for a connection's `lwa_endpoint`.
@@ -348,7 +308,7 @@ impl Standin {
 
     /// The certificate to trust (PEM), for `--spapi-ca-file`.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.server.cert_pem
     }
 
     /// Sets how labels are encoded from now on.
@@ -950,6 +910,8 @@ fn route(
 
 impl std::fmt::Debug for Standin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Standin").field("addr", &self.addr).finish()
+        f.debug_struct("Standin")
+            .field("addr", &self.server.addr)
+            .finish()
     }
 }

@@ -4,19 +4,17 @@
 //! header and raw body. [`verify`] checks a `sealprint-signature: t=…,v1=…` header as a
 //! receiver would (HMAC-SHA256 over `"<t>.<body>"`).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+
+use crate::tls_server::TlsServer;
 
 /// One delivery as it arrived.
 #[derive(Debug, Clone)]
@@ -38,99 +36,63 @@ impl Delivery {
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
-    addr: SocketAddr,
-    cert_pem: String,
+    server: TlsServer,
     seen: Arc<Mutex<Vec<Delivery>>>,
-    task: JoinHandle<()>,
 }
 
 impl Receiver {
     /// Starts a receiver on a free loopback port.
     pub async fn start() -> anyhow::Result<Receiver> {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-            .context("making the receiver's certificate")?;
-        let cert_pem = ck.cert.pem();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der())
-            .map_err(|e| anyhow::anyhow!("key: {e}"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)?;
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let recorded = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, recorded) = (acceptor.clone(), recorded.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(move |req: Request<_>| {
-                        let recorded = recorded.clone();
-                        async move {
-                            let header = |name: &str| {
-                                req.headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned)
-                            };
-                            let (signature, id) = (
-                                header("sealprint-signature"),
-                                header("sealprint-notification-id"),
-                            );
-                            let body: hyper::body::Incoming = req.into_body();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes().to_vec())
-                                .unwrap_or_default();
-                            lock(&recorded).push(Delivery {
-                                signature,
-                                id,
-                                body,
-                            });
-                            Ok::<_, std::convert::Infallible>(Response::new(
-                                Full::new(Bytes::new()),
-                            ))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+        let server = TlsServer::start(&["localhost"], move |req: Request<Incoming>| {
+            let recorded = recorded.clone();
+            async move {
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let (signature, id) = (
+                    header("sealprint-signature"),
+                    header("sealprint-notification-id"),
+                );
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().to_vec())
+                    .unwrap_or_default();
+                lock(&recorded).push(Delivery {
+                    signature,
+                    id,
+                    body,
                 });
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
             }
-        });
-        Ok(Receiver {
-            addr,
-            cert_pem,
-            seen,
-            task,
         })
+        .await
+        .context("starting the webhook receiver")?;
+        Ok(Receiver { server, seen })
     }
 
     /// The webhook URL (`https://localhost:PORT/hooks/sealprint`).
     pub fn url(&self) -> String {
-        format!("https://localhost:{}/hooks/sealprint", self.addr.port())
+        format!(
+            "https://localhost:{}/hooks/sealprint",
+            self.server.addr.port()
+        )
     }
 
     /// Its certificate (PEM), for the coordinator's `--spapi-ca-file`.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.server.cert_pem
     }
 
     /// Every delivery so far, in arrival order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         lock(&self.seen).clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
