@@ -45,9 +45,8 @@ fn event_loop(dir: &std::path::Path, tracker: &TaskTracker) -> EventLoop {
     }
 }
 
-/// A job of a new tenant, stored in doubt on [`DEVICE`] (attempt 1), and the loop's record
-/// of that doubt, as `finish_attempt` leaves them.
-fn job_in_doubt(ev: &mut EventLoop) -> JobRecord {
+/// A job of a new tenant in `status`, sent to [`DEVICE`] once, stored with its label.
+fn stored_job(ev: &mut EventLoop, status: JobStatus) -> JobRecord {
     let tenant = ev.store.create_tenant("t", now_ms()).expect("tenant");
     let job = JobRecord {
         id: "job-1".into(),
@@ -56,7 +55,7 @@ fn job_in_doubt(ev: &mut EventLoop) -> JobRecord {
         requested_printer: None,
         printer: Some(format!("{DEVICE}.zebra")),
         agent: Some(DEVICE.into()),
-        status: JobStatus::InDoubt,
+        status,
         format: LabelFormat::Zpl,
         label_len: 3,
         label_sha256: "00".into(),
@@ -72,16 +71,62 @@ fn job_in_doubt(ev: &mut EventLoop) -> JobRecord {
         reprint: false,
     };
     ev.store.create_job(&job, b"^XA").expect("job");
+    job
+}
+
+/// A job stored in doubt on [`DEVICE`] (attempt 1), and the loop's record of that doubt, as
+/// `finish_attempt` leaves them.
+fn job_in_doubt(ev: &mut EventLoop) -> JobRecord {
+    let job = stored_job(ev, JobStatus::InDoubt);
     ev.in_doubt.insert(
         job.id.clone(),
         Doubt {
-            tenant_id: tenant.id,
+            tenant_id: job.tenant_id.clone(),
             device_id: DEVICE.into(),
             attempt: 1,
             unheard: None,
         },
     );
     job
+}
+
+/// A job dispatched to [`DEVICE`]'s printer `zebra` (attempt 1), its answer awaited.
+fn job_out(ev: &mut EventLoop) -> JobRecord {
+    let job = stored_job(ev, JobStatus::Dispatched);
+    let printer_id = format!("{DEVICE}.zebra");
+    ev.fleet.begin(&printer_id);
+    ev.attempts.insert(
+        job.id.clone(),
+        Attempt {
+            tenant_id: job.tenant_id.clone(),
+            printer_id,
+            device_id: DEVICE.into(),
+            expect: None,
+            direct: true,
+            attempt: 1,
+            dispatched_at_ms: now_ms(),
+            deadline_ms: now_ms() + 30_000,
+            request: None,
+            counted: true,
+        },
+    );
+    job
+}
+
+/// The kinds of the notifications the loop's events became, once its writers are done.
+async fn notified(ev: EventLoop, tracker: TaskTracker, tenant_id: &str) -> Vec<(String, String)> {
+    let store = ev.store.clone();
+    drop(ev);
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(60), tracker.wait())
+        .await
+        .expect("writers end");
+    store
+        .notifications(tenant_id)
+        .expect("notifications")
+        .into_iter()
+        .map(|n| (n.kind.as_str().to_owned(), n.subject.unwrap_or_default()))
+        .collect()
 }
 
 /// A heartbeat of [`DEVICE`] carrying one final receipt for attempt 1 of `job_id`.
@@ -180,4 +225,74 @@ async fn a_receipt_from_another_device_or_attempt_leaves_the_doubt_alone() {
     assert_eq!(stored(&ev, &job).status, JobStatus::InDoubt);
     assert!(ev.queue.is_empty());
     assert_eq!(ev.in_doubt.len(), 1);
+}
+
+#[tokio::test]
+async fn a_not_printed_answer_requeues_the_job_first_without_that_printer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = job_out(&mut ev);
+    let waiting = JobRecord {
+        id: "job-0".into(),
+        ..job.clone()
+    };
+    ev.queue.push_back(Waiting::of(&waiting));
+    let outcome = JobOutcome::NotPrinted {
+        job_id: job.id.clone(),
+        reason: "paper out".into(),
+    };
+    ev.finish_attempt(&job.id, Ok(outcome));
+    let after = stored(&ev, &job);
+    assert_eq!(after.status, JobStatus::Queued);
+    assert_eq!(after.excluded_printers, [format!("{DEVICE}.zebra")]);
+    assert_eq!(ev.queue.front().map(|w| w.job_id.as_str()), Some("job-1"));
+    assert_eq!(ev.queue.front().map(|w| w.excluded.len()), Some(1));
+    assert!(ev.attempts.is_empty());
+    assert!(
+        ev.store.label(&job.tenant_id, &job.id).is_ok(),
+        "label kept"
+    );
+}
+
+#[tokio::test]
+async fn an_in_doubt_answer_is_recorded_for_the_receipts_and_announced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = job_out(&mut ev);
+    let outcome = JobOutcome::InDoubt {
+        job_id: job.id.clone(),
+        reason: "connection lost while writing".into(),
+    };
+    ev.finish_attempt(&job.id, Ok(outcome));
+    assert_eq!(stored(&ev, &job).status, JobStatus::InDoubt);
+    assert!(
+        ev.queue.is_empty(),
+        "a job in doubt is never sent again by itself"
+    );
+    assert_eq!(ev.in_doubt.get(&job.id).map(|d| d.attempt), Some(1));
+    let kinds = notified(ev, tracker, &job.tenant_id).await;
+    assert_eq!(kinds, [("label.in_doubt".to_owned(), job.id.clone())]);
+}
+
+#[tokio::test]
+async fn a_failed_job_loses_its_label_and_is_announced_as_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let mut ev = event_loop(dir.path(), &tracker);
+    let job = stored_job(&mut ev, JobStatus::Queued);
+    ev.fail(job.clone(), "expired before a printer was free");
+    let after = stored(&ev, &job);
+    assert_eq!(after.status, JobStatus::Failed);
+    assert_eq!(
+        after.error.as_deref(),
+        Some("expired before a printer was free")
+    );
+    assert!(
+        ev.store.label(&job.tenant_id, &job.id).is_err(),
+        "label deleted"
+    );
+    let kinds = notified(ev, tracker, &job.tenant_id).await;
+    assert_eq!(kinds, [("label.failed".to_owned(), job.id.clone())]);
 }
