@@ -45,6 +45,21 @@ fn event_loop(dir: &std::path::Path, tracker: &TaskTracker) -> EventLoop {
     }
 }
 
+/// A fresh loop, its writers' tracker, and the directory of its store.
+fn fixture() -> (tempfile::TempDir, TaskTracker, EventLoop) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tracker = TaskTracker::new();
+    let ev = event_loop(dir.path(), &tracker);
+    (dir, tracker, ev)
+}
+
+fn not_printed(job_id: &str, reason: &str) -> JobOutcome {
+    JobOutcome::NotPrinted {
+        job_id: job_id.into(),
+        reason: reason.into(),
+    }
+}
+
 /// A job of a new tenant in `status`, sent to [`DEVICE`] once, stored with its label.
 fn stored_job(ev: &mut EventLoop, status: JobStatus) -> JobRecord {
     let tenant = ev.store.create_tenant("t", now_ms()).expect("tenant");
@@ -158,17 +173,9 @@ fn stored(ev: &EventLoop, job: &JobRecord) -> JobRecord {
 
 #[tokio::test]
 async fn a_not_printed_receipt_puts_a_job_in_doubt_back_in_the_queue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, _writers, mut ev) = fixture();
     let job = job_in_doubt(&mut ev);
-    let hb = heartbeat_with(
-        &job.id,
-        JobOutcome::NotPrinted {
-            job_id: job.id.clone(),
-            reason: "out of paper".into(),
-        },
-    );
+    let hb = heartbeat_with(&job.id, not_printed(&job.id, "out of paper"));
     ev.settle_from_receipts(DEVICE, &hb);
     let after = stored(&ev, &job);
     assert_eq!(after.status, JobStatus::Queued);
@@ -185,9 +192,7 @@ async fn a_not_printed_receipt_puts_a_job_in_doubt_back_in_the_queue() {
 
 #[tokio::test]
 async fn a_printed_receipt_settles_a_job_in_doubt_as_printed_and_drops_its_label() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, _writers, mut ev) = fixture();
     let job = job_in_doubt(&mut ev);
     let hb = heartbeat_with(
         &job.id,
@@ -208,14 +213,9 @@ async fn a_printed_receipt_settles_a_job_in_doubt_as_printed_and_drops_its_label
 
 #[tokio::test]
 async fn a_receipt_from_another_device_or_attempt_leaves_the_doubt_alone() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, _writers, mut ev) = fixture();
     let job = job_in_doubt(&mut ev);
-    let not_printed = JobOutcome::NotPrinted {
-        job_id: job.id.clone(),
-        reason: "forged".into(),
-    };
+    let not_printed = not_printed(&job.id, "forged");
     let mut other_device = heartbeat_with(&job.id, not_printed.clone());
     other_device.device_id = "dev-2".into();
     ev.settle_from_receipts("dev-2", &other_device);
@@ -229,19 +229,14 @@ async fn a_receipt_from_another_device_or_attempt_leaves_the_doubt_alone() {
 
 #[tokio::test]
 async fn a_not_printed_answer_requeues_the_job_first_without_that_printer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, _writers, mut ev) = fixture();
     let job = job_out(&mut ev);
     let waiting = JobRecord {
         id: "job-0".into(),
         ..job.clone()
     };
     ev.queue.push_back(Waiting::of(&waiting));
-    let outcome = JobOutcome::NotPrinted {
-        job_id: job.id.clone(),
-        reason: "paper out".into(),
-    };
+    let outcome = not_printed(&job.id, "paper out");
     ev.finish_attempt(&job.id, Ok(outcome));
     let after = stored(&ev, &job);
     assert_eq!(after.status, JobStatus::Queued);
@@ -257,9 +252,7 @@ async fn a_not_printed_answer_requeues_the_job_first_without_that_printer() {
 
 #[tokio::test]
 async fn an_in_doubt_answer_is_recorded_for_the_receipts_and_announced() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, tracker, mut ev) = fixture();
     let job = job_out(&mut ev);
     let outcome = JobOutcome::InDoubt {
         job_id: job.id.clone(),
@@ -278,9 +271,7 @@ async fn an_in_doubt_answer_is_recorded_for_the_receipts_and_announced() {
 
 #[tokio::test]
 async fn a_failed_job_loses_its_label_and_is_announced_as_failed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let tracker = TaskTracker::new();
-    let mut ev = event_loop(dir.path(), &tracker);
+    let (_dir, tracker, mut ev) = fixture();
     let job = stored_job(&mut ev, JobStatus::Queued);
     ev.fail(job.clone(), "expired before a printer was free");
     let after = stored(&ev, &job);
