@@ -113,8 +113,12 @@ fn stale_or_unreachable_agents_get_nothing() {
     assert_eq!(fleet.choose(&want(&[]), &cfg, 2_000), None, "no route");
     fleet.connected(live("a", Some(PeerId::random())));
     assert!(fleet.choose(&want(&[]), &cfg, 2_000).is_some());
+    assert!(
+        fleet.choose(&want(&[]), &cfg, 1_000 + 30_000).is_some(),
+        "fresh for three heartbeat intervals"
+    );
     assert_eq!(
-        fleet.choose(&want(&[]), &cfg, 1_000 + 31_000),
+        fleet.choose(&want(&[]), &cfg, 1_000 + 30_001),
         None,
         "stale"
     );
