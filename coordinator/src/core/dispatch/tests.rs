@@ -130,8 +130,9 @@ fn an_agent_whose_clock_is_off_gets_no_jobs() {
     let mut fleet = Fleet::default();
     let p = Some(PeerId::random());
     fleet.connected(live("a", p));
-    // 1.5 s ahead: within the 2 s allowed.
-    beat(&mut fleet, &hb("a", ready(), 11_500, 0), p, None, 10_000);
+    // 2 s ahead: exactly the 2 s allowed.
+    beat(&mut fleet, &hb("a", ready(), 12_000, 0), p, None, 10_000);
+    assert_eq!(fleet.agent("a").map(AgentLive::worst_skew_ms), Some(2_000));
     assert!(fleet.choose(&want(&[]), &cfg, 10_100).is_some());
     // One heartbeat 3 s behind: no jobs until it leaves the window of the last five.
     beat(&mut fleet, &hb("a", ready(), 8_000, 1), p, None, 11_000);
@@ -201,6 +202,20 @@ fn relayed_agent_routes_through_its_peer() {
     assert_eq!(c.route, Route::Relay(relay_peer));
 }
 
+/// A relay of another site (its heartbeats fresh) is no route: jobs never cross sites.
+#[test]
+fn a_relay_of_another_site_is_no_route() {
+    let cfg = DispatchConfig::default();
+    let mut fleet = Fleet::default();
+    let relay_peer = PeerId::random();
+    let mut relay = live("r", Some(relay_peer));
+    relay.site_id = "elsewhere".into();
+    fleet.connected(relay.clone());
+    fleet.heartbeat(relay, &hb("r", vec![], 0, 0), None, 1_000);
+    beat(&mut fleet, &hb("a", ready(), 0, 0), None, Some("r"), 1_000);
+    assert_eq!(fleet.choose(&want(&[]), &cfg, 2_000), None);
+}
+
 #[test]
 fn refused_printer_waits_for_backoff() {
     let cfg = DispatchConfig::default();
@@ -245,6 +260,27 @@ fn an_agent_restarted_just_after_the_send_is_in_doubt() {
             "agent booted at {boot}"
         );
     }
+}
+
+/// A process that booted more than the skew plus a second (uptime is whole seconds) after
+/// the send surely replaced the one that got the job: in doubt at once, even before the
+/// deadline. One that may have started a moment earlier still waits.
+#[test]
+fn a_process_surely_started_after_the_send_is_in_doubt_before_the_deadline() {
+    let skew = DispatchConfig::default().allowed_skew_ms;
+    let (sent, deadline) = (100_000, 130_000);
+    let latest_possible_old = sent + skew + 1_000;
+    let clock = latest_possible_old + 5_000;
+    assert_eq!(
+        judge(clock + 1, 5, sent, deadline),
+        LostAnswer::InDoubt,
+        "booted 1 ms after the latest instant it could have had the job"
+    );
+    assert_eq!(
+        judge(clock, 5, sent, deadline),
+        LostAnswer::Wait,
+        "booted at that instant: it may be the process that got the job"
+    );
 }
 
 /// Between the deadline and the deadline plus the allowed skew, the agent's clock may be
