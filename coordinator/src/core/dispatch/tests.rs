@@ -260,6 +260,16 @@ fn an_agent_restarted_just_after_the_send_is_in_doubt() {
             "agent booted at {boot}"
         );
     }
+    // Provably running at the send (its boot, plus the skew, a second before it): the job
+    // never reached it, and goes elsewhere.
+    for boot in [sent - skew - 1_000, 1_000] {
+        let clock = deadline + skew + 5_000;
+        assert_eq!(
+            judge(clock, (clock - boot) / 1000, sent, deadline),
+            LostAnswer::Reassign,
+            "agent booted at {boot}"
+        );
+    }
 }
 
 /// A process that booted more than the skew plus a second (uptime is whole seconds) after
