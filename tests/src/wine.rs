@@ -14,6 +14,12 @@
 //! Printers\NAME`; `GetPrinter`/`EnumPrinters` read `Attributes` from there on every call
 //! ([`Prefix::set_printer_attributes`]).
 //!
+//! For the service test ([`Prefix::persist`], [`Prefix::set_system_env`],
+//! [`Prefix::processes`], [`Prefix::program_data`]): Wine's `services.exe` starts a service
+//! with `StartServiceW` in a fresh prefix, and starts every automatic-start service whenever
+//! the prefix's wineserver starts again, so the service test keeps one wineserver for the
+//! whole test (`wineserver -p`) and ends it with `wineserver -k` as always.
+//!
 //! # Requirements
 //! Debian's `wine64` (`/usr/lib/wine/wine64`, `/usr/lib/wine/wineserver64`) and
 //! `gcc-mingw-w64-x86-64`. When either is missing, [`available`] fails the test under `CI`
@@ -136,6 +142,74 @@ impl Prefix {
     /// Where Wine's spooler writes jobs (`C:\windows\system32\spool\printers`).
     pub fn spool_dir(&self) -> PathBuf {
         self.system32().join("spool/printers")
+    }
+
+    /// `C:\ProgramData` of the prefix (`%ProgramData%`).
+    pub fn program_data(&self) -> PathBuf {
+        self.dir.path().join("drive_c/ProgramData")
+    }
+
+    /// Keeps this prefix's wineserver (and so its `services.exe`) running until the prefix
+    /// drops, instead of exiting a few seconds after the last program: a new wineserver would
+    /// start every automatic-start service again.
+    pub async fn persist(&self) -> anyhow::Result<()> {
+        let status = Command::new(WINESERVER)
+            .arg("-p")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("running wineserver -p")?;
+        if !status.success() {
+            bail!("wineserver -p failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Sets a system environment variable in the prefix's registry (`HKLM\System\
+    /// CurrentControlSet\Control\Session Manager\Environment`), which services get.
+    pub async fn set_system_env(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let key = "HKLM\\System\\CurrentControlSet\\Control\\Session Manager\\Environment";
+        let out = self
+            .run(
+                &["reg", "add", key, "/v", name, "/t", "REG_SZ", "/d", value, "/f"],
+                None,
+            )
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "reg add {key} {name} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The pids of this machine's processes of this prefix (by `WINEPREFIX` in their
+    /// environment) whose command line contains `needle`.
+    pub fn processes(&self, needle: &str) -> Vec<u32> {
+        let prefix_env = format!("WINEPREFIX={}", self.dir.path().display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+                let in_prefix = read("environ")
+                    .split(|b| *b == 0)
+                    .any(|kv| kv == prefix_env.as_bytes());
+                let cmdline = read("cmdline");
+                in_prefix
+                    && cmdline
+                        .windows(needle.len().max(1))
+                        .any(|w| w == needle.as_bytes())
+            })
+            .collect()
     }
 
     /// How to start a Windows program of this machine in the prefix.
