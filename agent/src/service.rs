@@ -159,11 +159,15 @@ mod tests {
     #[test]
     fn stop_waits_longer_than_the_drain_and_restarts_are_bounded() {
         assert!(STOP_WAIT > DRAIN_GRACE);
-        assert_eq!(FAILURE_PLAN.restarts, 3);
-        assert!(FAILURE_PLAN.delay >= Duration::from_secs(5));
-        assert_eq!(FAILURE_PLAN.reset_after, Duration::from_secs(86_400));
-        assert!(FAILURE_PLAN.on_non_crash_failures);
-        assert_ne!(EXIT_AGENT_FAILED, 0);
-        assert_ne!(EXIT_AGENT_PANICKED, 0);
+        assert_eq!(
+            FAILURE_PLAN,
+            FailurePlan {
+                restarts: 3,
+                delay: Duration::from_secs(10),
+                reset_after: Duration::from_secs(86_400),
+                on_non_crash_failures: true,
+            }
+        );
+        const { assert!(EXIT_AGENT_FAILED != 0 && EXIT_AGENT_PANICKED != 0) };
     }
 }
