@@ -18,7 +18,7 @@
 //! [`Prefix::processes`], [`Prefix::program_data`]): Wine's `services.exe` starts a service
 //! with `StartServiceW` in a fresh prefix, and starts every automatic-start service whenever
 //! the prefix's wineserver starts again, so the service test keeps one wineserver for the
-//! whole test (`wineserver -p`) and ends it with `wineserver -k` as always.
+//! whole test (a program that waits, [`Prefix::persist`]) and ends it with `wineserver -k` as always.
 //!
 //! # Requirements
 //! Debian's `wine64` (`/usr/lib/wine/wine64`, `/usr/lib/wine/wineserver64`) and
@@ -90,6 +90,8 @@ pub fn windows_path(path: &Path) -> String {
 pub struct Prefix {
     // Field order is drop order: Drop ends the processes before the directory goes.
     env: Vec<(OsString, OsString)>,
+    /// A program that keeps the wineserver up ([`Prefix::persist`]).
+    keeper: Option<tokio::process::Child>,
     /// The prefix (`WINEPREFIX`).
     pub dir: tempfile::TempDir,
 }
@@ -112,7 +114,11 @@ impl Prefix {
         .into_iter()
         .map(|(k, v)| (OsString::from(k), v.to_owned()))
         .collect();
-        let prefix = Prefix { env, dir };
+        let prefix = Prefix {
+            env,
+            keeper: None,
+            dir,
+        };
         let started = Instant::now();
         let out = prefix.run(&["wineboot", "-i"], None).await?;
         if !out.status.success() {
@@ -151,20 +157,22 @@ impl Prefix {
 
     /// Keeps this prefix's wineserver (and so its `services.exe`) running until the prefix
     /// drops, instead of exiting a few seconds after the last program: a new wineserver would
-    /// start every automatic-start service again.
-    pub async fn persist(&self) -> anyhow::Result<()> {
-        let status = Command::new(WINESERVER)
-            .arg("-p")
+    /// start every automatic-start service again. A `cmd /c pause` waiting on a pipe that is
+    /// never written holds it (`wineserver -p` right after `wineboot` raced with the old
+    /// server's exit here and left the next program hanging).
+    pub async fn persist(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(WINE64)
+            .args(["cmd", "/c", "pause"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .await
-            .context("running wineserver -p")?;
-        if !status.success() {
-            bail!("wineserver -p failed ({status})");
-        }
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {WINE64} cmd /c pause"))?;
+        self.keeper = Some(child);
         Ok(())
     }
 
@@ -174,7 +182,9 @@ impl Prefix {
         let key = "HKLM\\System\\CurrentControlSet\\Control\\Session Manager\\Environment";
         let out = self
             .run(
-                &["reg", "add", key, "/v", name, "/t", "REG_SZ", "/d", value, "/f"],
+                &[
+                    "reg", "add", key, "/v", name, "/t", "REG_SZ", "/d", value, "/f",
+                ],
                 None,
             )
             .await?;

@@ -160,7 +160,7 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     .await;
     let cupsd = Cupsd::start().await;
     cupsd.add_queue(QUEUE, &format!("socket://{}", sim.addr()), &[]);
-    let prefix = Prefix::new(&cupsd.server()).await?;
+    let mut prefix = Prefix::new(&cupsd.server()).await?;
     // One wineserver for the whole test: a new one would start the auto-start service again.
     prefix.persist().await?;
     // Services get the system environment: the service's winspool must find the same CUPS.
@@ -215,7 +215,10 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
         !ok && err.contains("Service Control Manager") && err.contains("sealprint-agent run"),
         "service run from a console: {out}{err}"
     );
-    eprintln!("winesvc: `service run` from a console refused in {:?}", t.elapsed());
+    eprintln!(
+        "winesvc: `service run` from a console refused in {:?}",
+        t.elapsed()
+    );
 
     // install, and what the SCM registered.
     let install = must(
@@ -274,16 +277,29 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     let pids = prefix.processes("sealprint-agent.exe");
     ensure!(!pids.is_empty(), "no service process found in the prefix");
     let first = print_one(&site, &sim, &printer_id, 1).await?;
-    eprintln!("winesvc: label printed by the service after {:?}", started.elapsed());
+    eprintln!(
+        "winesvc: label printed by the service after {:?}",
+        started.elapsed()
+    );
 
     // stop → returns within the stop wait, the process ends.
     let t = Instant::now();
     must(&prefix, &exe, &["service", "stop"], None).await?;
     let stop_took = t.elapsed();
-    ensure!(stop_took < STOP_WAIT + Duration::from_secs(10), "{stop_took:?}");
-    wait_for("the service process gone", Duration::from_secs(30), || async {
-        Ok(prefix.processes("sealprint-agent.exe").is_empty().then_some(()))
-    })
+    ensure!(
+        stop_took < STOP_WAIT + Duration::from_secs(10),
+        "{stop_took:?}"
+    );
+    wait_for(
+        "the service process gone",
+        Duration::from_secs(30),
+        || async {
+            Ok(prefix
+                .processes("sealprint-agent.exe")
+                .is_empty()
+                .then_some(()))
+        },
+    )
     .await?;
     eprintln!("winesvc: `service stop` took {stop_took:?} and the process ended");
 
@@ -296,7 +312,10 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
         "the service log: {log}"
     );
     let leaked = files_containing(&data_dir, first.as_bytes());
-    ensure!(leaked.is_empty(), "label text under the data dir: {leaked:?}");
+    ensure!(
+        leaked.is_empty(),
+        "label text under the data dir: {leaked:?}"
+    );
 
     // The key files are sealed: the header, and no window of them is the seed.
     let cert = Certificate::decode(&std::fs::read(data_dir.join("device.cert"))?)
@@ -335,9 +354,16 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
     must(&prefix, &exe, &["service", "uninstall"], None).await?;
     eprintln!("winesvc: uninstall (stop included) took {:?}", t.elapsed());
-    wait_for("the service process gone after uninstall", Duration::from_secs(30), || async {
-        Ok(prefix.processes("sealprint-agent.exe").is_empty().then_some(()))
-    })
+    wait_for(
+        "the service process gone after uninstall",
+        Duration::from_secs(30),
+        || async {
+            Ok(prefix
+                .processes("sealprint-agent.exe")
+                .is_empty()
+                .then_some(()))
+        },
+    )
     .await?;
     let reg = prefix.run(&["reg", "query", SERVICE_KEY], None).await?;
     ensure!(
@@ -346,7 +372,10 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
         String::from_utf8_lossy(&reg.stdout)
     );
     let (ok, out, err) = agent_cmd(&prefix, &exe, &["service", "stop"], None).await?;
-    ensure!(!ok && err.contains("not installed"), "stop after uninstall: {out}{err}");
+    ensure!(
+        !ok && err.contains("not installed"),
+        "stop after uninstall: {out}{err}"
+    );
     eprintln!("winesvc: whole test {:?}", started.elapsed());
     Ok(())
 }

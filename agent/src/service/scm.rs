@@ -73,8 +73,9 @@ fn scm(action: &'static str) -> impl Fn(windows_service::Error) -> ServiceError 
 }
 
 fn manager(access: ServiceManagerAccess) -> Result<ServiceManager, ServiceError> {
-    ServiceManager::local_computer(None::<&str>, access)
-        .map_err(scm("opening the Service Control Manager (run as Administrator)"))
+    ServiceManager::local_computer(None::<&str>, access).map_err(scm(
+        "opening the Service Control Manager (run as Administrator)",
+    ))
 }
 
 fn open(access: ServiceAccess) -> Result<windows_service::service::Service, ServiceError> {
@@ -189,7 +190,9 @@ pub fn uninstall(stop_wait: Duration) -> Result<(), ServiceError> {
 /// error.
 pub fn start(wait: Duration) -> Result<(), ServiceError> {
     let service = open(ServiceAccess::QUERY_STATUS | ServiceAccess::START)?;
-    let status = service.query_status().map_err(scm("querying the service"))?;
+    let status = service
+        .query_status()
+        .map_err(scm("querying the service"))?;
     if status.current_state != ServiceState::Running {
         service
             .start::<&str>(&[])
@@ -197,7 +200,9 @@ pub fn start(wait: Duration) -> Result<(), ServiceError> {
     }
     let deadline = Instant::now() + wait;
     loop {
-        let status = service.query_status().map_err(scm("querying the service"))?;
+        let status = service
+            .query_status()
+            .map_err(scm("querying the service"))?;
         match status.current_state {
             ServiceState::Running => return Ok(()),
             ServiceState::Stopped => {
@@ -238,7 +243,9 @@ fn stop_service(
     }
     let deadline = Instant::now() + wait;
     loop {
-        let status = service.query_status().map_err(scm("querying the service"))?;
+        let status = service
+            .query_status()
+            .map_err(scm("querying the service"))?;
         match status.current_state {
             ServiceState::Stopped => return Ok(()),
             now if Instant::now() >= deadline => {
@@ -276,7 +283,9 @@ define_windows_service!(ffi_service_main, service_main);
 
 fn status(state: ServiceState, exit_code: ServiceExitCode, wait_hint: Duration) -> ServiceStatus {
     let controls_accepted = if state == ServiceState::Running {
-        ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN | ServiceControlAccept::PRESHUTDOWN
+        ServiceControlAccept::STOP
+            | ServiceControlAccept::SHUTDOWN
+            | ServiceControlAccept::PRESHUTDOWN
     } else {
         ServiceControlAccept::empty()
     };
@@ -317,7 +326,11 @@ fn service_main(_arguments: Vec<OsString>) {
         }
     };
     let none = ServiceExitCode::NO_ERROR;
-    report(status(ServiceState::StartPending, none, Duration::from_secs(10)));
+    report(status(
+        ServiceState::StartPending,
+        none,
+        Duration::from_secs(10),
+    ));
     let token = CancellationToken::new();
     let agent_token = token.clone();
     let worker = thread::spawn(move || agent(agent_token));
@@ -331,7 +344,11 @@ fn service_main(_arguments: Vec<OsString>) {
         match stop_rx.recv_timeout(Duration::from_millis(250)) {
             Ok(()) => {
                 tracing::info!("service stopping");
-                report(status(ServiceState::StopPending, none, DRAIN_GRACE + Duration::from_secs(5)));
+                report(status(
+                    ServiceState::StopPending,
+                    none,
+                    DRAIN_GRACE + Duration::from_secs(5),
+                ));
                 token.cancel();
                 break;
             }
