@@ -158,8 +158,10 @@ impl Prefix {
     /// Keeps this prefix's wineserver (and so its `services.exe`) running until the prefix
     /// drops, instead of exiting a few seconds after the last program: a new wineserver would
     /// start every automatic-start service again. A `cmd /c pause` waiting on a pipe that is
-    /// never written holds it (`wineserver -p` right after `wineboot` raced with the old
-    /// server's exit here and left the next program hanging).
+    /// never written holds it. Call it right after [`Prefix::new`], while `wineboot`'s
+    /// wineserver still runs, so the keeper joins that session: when the test let that server
+    /// exit first (`wineserver -w` or `wineserver -p` before the keeper), the next program
+    /// (`reg add`) hung for 180 s in the new session, which was not understood.
     pub async fn persist(&mut self) -> anyhow::Result<()> {
         let child = Command::new(WINE64)
             .args(["cmd", "/c", "pause"])
@@ -173,6 +175,13 @@ impl Prefix {
             .spawn()
             .with_context(|| format!("starting {WINE64} cmd /c pause"))?;
         self.keeper = Some(child);
+        let deadline = Instant::now() + WINE_WITHIN;
+        while self.processes("/c pause").is_empty() {
+            if Instant::now() > deadline {
+                bail!("the prefix's keeper (cmd /c pause) did not start within {WINE_WITHIN:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 
@@ -213,7 +222,11 @@ impl Prefix {
                 let in_prefix = read("environ")
                     .split(|b| *b == 0)
                     .any(|kv| kv == prefix_env.as_bytes());
-                let cmdline = read("cmdline");
+                // Arguments are NUL-separated: match them as one space-separated line.
+                let cmdline: Vec<u8> = read("cmdline")
+                    .into_iter()
+                    .map(|b| if b == 0 { b' ' } else { b })
+                    .collect();
                 in_prefix
                     && cmdline
                         .windows(needle.len().max(1))

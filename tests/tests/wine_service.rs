@@ -34,7 +34,7 @@ use sealprint_testkit::cups::{self, Cupsd};
 use sealprint_testkit::printer_sim::{self, SimConfig, SimHandle};
 use sealprint_testkit::scenario::{files_containing, marker, zpl_label, Site};
 use sealprint_testkit::wine::{self, windows_path, Prefix, ATTRIBUTE_DIRECT};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const QUEUE: &str = "ZebraSvc";
 const PRINTER: &str = "zs";
