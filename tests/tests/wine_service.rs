@@ -160,9 +160,8 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     .await;
     let cupsd = Cupsd::start().await;
     cupsd.add_queue(QUEUE, &format!("socket://{}", sim.addr()), &[]);
-    let mut prefix = Prefix::new(&cupsd.server()).await?;
     // One wineserver for the whole test: a new one would start the auto-start service again.
-    prefix.persist().await?;
+    let prefix = Prefix::new_persistent(&cupsd.server()).await?;
     // Services get the system environment: the service's winspool must find the same CUPS.
     prefix
         .set_system_env("CUPS_SERVER", &cupsd.server())
