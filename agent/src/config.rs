@@ -15,7 +15,8 @@ use crate::printer::PrinterConfig;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Data directory (keys, certificate, pins). No default: it must be given here or by flag.
+    /// Data directory (keys, certificate, pins). Default on Windows `%ProgramData%\sealprint`;
+    /// elsewhere none: it must be given here or by flag.
     pub data_dir: Option<PathBuf>,
     /// Multiaddrs to listen on for site peers. Default: `/ip4/0.0.0.0/tcp/0`.
     #[serde(default)]
@@ -94,7 +95,10 @@ pub fn parse_file(text: &str) -> Result<FileConfig, String> {
 /// Every problem found, one per entry.
 pub fn resolve(file: FileConfig, flags: Flags) -> Result<RunConfig, Vec<String>> {
     let mut problems = Vec::new();
-    let data_dir = flags.data_dir.or(file.data_dir);
+    let data_dir = flags
+        .data_dir
+        .or(file.data_dir)
+        .or_else(crate::data_dir::default_dir);
     if data_dir.is_none() {
         problems.push("data_dir is required (--data-dir or data_dir in the config)".to_owned());
     }

@@ -1,9 +1,12 @@
 //! The device's identity on disk: keys generated on the device (never sent anywhere), the
 //! certificate the coordinator issued, and what the agent pins of the coordinator.
 //!
-//! Layout of the data directory (mode 0700; key files 0600):
+//! Layout of the data directory (mode 0700, key files 0600; on Windows a DACL for SYSTEM and
+//! Administrators only, see [`crate::data_dir`]):
 //! - `device.key`: the 32-byte ed25519 seed (the libp2p identity and relay signing key);
 //! - `x25519.key`: the 32-byte X25519 secret that sealed labels are opened with;
+//!   on Windows both are sealed with DPAPI at machine scope ([`crate::secret_file`]), and a
+//!   legacy unsealed key file is sealed the first time it is loaded;
 //! - `device.cert`: the encoded device certificate;
 //! - `coordinator.json`: the coordinator's PeerId, multiaddrs, CA key and X25519 key.
 //!
@@ -18,6 +21,8 @@ use sealprint_protocol::Certificate;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+use crate::{data_dir, secret_file};
 
 /// Why the identity could not be loaded or saved.
 #[derive(Debug, Error)]
@@ -188,8 +193,8 @@ impl DeviceIdentity {
     /// [`IdentityError::Io`].
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
         create_private_dir(dir)?;
-        write_private(&dir.join("device.key"), self.keys.ed25519_seed.as_ref())?;
-        write_private(&dir.join("x25519.key"), self.keys.x25519_secret.as_ref())?;
+        write_secret(&dir.join("device.key"), self.keys.ed25519_seed.as_ref())?;
+        write_secret(&dir.join("x25519.key"), self.keys.x25519_secret.as_ref())?;
         let pin = serde_json::to_vec_pretty(&self.coordinator).map_err(|e| corrupt(dir, e))?;
         write_private(&dir.join("coordinator.json"), &pin)?;
         write_private(&dir.join("device.cert"), &self.certificate.encode())
@@ -210,14 +215,27 @@ fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
     })
 }
 
+/// Reads a key file: sealed on Windows ([`crate::secret_file`]), plain on Unix. A plain key
+/// file on Windows (written before keys were sealed) is sealed in place.
 fn read_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
-    let bytes = Zeroizing::new(read(path)?);
+    let stored = Zeroizing::new(read(path)?);
+    let (bytes, was_sealed) = secret_file::open(&stored).map_err(|e| corrupt(path, e))?;
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
         return Err(corrupt(path, "key file is not 32 bytes"));
     }
     key.copy_from_slice(&bytes);
+    if secret_file::SEALS && !was_sealed {
+        write_secret(path, key.as_ref())?;
+        tracing::warn!(file = %path.display(), "sealed a legacy unsealed key file");
+    }
     Ok(key)
+}
+
+/// Writes a secret file: sealed on Windows, as it is (0600) on Unix.
+fn write_secret(path: &Path, secret: &[u8]) -> Result<(), IdentityError> {
+    let sealed = secret_file::seal(secret).map_err(|e| corrupt(path, e))?;
+    write_private(path, &sealed)
 }
 
 /// Decodes 64 hex characters.
@@ -226,7 +244,8 @@ pub(crate) fn hex32(s: &str) -> Result<[u8; 32], String> {
     v.try_into().map_err(|_| "expected 32 bytes".to_owned())
 }
 
-/// Creates `dir` (and parents) readable only by the agent's user.
+/// Creates `dir` (and parents) readable only by the agent's user (Unix: 0700; Windows: SYSTEM
+/// and Administrators only).
 ///
 /// # Errors
 /// [`IdentityError::Io`].
@@ -236,12 +255,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
         source,
     };
     fs::create_dir_all(dir).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-    }
-    Ok(())
+    data_dir::restrict(dir).map_err(io)
 }
 
 /// Writes `bytes` to `path` atomically (temp file + rename), mode 0600.

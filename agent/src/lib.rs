@@ -10,6 +10,9 @@
 //! - [`config`]: the TOML file and flags, validated together.
 //! - [`host`]: this machine's host name (the default enrollment name).
 //! - [`identity`]: keys, certificate and coordinator pin in the data directory.
+//! - [`data_dir`]: the default data directory (Windows) and who may read it.
+//! - [`secret_file`]: private key files sealed at rest (DPAPI on Windows).
+//! - [`service`]: the agent as a Windows service (the SCM calls are Windows-only).
 //! - [`enroll`]: the enrollment exchange.
 //! - [`mesh`]: the event loop that owns the libp2p swarm.
 //! - [`station`]: this station's printers, locked and probed.
@@ -26,6 +29,7 @@
 //! Label bytes never touch the agent's disk and are wiped from memory after printing.
 
 pub mod config;
+pub mod data_dir;
 pub mod discover;
 pub mod doctor;
 pub mod enroll;
@@ -36,7 +40,9 @@ pub mod metrics;
 pub mod printer;
 pub mod receipts;
 pub mod revocations;
+pub mod secret_file;
 pub mod sequence;
+pub mod service;
 pub mod station;
 pub mod status;
 pub mod versions;

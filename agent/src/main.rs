@@ -5,6 +5,7 @@
 
 mod operator;
 mod run;
+mod service_command;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,9 +36,9 @@ struct Cli {
 enum Command {
     /// Generate this device's keys and enroll it with a one-time token.
     Enroll {
-        /// Data directory for keys and certificate.
+        /// Data directory for keys and certificate (default on Windows: %ProgramData%\sealprint).
         #[arg(long)]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         /// The enrollment token (sptok1.…); `-` reads it from standard input.
         token: String,
         /// The station's name in the coordinator (default: this machine's host name).
@@ -124,6 +125,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The agent as a Windows service: install, uninstall, start, stop, and its entry point.
+    Service {
+        #[command(subcommand)]
+        action: service_command::Action,
+    },
 }
 
 #[derive(clap::Args)]
@@ -164,7 +170,10 @@ fn init_tracing(format: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    match &cli.command {
+        Command::Service { action } if service_command::init_file_tracing(action) => {}
+        _ => init_tracing(&cli.log_format),
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match cli.command {
@@ -173,7 +182,12 @@ async fn main() -> anyhow::Result<()> {
             token,
             name,
             timeout_secs,
-        } => run::enroll(&data_dir, &token, name, Duration::from_secs(timeout_secs)).await,
+        } => {
+            let data_dir = data_dir
+                .or_else(sealprint_agent::data_dir::default_dir)
+                .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+            run::enroll(&data_dir, &token, name, Duration::from_secs(timeout_secs)).await
+        }
         Command::Run {
             common,
             listen,
@@ -248,6 +262,7 @@ async fn main() -> anyhow::Result<()> {
             };
             operator::doctor(options, json).await
         }
+        Command::Service { action } => service_command::run(action).await,
     }
 }
 

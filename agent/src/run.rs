@@ -15,7 +15,7 @@ use sealprint_protocol::EnrollmentToken;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopping agent lets its jobs finish.
-const DRAIN_GRACE: Duration = Duration::from_secs(20);
+const DRAIN_GRACE: Duration = sealprint_agent::service::DRAIN_GRACE;
 
 /// Reads the TOML file (if any) and resolves it with the flags, reporting every problem.
 pub fn load(config: Option<&Path>, flags: Flags) -> anyhow::Result<RunConfig> {

@@ -14,6 +14,12 @@
 //! Printers\NAME`; `GetPrinter`/`EnumPrinters` read `Attributes` from there on every call
 //! ([`Prefix::set_printer_attributes`]).
 //!
+//! For the service test ([`Prefix::persist`], [`Prefix::set_system_env`],
+//! [`Prefix::processes`], [`Prefix::program_data`]): Wine's `services.exe` starts a service
+//! with `StartServiceW` in a fresh prefix, and starts every automatic-start service whenever
+//! the prefix's wineserver starts again, so the service test keeps one wineserver for the
+//! whole test (a program that waits, [`Prefix::persist`]) and ends it with `wineserver -k` as always.
+//!
 //! # Requirements
 //! Debian's `wine64` (`/usr/lib/wine/wine64`, `/usr/lib/wine/wineserver64`) and
 //! `gcc-mingw-w64-x86-64`. When either is missing, [`available`] fails the test under `CI`
@@ -84,6 +90,8 @@ pub fn windows_path(path: &Path) -> String {
 pub struct Prefix {
     // Field order is drop order: Drop ends the processes before the directory goes.
     env: Vec<(OsString, OsString)>,
+    /// A program that keeps the wineserver up ([`Prefix::persist`]).
+    keeper: Option<tokio::process::Child>,
     /// The prefix (`WINEPREFIX`).
     pub dir: tempfile::TempDir,
 }
@@ -106,7 +114,11 @@ impl Prefix {
         .into_iter()
         .map(|(k, v)| (OsString::from(k), v.to_owned()))
         .collect();
-        let prefix = Prefix { env, dir };
+        let prefix = Prefix {
+            env,
+            keeper: None,
+            dir,
+        };
         let started = Instant::now();
         let out = prefix.run(&["wineboot", "-i"], None).await?;
         if !out.status.success() {
@@ -138,6 +150,91 @@ impl Prefix {
         self.system32().join("spool/printers")
     }
 
+    /// `C:\ProgramData` of the prefix (`%ProgramData%`).
+    pub fn program_data(&self) -> PathBuf {
+        self.dir.path().join("drive_c/ProgramData")
+    }
+
+    /// Keeps this prefix's wineserver (and so its `services.exe`) running until the prefix
+    /// drops, instead of exiting a few seconds after the last program: a new wineserver would
+    /// start every automatic-start service again. A `cmd /c pause` waiting on a pipe that is
+    /// never written holds it. Call it right after [`Prefix::new`], while `wineboot`'s
+    /// wineserver still runs, so the keeper joins that session: when the test let that server
+    /// exit first (`wineserver -w` or `wineserver -p` before the keeper), the next program
+    /// (`reg add`) hung for 180 s in the new session, which was not understood.
+    pub async fn persist(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(WINE64)
+            .args(["cmd", "/c", "pause"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {WINE64} cmd /c pause"))?;
+        self.keeper = Some(child);
+        let deadline = Instant::now() + WINE_WITHIN;
+        while self.processes("/c pause").is_empty() {
+            if Instant::now() > deadline {
+                bail!("the prefix's keeper (cmd /c pause) did not start within {WINE_WITHIN:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Sets a system environment variable in the prefix's registry (`HKLM\System\
+    /// CurrentControlSet\Control\Session Manager\Environment`), which services get.
+    pub async fn set_system_env(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let key = "HKLM\\System\\CurrentControlSet\\Control\\Session Manager\\Environment";
+        let out = self
+            .run(
+                &[
+                    "reg", "add", key, "/v", name, "/t", "REG_SZ", "/d", value, "/f",
+                ],
+                None,
+            )
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "reg add {key} {name} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The pids of this machine's processes of this prefix (by `WINEPREFIX` in their
+    /// environment) whose command line contains `needle`.
+    pub fn processes(&self, needle: &str) -> Vec<u32> {
+        let prefix_env = format!("WINEPREFIX={}", self.dir.path().display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+                let in_prefix = read("environ")
+                    .split(|b| *b == 0)
+                    .any(|kv| kv == prefix_env.as_bytes());
+                // Arguments are NUL-separated: match them as one space-separated line.
+                let cmdline: Vec<u8> = read("cmdline")
+                    .into_iter()
+                    .map(|b| if b == 0 { b' ' } else { b })
+                    .collect();
+                in_prefix
+                    && cmdline
+                        .windows(needle.len().max(1))
+                        .any(|w| w == needle.as_bytes())
+            })
+            .collect()
+    }
+
     /// How to start a Windows program of this machine in the prefix.
     pub fn launcher(&self, exe: &Path) -> Launcher {
         Launcher {
@@ -156,6 +253,39 @@ impl Prefix {
 
     /// Like [`Prefix::run`], with arguments that need not be UTF-8.
     pub async fn run_os(&self, args: &[OsString], stdin: Option<&[u8]>) -> anyhow::Result<Output> {
+        self.run_within(args, stdin, WINE_WITHIN).await
+    }
+
+    /// A prefix whose wineserver stays up ([`Prefix::persist`]) and answers: made again (up
+    /// to three times) when a first program in it does not end within 30 s. About one run in
+    /// three here, a prefix's first program after the keeper hung in the new session (see
+    /// [`Prefix::persist`]); the cause was not found, so the harness retries and says so.
+    pub async fn new_persistent(cups_server: &str) -> anyhow::Result<Prefix> {
+        let mut last = None;
+        for attempt in 1..=3 {
+            let mut prefix = Prefix::new(cups_server).await?;
+            prefix.persist().await?;
+            let probe = ["cmd", "/c", "echo", "ready"].map(OsString::from);
+            match prefix
+                .run_within(&probe, None, Duration::from_secs(30))
+                .await
+            {
+                Ok(out) if out.status.success() => return Ok(prefix),
+                Ok(out) => last = Some(anyhow::anyhow!("probe failed ({})", out.status)),
+                Err(e) => last = Some(e),
+            }
+            eprintln!("wine: prefix attempt {attempt} did not answer; making a new one");
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no prefix")))
+    }
+
+    /// Like [`Prefix::run_os`], within `within`.
+    pub async fn run_within(
+        &self,
+        args: &[OsString],
+        stdin: Option<&[u8]>,
+        within: Duration,
+    ) -> anyhow::Result<Output> {
         let mut child = Command::new(WINE64)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -175,9 +305,9 @@ impl Prefix {
             pipe.write_all(input).await?;
             drop(pipe);
         }
-        tokio::time::timeout(WINE_WITHIN, child.wait_with_output())
+        tokio::time::timeout(within, child.wait_with_output())
             .await
-            .with_context(|| format!("wine64 {args:?} did not end within {WINE_WITHIN:?}"))?
+            .with_context(|| format!("wine64 {args:?} did not end within {within:?}"))?
             .context("waiting for wine64")
     }
 
