@@ -71,6 +71,7 @@ pub(super) fn fixture() -> Fixture {
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
         readiness: Arc::new(crate::core::readiness::Readiness::ready()),
+        releases: crate::services::releases::Releases::new(None, dir.path()),
     });
     Fixture {
         _dir: dir,
@@ -2051,6 +2052,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
         readiness: Arc::new(crate::core::readiness::Readiness::ready()),
+        releases: f.state.releases.clone(),
     });
     let resp = handle(
         &off,
