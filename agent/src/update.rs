@@ -59,6 +59,13 @@ pub const PLATFORM: &str = if cfg!(windows) {
     "linux-amd64"
 };
 
+/// The name of the agent binary in a release manifest (the only artifact it installs).
+pub const AGENT_ARTIFACT: &str = if cfg!(windows) {
+    "sealprint-agent.exe"
+} else {
+    "sealprint-agent"
+};
+
 /// The exit code of a Windows agent that replaced its binary: the service's recovery
 /// settings restart it into the new one.
 pub const RESTART_EXIT_CODE: i32 = 75;
@@ -112,8 +119,8 @@ pub enum Refusal {
     /// The signature does not verify.
     #[error("release signature does not verify")]
     BadSignature,
-    /// No artifact for this platform, or the offer names another.
-    #[error("no artifact for platform {0} in the release")]
+    /// No agent binary for this platform, or the offer names another artifact.
+    #[error("no agent binary for platform {0} in the release")]
     NoArtifact(String),
     /// The offered version is below the fleet minimum.
     #[error("version {version} is below the fleet minimum {min}")]
@@ -186,7 +193,7 @@ pub fn plan(
     let artifact = verified
         .manifest()
         .artifact(&offer.artifact)
-        .filter(|a| a.platform == PLATFORM)
+        .filter(|a| a.platform == PLATFORM && a.name == AGENT_ARTIFACT)
         .cloned()
         .ok_or_else(|| Refusal::NoArtifact(PLATFORM.to_owned()))?;
     let parsed: Version = version
@@ -266,12 +273,12 @@ mod tests {
     use sealprint_release::{Manifest, ReleaseKey};
 
     fn offer(key: &ReleaseKey, version: &str, bytes: &[u8]) -> UpdateOffer {
-        let a = Artifact::measure("sealprint-agent", PLATFORM, bytes).expect("in memory");
+        let a = Artifact::measure(AGENT_ARTIFACT, PLATFORM, bytes).expect("in memory");
         let m = Manifest::new(version, vec![a]).expect("manifest");
         UpdateOffer {
             version: version.into(),
             platform: PLATFORM.into(),
-            artifact: "sealprint-agent".into(),
+            artifact: AGENT_ARTIFACT.into(),
             manifest: SignedManifest::sign(m, key).expect("signs").to_json(),
         }
     }

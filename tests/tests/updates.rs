@@ -399,8 +399,9 @@ async fn a_fleet_updates_to_a_signed_bumped_build_and_every_label_prints_once() 
     let now_pids: Vec<Option<u32>> = fleet.iter().map(|s| s.agent.pid()).collect();
     assert_eq!(pids, now_pids);
     for d in &devices {
-        wait_audit(&site, "update.applied", d).await?;
-        wait_audit(&site, "update.offered", d).await?;
+        for step in ["offered", "fetched", "applied", "running"] {
+            wait_audit(&site, &format!("update.{step}"), d).await?;
+        }
     }
     for s in &fleet {
         assert_eq!(std::fs::read(&s.exe)?, bumped, "the binary was replaced");

@@ -91,6 +91,9 @@ impl EventLoop {
             if let Err(e) = std::fs::write(self.data_dir.join(ACK_FILE), VERSION) {
                 warn!(error = %e, "trial acknowledgement not written");
             }
+            if direct {
+                self.report(VERSION, UpdateStep::Running, "");
+            }
         }
         if !direct {
             if !self.update_note_logged && self.policy.release_key.is_some() {

@@ -25,6 +25,10 @@ use crate::core::paths::releases_dir;
 use crate::core::rollout::Desired;
 use crate::store::{Store, StoreError};
 
+/// The artifact names of the agent's own binary (Linux, Windows): the only artifacts offered
+/// to running agents.
+pub const AGENT_BINARIES: [&str; 2] = ["sealprint-agent", "sealprint-agent.exe"];
+
 /// Why a release operation failed.
 #[derive(Debug, Error)]
 pub enum ReleaseServiceError {
@@ -169,8 +173,9 @@ impl Releases {
     }
 
     /// The offer for an agent of `platform` reporting `agent_version`, under `desired`:
-    /// `None` when the agent is not in the rollout, is not below the version, or the release
-    /// has no received artifact for its platform.
+    /// `None` when the agent is not in the rollout, already runs the version, or the release
+    /// has no received agent binary for its platform (an artifact named [`AGENT_BINARIES`]:
+    /// a release's `.deb` or MSI is for installers, never offered to a running agent).
     ///
     /// # Errors
     /// Store failures.
@@ -191,11 +196,11 @@ impl Releases {
         };
         let signed = SignedManifest::from_json(&json)?;
         let received = store.release_artifacts(&version)?;
-        let artifact = signed
-            .manifest
-            .artifacts
-            .iter()
-            .find(|a| a.platform == platform && received.contains(&a.name));
+        let artifact = signed.manifest.artifacts.iter().find(|a| {
+            a.platform == platform
+                && AGENT_BINARIES.contains(&a.name.as_str())
+                && received.contains(&a.name)
+        });
         Ok(artifact.map(|a| UpdateOffer {
             version,
             platform: platform.to_owned(),
