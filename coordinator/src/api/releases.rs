@@ -4,7 +4,8 @@
 //!   release public key's id (`null` without one).
 //! - `PUT /v1/releases/{version}/manifest` (platform admin): the signed manifest JSON as
 //!   `sealprint-release sign` writes it. Refused (422) unless it verifies against the
-//!   configured release public key and names `{version}`; 503 when no key is configured.
+//!   configured release public key and names `{version}` (422 too when no key is
+//!   configured).
 //! - `PUT /v1/releases/{version}/artifacts/{artifact}` (platform admin): the artifact's bytes
 //!   (`application/octet-stream`, up to [`ARTIFACT_LIMIT`], streamed to a file, never held in
 //!   memory): accepted only when its size and SHA-256 match the manifest uploaded first.
@@ -66,10 +67,10 @@ fn refused(
         now,
     );
     match e {
-        ReleaseServiceError::NoKey => ApiError::unavailable(e.to_string()),
         ReleaseServiceError::Unknown => ApiError::not_found("release or artifact"),
         ReleaseServiceError::Io(_) | ReleaseServiceError::Store(_) => ApiError::internal(e),
-        ReleaseServiceError::TooLarge
+        ReleaseServiceError::NoKey
+        | ReleaseServiceError::TooLarge
         | ReleaseServiceError::Manifest(_)
         | ReleaseServiceError::VersionMismatch => ApiError::unprocessable(e.to_string()),
     }

@@ -1671,8 +1671,8 @@ async fn every_route_checks_role_and_tenant() {
             || (path.ends_with("/spapi-connections") && s == StatusCode::BAD_REQUEST)
             || ((path.ends_with("/resolve") || path.ends_with("/cancel"))
                 && s == StatusCode::SERVICE_UNAVAILABLE)
-            // No release key configured in the fixture: uploads are unavailable.
-            || (path.starts_with("/v1/releases/") && s == StatusCode::SERVICE_UNAVAILABLE)
+            // No release key configured in the fixture: uploads are refused.
+            || (path.starts_with("/v1/releases/") && s == StatusCode::UNPROCESSABLE_ENTITY)
     };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {
