@@ -82,10 +82,24 @@ pub fn install(paths: &BinaryPaths, bytes: &[u8]) -> std::io::Result<()> {
         make_executable(&f)?;
         f.sync_all()?;
     }
-    copy_atomically(&paths.exe, &paths.prev)?;
+    keep_previous(paths)?;
     std::fs::rename(&paths.new, &paths.exe)?;
     sync_dir(&paths.exe);
     Ok(())
+}
+
+/// Keeps the running binary as `prev`: a copy on Unix (the path keeps a whole binary
+/// throughout); on Windows a running `.exe` cannot be replaced but can be renamed, so it is
+/// moved to `prev` and the new one takes its name right after.
+#[cfg(not(windows))]
+fn keep_previous(paths: &BinaryPaths) -> std::io::Result<()> {
+    copy_atomically(&paths.exe, &paths.prev)
+}
+
+#[cfg(windows)]
+fn keep_previous(paths: &BinaryPaths) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&paths.prev);
+    std::fs::rename(&paths.exe, &paths.prev)
 }
 
 /// Puts the previous binary back at the running path (atomic; `prev` is kept).
