@@ -294,6 +294,18 @@ async fn wait_audit(site: &Site, action: &str, object: &str) -> anyhow::Result<V
     .await
 }
 
+/// The rollout bucket of a device, as the coordinator computes it (`core::rollout`).
+fn bucket(device_id: &str) -> u8 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sealprint/rollout-bucket/v1\0");
+    h.update(device_id.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(first) % 100) as u8
+}
+
 /// Labels numbered `from..to` of `mark`, submitted to the pool.
 async fn submit_range(
     site: &Site,
@@ -360,18 +372,28 @@ async fn a_fleet_updates_to_a_signed_bumped_build_and_every_label_prints_once() 
     set_desired(&site, &b.bumped_version, 34).await?;
     let mut next = 6;
     let devices: Vec<String> = fleet.iter().map(|s| s.agent.device_id.clone()).collect();
-    let first = wait_for("a first agent on the new version", LIMIT, || async {
-        let mut on_new = 0;
-        for d in &devices {
-            if agent_version(&site, d).await?.as_deref() == Some(b.bumped_version.as_str()) {
-                on_new += 1;
+    // The agents a 34 % rollout chooses (the coordinator's bucket rule, recomputed here):
+    // exactly those update, and the others wait for 100 %.
+    let chosen: Vec<&String> = devices.iter().filter(|d| bucket(d) < 34).collect();
+    let stepped = !chosen.is_empty();
+    if stepped {
+        wait_for("the chosen agents on the new version", LIMIT, || async {
+            for d in &chosen {
+                if agent_version(&site, d).await?.as_deref() != Some(b.bumped_version.as_str()) {
+                    return Ok(None);
+                }
             }
-        }
-        Ok((on_new >= 1).then_some(on_new))
-    })
-    .await;
-    // With three agents a 34 % rollout may choose none of them: then go on to 100 %.
-    let stepped = first.is_ok();
+            Ok(Some(()))
+        })
+        .await?;
+    }
+    for d in devices.iter().filter(|d| !chosen.contains(d)) {
+        assert_eq!(
+            agent_version(&site, d).await?.as_deref(),
+            Some(b.base_version.as_str()),
+            "an agent outside the 34 % updated"
+        );
+    }
     ids.extend(submit_range(&site, &mark, next..next + 3).await?);
     next += 3;
     set_desired(&site, &b.bumped_version, 100).await?;

@@ -30,8 +30,13 @@ pub(super) enum Progress {
     Asking,
     /// Chunks are being fetched.
     Fetching { plan: Plan, bytes: Vec<u8> },
-    /// The bytes are checked; waiting for jobs in flight to finish.
-    Draining { plan: Plan, bytes: Vec<u8> },
+    /// The bytes are checked; waiting for the coordinator to record `fetched` (it then
+    /// holds the agent out of dispatch) and for jobs in flight to finish.
+    Draining {
+        plan: Plan,
+        bytes: Vec<u8>,
+        recorded: bool,
+    },
     /// The binary was replaced; waiting for the coordinator to record it.
     Applied {
         version: String,
@@ -203,15 +208,20 @@ impl EventLoop {
         }
         info!(version = %plan.version, "update fetched and verified; draining before the restart");
         self.report(&plan.version, UpdateStep::Fetched, "");
-        self.update = Progress::Draining { plan, bytes };
+        self.update = Progress::Draining {
+            plan,
+            bytes,
+            recorded: false,
+        };
     }
 
     /// Installs the fetched binary once no job is in flight.
     pub(super) fn apply_when_drained(&mut self) {
-        if self.in_flight != 0 || !matches!(self.update, Progress::Draining { .. }) {
+        if self.in_flight != 0 || !matches!(self.update, Progress::Draining { recorded: true, .. })
+        {
             return;
         }
-        let Progress::Draining { plan, bytes } =
+        let Progress::Draining { plan, bytes, .. } =
             std::mem::replace(&mut self.update, Progress::Idle)
         else {
             return;
@@ -252,6 +262,11 @@ impl EventLoop {
     /// goes on).
     pub(super) fn on_report_done(&mut self, step: UpdateStep) {
         match step {
+            UpdateStep::Fetched => {
+                if let Progress::Draining { recorded, .. } = &mut self.update {
+                    *recorded = true;
+                }
+            }
             UpdateStep::Applied => {
                 if let Progress::Applied { recorded, .. } = &mut self.update {
                     *recorded = Some(Instant::now());
