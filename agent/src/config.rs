@@ -37,6 +37,12 @@ pub struct FileConfig {
     /// Prometheus `/metrics` over plain HTTP on this `IP:PORT`. Default: off. Bind it to
     /// loopback or a private interface (no authentication; no PII).
     pub metrics_listen: Option<String>,
+    /// Seconds a new version has to get a heartbeat acknowledged before the previous binary
+    /// is restored (remote updates). Default: 120.
+    pub update_trial_secs: Option<u64>,
+    /// Whether a remote update may install a version not above this one (never one below the
+    /// fleet minimum). Default: false.
+    pub allow_update_downgrade: Option<bool>,
 }
 
 /// Flags given on the command line (the binary fills this from clap).
@@ -58,6 +64,10 @@ pub struct Flags {
     pub no_mdns: bool,
     /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
+    /// `--update-trial-secs`.
+    pub update_trial_secs: Option<u64>,
+    /// `--allow-update-downgrade`.
+    pub allow_update_downgrade: bool,
 }
 
 /// The validated configuration of `sealprint-agent run`.
@@ -79,6 +89,10 @@ pub struct RunConfig {
     pub printers: Vec<PrinterConfig>,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long a new version has to heartbeat before it is rolled back.
+    pub update_trial: Duration,
+    /// Whether remote updates may install a version not above this one.
+    pub allow_update_downgrade: bool,
 }
 
 /// Parses a TOML configuration file's text.
@@ -161,10 +175,20 @@ pub fn resolve(file: FileConfig, flags: Flags) -> Result<RunConfig, Vec<String>>
                 None
             }
         });
+    let trial = flags
+        .update_trial_secs
+        .or(file.update_trial_secs)
+        .unwrap_or(crate::update::DEFAULT_TRIAL_SECS);
+    if trial == 0 || trial > 3600 {
+        problems.push(format!("update trial {trial}s is outside 1..=3600"));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(RunConfig {
+        update_trial: Duration::from_secs(trial),
+        allow_update_downgrade: flags.allow_update_downgrade
+            || file.allow_update_downgrade.unwrap_or(false),
         data_dir: data_dir.unwrap_or_default(),
         listen,
         peers,

@@ -138,6 +138,7 @@ pub async fn enroll(
             addrs: token.coordinator_addrs.clone(),
             ca_public: hex::encode(enrolled.ca_public),
             x25519_public: hex::encode(enrolled.coordinator_x25519),
+            release_public: token.release_public.map(hex::encode),
         },
         certificate,
         ca_public,

@@ -64,6 +64,10 @@ pub struct CoordinatorPin {
     pub ca_public: String,
     /// The coordinator's X25519 key, hex: the only sender of envelopes the agent opens.
     pub x25519_public: String,
+    /// The release public key (hex) from the enrollment token: the only key whose signed
+    /// releases this agent installs. Absent: the agent takes no remote update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_public: Option<String>,
 }
 
 /// Keys generated on the device. Secrets are wiped on drop and never printed.

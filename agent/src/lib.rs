@@ -21,6 +21,8 @@
 //! - [`revocations`]: the coordinator-signed list of revoked devices, kept on disk.
 //! - [`sequence`]: the heartbeat counter that grows across restarts.
 //! - [`status`]: the running agent's status snapshot (`sealprint-agent status`).
+//! - [`update`]: remote updates: checking an offered release, replacing the binary, the
+//!   trial of the new version and the rollback.
 //! - [`versions`]: this agent against the coordinator's minimum version (and the next one).
 //! - [`discover`]: finding candidate printers (`sealprint-agent printers --discover`).
 //! - [`doctor`]: the station self-check (`sealprint-agent doctor`).
@@ -45,12 +47,17 @@ pub mod sequence;
 pub mod service;
 pub mod station;
 pub mod status;
+pub mod update;
 pub mod versions;
 
 use thiserror::Error;
 
-/// The agent's version, reported in heartbeats.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent's version, reported in heartbeats: the package version, unless the build set
+/// `SEALPRINT_VERSION_OVERRIDE` (the update tests build a second copy with a bumped version).
+pub const VERSION: &str = match option_env!("SEALPRINT_VERSION_OVERRIDE") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// What can stop the agent.
 #[derive(Debug, Error)]

@@ -76,6 +76,14 @@ enum Command {
         /// line or the environment). Ignored once enrolled.
         #[arg(long, value_name = "FILE")]
         enroll_token_file: Option<PathBuf>,
+        /// Seconds a remotely updated version has to get a heartbeat acknowledged before the
+        /// previous binary is restored (default 120).
+        #[arg(long)]
+        update_trial_secs: Option<u64>,
+        /// Let a remote update install a version not above this one (never one below the
+        /// fleet minimum).
+        #[arg(long)]
+        allow_update_downgrade: bool,
     },
     /// Show the running agent's status: link, last acknowledged heartbeat, certificate,
     /// clock offset, printers. Exits non-zero when no agent is running.
@@ -197,6 +205,8 @@ async fn main() -> anyhow::Result<()> {
             no_mdns,
             metrics_listen,
             enroll_token_file,
+            update_trial_secs,
+            allow_update_downgrade,
         } => {
             let flags = Flags {
                 listen,
@@ -205,6 +215,8 @@ async fn main() -> anyhow::Result<()> {
                 no_uplink,
                 no_mdns,
                 metrics_listen,
+                update_trial_secs,
+                allow_update_downgrade,
                 ..Flags::default()
             };
             let cfg = common.load(flags)?;

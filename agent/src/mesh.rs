@@ -20,7 +20,8 @@
 //! This file holds the endpoint's state and its event loop; the handlers live in
 //! `links` (connections and discovery), `admission` (verifying site peers), `routing`
 //! (requests and answers), `jobs` (opening and printing jobs), `heartbeat`, and `versions`
-//! (the coordinator's minimum version, logged once per change).
+//! (the coordinator's minimum version, logged once per change), `updates` (remote updates:
+//! offer, chunks, checks, drain, install; the loop then ends so `run` starts the trial).
 
 mod admission;
 mod heartbeat;
@@ -28,6 +29,7 @@ mod jobs;
 mod links;
 mod routing;
 mod snapshot;
+mod updates;
 mod versions;
 
 use std::collections::HashMap;
@@ -75,6 +77,8 @@ pub struct MeshOptions {
     pub data_dir: PathBuf,
     /// The station's compliance findings at start (print-to-file queues and the like).
     pub findings: Vec<String>,
+    /// How remote updates are taken.
+    pub update: crate::update::UpdatePolicy,
 }
 
 /// What the endpoint reports once it listens.
@@ -106,6 +110,10 @@ pub(super) enum Pending {
     RelayedHeartbeat,
     Forward(ResponseChannel<Response>),
     Relay(ResponseChannel<Response>),
+    UpdateOffer,
+    /// A chunk of this many bytes was asked for.
+    UpdateChunk(u32),
+    UpdateReport(sealprint_protocol::UpdateStep),
 }
 
 pub(super) struct Finished {
@@ -160,10 +168,19 @@ pub(super) struct EventLoop {
     in_flight: usize,
     started: Instant,
     shutting_down: bool,
+    /// Remote updates: the policy, where an update stands, versions refused in this run, what
+    /// is kept on disk, and whether the trial's acknowledgement was written.
+    policy: crate::update::UpdatePolicy,
+    update: updates::Progress,
+    update_refused: std::collections::HashSet<String>,
+    update_state: crate::update::UpdateState,
+    update_note_logged: bool,
+    trial_acked: bool,
 }
 
 /// Builds the swarm, starts listening, and returns what it listens on plus the event loop to
-/// run (until `shutdown`, then it drains in-flight jobs).
+/// run (until `shutdown`, then it drains in-flight jobs). The loop's output is the version it
+/// installed when it stopped for a remote update (the caller then runs the trial).
 ///
 /// # Errors
 /// [`AgentError`] when the swarm cannot be built or a listen address cannot be bound.
@@ -172,7 +189,7 @@ pub async fn start(
     station: Station,
     opts: MeshOptions,
     shutdown: CancellationToken,
-) -> Result<(Ready, impl std::future::Future<Output = ()>), AgentError> {
+) -> Result<(Ready, impl std::future::Future<Output = Option<String>>), AgentError> {
     let id = Arc::new(id);
     let swarm_opts = SwarmOptions {
         mdns: opts.mdns,
@@ -231,6 +248,8 @@ pub async fn start(
     let counter = HeartbeatCounter::load(&opts.data_dir)?;
     let (finished_tx, finished_rx) = mpsc::channel(256);
     let static_peers = opts.peers.iter().map(|a| (a.clone(), None)).collect();
+    let opts_data_dir = opts.data_dir.clone();
+    let update_policy = opts.update.clone();
     let ev = EventLoop {
         swarm,
         findings: opts.findings.clone(),
@@ -262,19 +281,29 @@ pub async fn start(
         in_flight: 0,
         started: Instant::now(),
         shutting_down: false,
+        update_state: updates::load_state(&opts_data_dir),
+        policy: update_policy,
+        update: updates::Progress::Idle,
+        update_refused: std::collections::HashSet::new(),
+        update_note_logged: false,
+        trial_acked: false,
     };
     let span = info_span!("agent", device = %ready.device_id);
     Ok((ready, ev.run(shutdown).instrument(span)))
 }
 
 impl EventLoop {
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(mut self, shutdown: CancellationToken) -> Option<String> {
         let mut heartbeat = tokio::time::interval(self.opts.heartbeat_interval);
         let mut redial = tokio::time::interval(Duration::from_secs(2));
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         self.dial_missing();
         loop {
             if self.shutting_down && self.in_flight == 0 {
+                break;
+            }
+            self.apply_when_drained();
+            if self.restart_due().is_some() {
                 break;
             }
             let drain_sleep = async {
@@ -294,6 +323,7 @@ impl EventLoop {
                     self.write_status(true);
                 }
                 _ = redial.tick() => self.dial_missing(),
+                _ = tokio::time::sleep(Duration::from_millis(100)), if self.updating() => {}
                 _ = shutdown.cancelled(), if !self.shutting_down => {
                     info!(in_flight = self.in_flight, "shutting down: refusing new jobs, draining");
                     self.shutting_down = true;
@@ -316,7 +346,11 @@ impl EventLoop {
             }
         }
         self.write_status(false);
-        info!("agent stopped");
+        let restart = self.restart_due();
+        if restart.is_none() {
+            info!("agent stopped");
+        }
+        restart
     }
 }
 

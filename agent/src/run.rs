@@ -10,8 +10,9 @@ use sealprint_agent::config::{self, Flags, RunConfig};
 use sealprint_agent::mesh::{self, MeshOptions};
 use sealprint_agent::printer::Timeouts;
 use sealprint_agent::station::Station;
-use sealprint_agent::{doctor, enroll, host, identity::DeviceIdentity};
+use sealprint_agent::{doctor, enroll, host, identity::DeviceIdentity, update};
 use sealprint_protocol::EnrollmentToken;
+use sealprint_release::ReleasePublicKey;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopping agent lets its jobs finish.
@@ -85,9 +86,11 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
     })
     .await;
     let findings = doctor::findings(&checks);
+    let update = update_policy(&identity, &cfg);
     let station = Station::new(cfg.printers, Some(&cfg.data_dir), Timeouts::default())?;
     station.probe_all().await;
     let opts = MeshOptions {
+        update: update.clone(),
         findings,
         listen: cfg.listen,
         peers: cfg.peers,
@@ -105,10 +108,70 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
         ),
         None => None,
     };
-    let (mut ready, event_loop) = mesh::start(identity, station, opts, shutdown).await?;
+    let (mut ready, event_loop) = mesh::start(identity, station, opts, shutdown.clone()).await?;
     ready.metrics = metrics.map(|a| a.to_string());
     // Harnesses and operators read this line to learn the bound addresses.
     println!("READY {}", serde_json::to_string(&ready)?);
-    event_loop.await;
+    if let Some(version) = event_loop.await {
+        restart_into(&update, &cfg.data_dir, &version, shutdown).await?;
+    }
     Ok(())
+}
+
+/// The update policy: the release key pinned at enrollment, this binary's path and
+/// arguments (taken now, before any swap), the trial's length.
+fn update_policy(identity: &DeviceIdentity, cfg: &RunConfig) -> update::UpdatePolicy {
+    let release_key = identity
+        .coordinator
+        .release_public
+        .as_deref()
+        .and_then(|hex| match ReleasePublicKey::from_hex(hex) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(error = %e, "pinned release key unreadable; remote updates off");
+                None
+            }
+        });
+    update::UpdatePolicy {
+        release_key,
+        allow_downgrade: cfg.allow_update_downgrade,
+        trial: cfg.update_trial,
+        exe: std::env::current_exe().ok(),
+        args: std::env::args_os().skip(1).collect(),
+        on_trial: std::env::var(update::TRIAL_ENV).ok(),
+    }
+}
+
+/// After the mesh stopped for an update: on Linux, the trial of the new binary (this process
+/// re-executes into it or, on failure, into the restored previous one); on Windows, an exit
+/// code that makes the service manager start the new binary.
+async fn restart_into(
+    policy: &update::UpdatePolicy,
+    data_dir: &Path,
+    version: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let exe = policy.exe.as_deref().context("no binary path")?;
+    if cfg!(windows) {
+        tracing::info!(
+            version,
+            "binary replaced; exiting for the service manager to restart"
+        );
+        std::process::exit(update::RESTART_EXIT_CODE);
+    }
+    let paths = update::BinaryPaths::of(exe);
+    match update::trial(
+        &paths,
+        &policy.args,
+        data_dir,
+        version,
+        policy.trial,
+        DRAIN_GRACE,
+        shutdown,
+    )
+    .await
+    {
+        update::TrialOutcome::Stopped => Ok(()),
+        update::TrialOutcome::ExecFailed(e) => Err(anyhow::anyhow!("restarting the agent: {e}")),
+    }
 }

@@ -50,6 +50,7 @@ pub mod limits;
 mod notifications;
 mod openapi;
 mod page;
+mod releases;
 mod route;
 mod routes;
 mod security;
@@ -114,6 +115,8 @@ pub struct ApiState {
     pub agent_versions: crate::core::agents::VersionPolicy,
     /// What `GET /readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// Agent releases (remote updates): the release public key and the artifacts.
+    pub releases: crate::services::releases::Releases,
 }
 
 impl ApiState {
@@ -387,12 +390,32 @@ pub(crate) fn readyz(readiness: &Readiness) -> Reply {
     )
 }
 
+/// Caps every request body at [`BODY_LIMIT`], except a release artifact's upload (streamed to
+/// a file, capped by its manifest's size and [`releases::ARTIFACT_LIMIT`]).
+async fn body_limit(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    if releases::is_artifact_upload(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let too_long = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > BODY_LIMIT);
+    if too_long {
+        return axum::response::IntoResponse::into_response(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let (parts, body) = req.into_parts();
+    let limited = axum::body::Body::new(http_body_util::Limited::new(body, BODY_LIMIT));
+    next.run(Request::from_parts(parts, limited)).await
+}
+
 fn with_middleware(router: axum::Router) -> axum::Router {
     use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
     let header = hyper::header::HeaderName::from_static(REQUEST_ID);
     // The last layer added runs first.
     router
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -27,3 +27,4 @@ pub mod failures;
 pub mod metrics;
 pub mod paths;
 pub mod readiness;
+pub mod rollout;

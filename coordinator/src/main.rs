@@ -149,6 +149,10 @@ struct ServeArgs {
     /// authentication: bind it to a private interface.
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// The release public key file (hex): release manifests must verify against it, and
+    /// enrollment tokens carry it to agents for remote updates (default: none).
+    #[arg(long)]
+    release_public_key: Option<PathBuf>,
 }
 
 fn install_tracing(format: LogFormat) {
@@ -192,6 +196,7 @@ fn serve(a: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<()> {
         next_min_agent_version: a.next_min_agent_version,
         next_min_agent_version_from: a.next_min_agent_version_from,
         metrics_listen: a.metrics_listen,
+        release_public_key: a.release_public_key,
     };
     let cfg = config::resolve(file, flags)?;
     install_tracing(cfg.log_format);

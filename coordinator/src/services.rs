@@ -8,6 +8,7 @@
 //! - [`notifications`]: webhook deliveries; [`monitor`]: alert rules, tiers and renewals;
 //!   [`retention`]: PII purge, audit retention and checkpoints (these three run as background
 //!   tasks of `app::run::start`).
+//! - [`releases`]: agent releases (signed manifests, artifacts, offers) for remote updates.
 //! - [`failures`]: counts strangers' failures and writes their summaries;
 //!   [`audit_writer`]: the mesh loop's audit entries, written by a task of their own;
 //!   [`events`]: job and fleet events for the webhooks, handed off the same way; both
@@ -22,6 +23,7 @@ pub mod labels;
 pub mod mesh;
 pub mod monitor;
 pub mod notifications;
+pub mod releases;
 pub mod retention;
 pub mod spapi;
 pub mod store_writer;

@@ -20,7 +20,8 @@
 //! file of its own: `meta` (init flag, secrets, serials), `tenants`, `sites`, `users`,
 //! `sessions`, `enrollment`, `agents` (and their printers), `jobs` (and their labels),
 //! `audit`, `access` (API keys, allowlists), `acceptance`, `alerts`, `connections` (SP-API),
-//! `notifications`, `retention`, `agent_policy` (a tenant's minimum agent version). Each family's file holds its record types too.
+//! `notifications`, `retention`, `agent_policy` (a tenant's minimum agent version), `releases` (release manifests and
+//! desired versions). Each family's file holds its record types too.
 
 mod acceptance;
 mod access;
@@ -35,6 +36,7 @@ mod job_list;
 mod jobs;
 mod meta;
 mod notifications;
+mod releases;
 mod retention;
 mod sessions;
 mod sites;
@@ -59,6 +61,7 @@ pub use notifications::{
     Delivery, DeliveryState, EventData, NewNotification, NotificationKind, NotificationRecord,
     WebhookRecord,
 };
+pub use releases::DesiredRecord;
 pub use retention::{Purged, ShredReport};
 pub use sessions::SessionRecord;
 pub use sites::SiteRecord;

@@ -133,6 +133,7 @@ fn main() {
         expires_at,
         coordinator_peer_id: "12D3KooWExampleCoordinatorPeerId".into(),
         coordinator_addrs: addrs.into_iter().map(String::from).collect(),
+        release_public: None,
     };
     write(
         "token",

@@ -22,6 +22,7 @@
 //!   counters and versions so they cannot be replayed.
 //! - [`version`]: agent versions, and the coordinator's version requirement (the minimum now,
 //!   and the next one announced) as heartbeat replies carry it.
+//! - [`update`]: what an agent asks its coordinator about releases (offer, chunks, reports).
 //!
 //! What this crate does not do: transport, storage, key generation policy, or deciding what a
 //! message means for a job's state. Those live in the coordinator and the agent.
@@ -35,6 +36,7 @@ pub mod outcome;
 pub mod relay;
 pub mod reply;
 pub mod token;
+pub mod update;
 pub mod version;
 
 pub use cert::{CertError, Certificate, CertificateBody, Expectation};
@@ -51,6 +53,7 @@ pub use outcome::{OutcomeError, OutcomeExpectation};
 pub use relay::RelayError;
 pub use reply::ReplyError;
 pub use token::{EnrollmentToken, TokenError};
+pub use update::{UpdateOffer, UpdateReport, UpdateRequest, UpdateResponse, UpdateStep, MAX_CHUNK};
 pub use version::{version_below, Announced, Requirement, Version, VersionError};
 
 /// Version string of this protocol crate; agents report theirs in heartbeats.

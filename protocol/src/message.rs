@@ -26,6 +26,9 @@ pub enum Request {
     /// An agent without an uplink asks a site peer to carry a signed message to the
     /// coordinator.
     Relay(Relayed),
+    /// An agent asks its coordinator about updates (see `update`); answered by
+    /// [`Response::Update`]. Only on the agent's own uplink, never relayed.
+    Update(crate::update::UpdateRequest),
 }
 
 /// The answer to a [`Request`].
@@ -57,6 +60,8 @@ pub enum Response {
         /// A short reason for a person; never holds PII.
         message: String,
     },
+    /// The answer to [`Request::Update`].
+    Update(crate::update::UpdateResponse),
 }
 
 /// A request signed by the device it comes from, carried by a relay (signed and checked by

@@ -61,6 +61,11 @@ pub struct EnrollmentToken {
     pub coordinator_peer_id: String,
     /// Multiaddrs at which the coordinator's mesh endpoint listens.
     pub coordinator_addrs: Vec<String>,
+    /// The release public key (ed25519) the agent will trust for updates, when the
+    /// coordinator has one configured. It travels as 32 bytes after the postcard body (not a
+    /// postcard field), so a token without it encodes exactly as before.
+    #[serde(skip)]
+    pub release_public: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for EnrollmentToken {
@@ -72,6 +77,7 @@ impl fmt::Debug for EnrollmentToken {
             .field("expires_at", &self.expires_at)
             .field("coordinator_peer_id", &self.coordinator_peer_id)
             .field("coordinator_addrs", &self.coordinator_addrs)
+            .field("release_public", &self.release_public.map(hex::encode))
             .finish()
     }
 }
@@ -119,7 +125,11 @@ impl EnrollmentToken {
 
 impl fmt::Display for EnrollmentToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = zeroize::Zeroizing::new(postcard::to_allocvec(self).map_err(|_| fmt::Error)?);
+        let mut bytes =
+            zeroize::Zeroizing::new(postcard::to_allocvec(self).map_err(|_| fmt::Error)?);
+        if let Some(key) = &self.release_public {
+            bytes.extend_from_slice(key);
+        }
         write!(f, "{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_slice()))
     }
 }
@@ -138,11 +148,13 @@ impl FromStr for EnrollmentToken {
                 .decode(body)
                 .map_err(|_| TokenError::BadBase64)?,
         );
-        let (token, rest): (EnrollmentToken, &[u8]) =
+        let (mut token, rest): (EnrollmentToken, &[u8]) =
             postcard::take_from_bytes(&bytes).map_err(|_| TokenError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(TokenError::Malformed);
-        }
+        token.release_public = match rest.len() {
+            0 => None,
+            32 => Some(rest.try_into().map_err(|_| TokenError::Malformed)?),
+            _ => return Err(TokenError::Malformed),
+        };
         token.validate()?;
         Ok(token)
     }
@@ -160,7 +172,24 @@ mod tests {
             expires_at: 1_700_000_000,
             coordinator_peer_id: "12D3KooWExample".into(),
             coordinator_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            release_public: None,
         }
+    }
+
+    #[test]
+    fn a_release_key_travels_after_the_body() {
+        let mut t = token();
+        t.release_public = Some([9u8; 32]);
+        let s = t.to_string();
+        assert!(s.starts_with(&token().to_string()[..40]));
+        assert_eq!(s.parse::<EnrollmentToken>(), Ok(t));
+        // One byte more or less than a key is refused.
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(s.strip_prefix(PREFIX).expect("prefix"))
+            .expect("base64");
+        bytes.pop();
+        let cut = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert_eq!(cut.parse::<EnrollmentToken>(), Err(TokenError::Malformed));
     }
 
     #[test]

@@ -69,6 +69,23 @@ impl ReleasePublicKey {
             .map_err(|_| ReleaseError::MalformedKey { what })
     }
 
+    /// The public key's 32 bytes (as an enrollment token carries them).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// The public key from its 32 bytes.
+    ///
+    /// # Errors
+    /// [`ReleaseError::MalformedKey`] when the bytes are not a valid Ed25519 public key.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<ReleasePublicKey, ReleaseError> {
+        VerifyingKey::from_bytes(bytes)
+            .map(ReleasePublicKey)
+            .map_err(|_| ReleaseError::MalformedKey {
+                what: "public release key",
+            })
+    }
+
     /// The public key as 64 hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.as_bytes())

@@ -18,8 +18,8 @@ use crate::{now_ms, VERSION};
 impl EventLoop {
     /// Applies a heartbeat reply, after checking that the coordinator signed it for this
     /// device and for a heartbeat sent and not answered yet: a relay can drop or delay it,
-    /// but neither write nor replay one.
-    pub(super) fn apply_reply(&mut self, signed: SignedReply) {
+    /// but neither write nor replay one. Returns whether it was applied.
+    pub(super) fn apply_reply(&mut self, signed: SignedReply) -> bool {
         let own = &self.certificate.body;
         let reply = match signed.verify(
             &self.id.ca_public.to_bytes(),
@@ -29,7 +29,10 @@ impl EventLoop {
             self.sent_seq,
         ) {
             Ok(r) => r.clone(),
-            Err(e) => return warn!(error = %e, "heartbeat reply refused"),
+            Err(e) => {
+                warn!(error = %e, "heartbeat reply refused");
+                return false;
+            }
         };
         self.applied_seq = reply.heartbeat_seq;
         self.apply_requirement(&reply.min_version);
@@ -79,6 +82,7 @@ impl EventLoop {
             let _ = self.swarm.disconnect_peer_id(p);
         }
         self.write_status(true);
+        true
     }
 
     /// Takes a renewed certificate from the coordinator after checking it is for this

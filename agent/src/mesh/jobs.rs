@@ -63,7 +63,7 @@ impl EventLoop {
             }
             None => {}
         }
-        if self.shutting_down {
+        if self.shutting_down || self.updating() {
             let outcome = not_printed(&header.job_id, "agent is shutting down");
             return self.settle(channel, header.attempt, envelope, outcome);
         }

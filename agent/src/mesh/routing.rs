@@ -103,10 +103,25 @@ impl EventLoop {
             }
             (Pending::Heartbeat, Response::HeartbeatReply(reply)) => {
                 self.uplink_heard = Instant::now();
-                self.apply_reply(reply)
+                if self.apply_reply(reply) {
+                    self.after_ack(true);
+                }
             }
             (Pending::RelayedHeartbeat, Response::Relayed(RelayReply::HeartbeatReply(reply))) => {
-                self.apply_reply(reply)
+                if self.apply_reply(reply) {
+                    self.after_ack(false);
+                }
+            }
+            (
+                p @ (Pending::UpdateOffer | Pending::UpdateChunk(_) | Pending::UpdateReport(_)),
+                Response::Update(resp),
+            ) => self.on_update_response(p, resp),
+            (
+                p @ (Pending::UpdateOffer | Pending::UpdateChunk(_) | Pending::UpdateReport(_)),
+                other,
+            ) => {
+                debug!(?other, "update request refused");
+                self.on_update_failed(p);
             }
             (Pending::Forward(ch), resp) | (Pending::Relay(ch), resp) => self.respond(ch, resp),
             (_, Response::Error { code, message }) => {
@@ -144,6 +159,10 @@ impl EventLoop {
                     ch,
                     refuse(ErrorCode::Unreachable, "coordinator did not answer"),
                 );
+            }
+            p @ (Pending::UpdateOffer | Pending::UpdateChunk(_) | Pending::UpdateReport(_)) => {
+                debug!(%peer, %error, "update request failed");
+                self.on_update_failed(p);
             }
             _ => debug!(%peer, %error, "request failed"),
         }

@@ -154,6 +154,7 @@ pub(super) fn create_enrollment_token(
         expires_at: expires_at_s,
         coordinator_peer_id: state.peer_id.clone(),
         coordinator_addrs: state.mesh_addrs.clone(),
+        release_public: state.releases.public_key().map(|k| k.to_bytes()),
     };
     zeroize::Zeroize::zeroize(&mut secret);
     state.store.put_enrollment_token(

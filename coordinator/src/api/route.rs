@@ -41,6 +41,8 @@ pub(crate) struct Call {
     pub(crate) query: Option<String>,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Zeroizing<Vec<u8>>,
+    /// The unread body of a streamed route (a release artifact); `body` is then empty.
+    pub(crate) upload: Option<axum::body::Body>,
     pub(crate) peer: Option<IpAddr>,
     pub(crate) now: u64,
 }

@@ -25,8 +25,8 @@ use super::error::ApiError;
 use super::route::{any_object, schema, Access, BodySchema, Call, Route};
 use super::{
     access, admin, agent_policy, alerts, compliance, idempotency, labels, notifications, openapi,
-    page, public_rate, read_body, readyz, respond, security, sessions, settle, spapi, tenant_scope,
-    users, ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
+    page, public_rate, read_body, readyz, releases, respond, security, sessions, settle, spapi,
+    tenant_scope, users, ApiState, PeerAddr, Reply, BODY_LIMIT, PUBLIC_BODY_LIMIT,
 };
 
 /// Declares one route: `route!(METHOD "path", access, "summary", body, |c| handler)`.
@@ -78,6 +78,15 @@ pub(crate) static ROUTES: &[Route] = &[
     route!(POST "/v1/tenants/{tenant}/agents/{agent}/revoke", Tenant(Action::RevokeAgent), "Revoke an agent", NONE, |c| admin::revoke_agent(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(GET "/v1/tenants/{tenant}/agent-policy", Tenant(Action::ManageAgentPolicy), "The tenant's minimum agent version, the global one and the one applied", NONE, |c| agent_policy::get(&c.state, c.param(0), c.now)),
     route!(PUT "/v1/tenants/{tenant}/agent-policy", Tenant(Action::ManageAgentPolicy), "Set or remove the tenant's minimum agent version (raises the global one)", Some(schema::<agent_policy::AgentPolicyBody>), |c| agent_policy::put(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(GET "/v1/tenants/{tenant}/desired-version", Tenant(Action::ManageAgentPolicy), "The desired agent version and rollout of the tenant (`?site=` for a site's own)", NONE, |c| releases::get_desired(&c.state, c.param(0), c.query.as_deref())),
+    route!(PUT "/v1/tenants/{tenant}/desired-version", Tenant(Action::ManageAgentPolicy), "Set or remove the desired agent version and rollout percentage of the tenant or one of its sites (remote updates)", Some(schema::<releases::DesiredBody>), |c| releases::put_desired(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(GET "/v1/releases", Signed, "Uploaded agent releases and their artifacts (platform admin)", NONE, |c| releases::list(&c.state, c.who()?)),
+    route!(PUT "/v1/releases/{version}/manifest", Signed, "Upload a release's signed manifest, verified against the release public key (platform admin)", Some(any_object), |c| releases::put_manifest(&c.state, c.who()?, c.param(0), &c.body, c.now)),
+    route!(PUT "/v1/releases/{version}/artifacts/{artifact}", Signed, "Upload a release artifact's bytes (octet-stream, streamed; size and SHA-256 checked against the manifest; platform admin)", NONE, |c| {
+        let mut c = c;
+        let upload = c.upload.take();
+        releases::put_artifact(&c.state, c.who()?, c.param(0), c.param(1), upload, c.now).await
+    }),
     route!(GET "/v1/tenants/{tenant}/printers", Tenant(Action::ReadPrinters), "List printers", NONE, |c| admin::list_printers(&c.state, c.param(0))),
     route!(POST "/v1/tenants/{tenant}/printers/{printer}/accept", Tenant(Action::AcceptPrinter), "Accept a printer", NONE, |c| admin::accept_printer(&c.state, c.who()?, c.param(0), c.param(1), c.now)),
     route!(POST "/v1/tenants/{tenant}/labels", Label, "Submit a label (bytes, or an SP-API source; a reprint needs pii_reader)", Some(any_object), |c| labels::submit(&c.state, c.who()?, c.param(0), &c.body, c.now)),
@@ -171,7 +180,11 @@ async fn run(
     } else {
         PUBLIC_BODY_LIMIT
     };
-    let body = read_body(body, content_length, limit).await?;
+    let (body, upload) = if route.path == releases::ARTIFACT_ROUTE && who.is_some() {
+        (zeroize::Zeroizing::new(Vec::new()), Some(body))
+    } else {
+        (read_body(body, content_length, limit).await?, None)
+    };
     if let Some(who) = &who {
         let tenant = params.first().map_or("", String::as_str);
         match route.access {
@@ -218,6 +231,7 @@ async fn run(
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        upload,
         peer,
         now,
     };

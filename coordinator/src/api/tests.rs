@@ -71,6 +71,7 @@ pub(super) fn fixture() -> Fixture {
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
         readiness: Arc::new(crate::core::readiness::Readiness::ready()),
+        releases: crate::services::releases::Releases::new(None, dir.path()),
     });
     Fixture {
         _dir: dir,
@@ -1396,6 +1397,26 @@ async fn every_route_checks_role_and_tenant() {
         ),
         (
             "GET",
+            format!("/v1/tenants/{t}/desired-version"),
+            Value::Null,
+            &["owner", "admin"],
+        ),
+        (
+            "PUT",
+            format!("/v1/tenants/{t}/desired-version"),
+            json!({"version": null}),
+            &["owner", "admin"],
+        ),
+        ("GET", "/v1/releases".into(), Value::Null, &[]),
+        ("PUT", "/v1/releases/0.2.0/manifest".into(), json!({}), &[]),
+        (
+            "PUT",
+            "/v1/releases/0.2.0/artifacts/sealprint-agent".into(),
+            json!({}),
+            &[],
+        ),
+        (
+            "GET",
             format!("/v1/tenants/{t}/printers"),
             Value::Null,
             &["owner", "admin", "operator", "auditor"],
@@ -1650,6 +1671,8 @@ async fn every_route_checks_role_and_tenant() {
             || (path.ends_with("/spapi-connections") && s == StatusCode::BAD_REQUEST)
             || ((path.ends_with("/resolve") || path.ends_with("/cancel"))
                 && s == StatusCode::SERVICE_UNAVAILABLE)
+            // No release key configured in the fixture: uploads are refused.
+            || (path.starts_with("/v1/releases/") && s == StatusCode::UNPROCESSABLE_ENTITY)
     };
     let mut n = 0;
     for (method, path, body, allowed) in &routes {
@@ -2051,6 +2074,7 @@ async fn billing_webhook_verifies_signatures_and_sets_the_subscription() {
         limits: limits::Limits::default(),
         agent_versions: Default::default(),
         readiness: Arc::new(crate::core::readiness::Readiness::ready()),
+        releases: f.state.releases.clone(),
     });
     let resp = handle(
         &off,

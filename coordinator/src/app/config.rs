@@ -25,7 +25,7 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use disk::{load_secret, MIN_SECRET_LEN};
+pub use disk::{load_release_key, load_secret, MIN_SECRET_LEN};
 pub use resolve::resolve;
 
 use crate::core::agents::VersionPolicy;
@@ -165,6 +165,11 @@ pub struct FileConfig {
     /// authentication: bind it to a private interface.
     #[serde(alias = "metrics-listen")]
     pub metrics_listen: Option<String>,
+    /// The release public key file (64 hex digits, as `sealprint-release keygen` writes it):
+    /// release manifests are accepted only when it verifies them, and enrollment tokens carry
+    /// it to agents (default: none; uploads refused, agents not updated).
+    #[serde(alias = "release-public-key")]
+    pub release_public_key: Option<PathBuf>,
 }
 
 /// Settings given as flags; `None` / empty means "not given".
@@ -214,6 +219,8 @@ pub struct Overrides {
     pub next_min_agent_version_from: Option<u64>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<String>,
+    /// `--release-public-key`.
+    pub release_public_key: Option<PathBuf>,
 }
 
 /// The validated configuration of `serve`.
@@ -259,6 +266,8 @@ pub struct ServeConfig {
     pub agent_versions: VersionPolicy,
     /// Where `/metrics` is served (plain HTTP), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The release public key file, if remote updates are on.
+    pub release_public_key: Option<PathBuf>,
 }
 
 /// Parses the TOML text of a configuration file.

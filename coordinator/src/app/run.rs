@@ -108,6 +108,10 @@ pub async fn start(
         failures.clone(),
         shutdown.clone(),
     ));
+    let releases = crate::services::releases::Releases::new(
+        config::load_release_key(config.release_public_key.as_deref())?,
+        &config.data_dir,
+    );
     let mesh = mesh::start(
         mesh::MeshConfig {
             listen: config.mesh_listen.clone(),
@@ -118,6 +122,7 @@ pub async fn start(
             hello_deadline: config.hello_deadline,
             failures: failures.clone(),
             versions: config.agent_versions,
+            releases: releases.clone(),
         },
         store.clone(),
         identity.clone(),
@@ -166,6 +171,7 @@ pub async fn start(
         limits: api::limits::Limits::default(),
         agent_versions: config.agent_versions,
         readiness: readiness.clone(),
+        releases,
     });
     tracker.spawn(retention::run(
         store.clone(),

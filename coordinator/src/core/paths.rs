@@ -14,3 +14,8 @@ pub const CA_SECRET: &str = "ca_ed25519";
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
+
+/// Where uploaded release artifacts live inside a data directory (`releases/VERSION/NAME`).
+pub fn releases_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("releases")
+}

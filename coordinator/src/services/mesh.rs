@@ -30,7 +30,8 @@
 //! - `outcome`: answers, lost answers and the job's next state;
 //! - `settle`: settling lost answers and jobs in doubt from receipts (pure judgements);
 //! - `operator`: an operator's resolve of a job in doubt and cancel of a queued job;
-//! - `revoked`: how the API signals a revocation without ever losing it.
+//! - `revoked`: how the API signals a revocation without ever losing it;
+//! - `updates`: remote updates: the offer for an agent, artifact chunks, update reports.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,6 +59,7 @@ mod revoked;
 mod settle;
 #[cfg(test)]
 mod tests;
+mod updates;
 mod versions;
 
 use revoked::RevokedSignal;
@@ -90,6 +92,8 @@ pub struct MeshConfig {
     pub failures: FailureLog,
     /// The global agent version policy (a tenant may raise its minimum).
     pub versions: VersionPolicy,
+    /// Agent releases offered for remote updates.
+    pub releases: crate::services::releases::Releases,
 }
 
 /// A handle to the running mesh endpoint. Cheap to clone.
@@ -263,6 +267,13 @@ struct EventLoop {
     failures: FailureLog,
     /// The global agent version policy; heartbeats are judged against it and the tenant's.
     versions: VersionPolicy,
+    /// Agent releases (remote updates, see `updates`).
+    releases: crate::services::releases::Releases,
+    /// (device, version) pairs whose offer was audited since start: once each, not on every
+    /// heartbeat.
+    offered: HashSet<(String, String)>,
+    /// Agents updating (device → target version, since when): held out of dispatch.
+    updating: HashMap<String, (String, std::time::Instant)>,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -336,6 +347,9 @@ pub async fn start(
         refused_printers: HashSet::new(),
         failures: config.failures.clone(),
         versions: config.versions,
+        releases: config.releases,
+        offered: HashSet::new(),
+        updating: HashMap::new(),
     };
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));

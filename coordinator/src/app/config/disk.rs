@@ -42,6 +42,25 @@ pub fn load_secret(path: Option<&Path>) -> Result<Option<Zeroizing<Vec<u8>>>, Co
     Ok(Some(secret))
 }
 
+/// Reads the release public key file (64 hex digits). `None` reads nothing.
+///
+/// # Errors
+/// [`ConfigError::Read`] when unreadable, [`ConfigError::Invalid`] when not a key.
+pub fn load_release_key(
+    path: Option<&Path>,
+) -> Result<Option<sealprint_release::ReleasePublicKey>, ConfigError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    sealprint_release::ReleasePublicKey::from_hex(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid(vec![format!("{}: {e}", path.display())]))
+}
+
 impl ServeConfig {
     /// Checks what can be checked on disk before binding: the data directory is initialised,
     /// the master key file is readable, private and 32 bytes, the TLS files exist.
@@ -72,6 +91,9 @@ impl ServeConfig {
         }
         if let Err(e) = load_secret(self.billing_webhook_secret_file.as_deref()) {
             problems.push(format!("billing_webhook_secret_file: {e}"));
+        }
+        if let Err(e) = load_release_key(self.release_public_key.as_deref()) {
+            problems.push(format!("release_public_key: {e}"));
         }
         if let Some(p) = &self.spapi_ca_file {
             if let Err(e) = crate::outbound::client::read_ca_file(p) {

@@ -163,6 +163,7 @@ pub fn resolve(file: FileConfig, flags: Overrides) -> Result<ServeConfig, Config
                 failure_summary_interval: Duration::from_secs(failure_interval),
                 agent_versions,
                 metrics_listen,
+                release_public_key: flags.release_public_key.or(file.release_public_key),
             })
         }
         _ => Err(ConfigError::Invalid(problems)),

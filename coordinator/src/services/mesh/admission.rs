@@ -69,6 +69,7 @@ impl EventLoop {
                         }
                     }
                     Request::Relay(relayed) => self.on_relay(&record, &relayed),
+                    Request::Update(update) => self.on_update(&record, update),
                     _ => refuse(ErrorCode::BadRequest, "unexpected request"),
                 }
             }

@@ -42,6 +42,9 @@ fn event_loop(dir: &std::path::Path, tracker: &TaskTracker) -> EventLoop {
         refused_printers: HashSet::new(),
         failures: FailureLog::new(Duration::from_secs(60)),
         versions: VersionPolicy::default(),
+        releases: crate::services::releases::Releases::new(None, dir),
+        offered: HashSet::new(),
+        updating: HashMap::new(),
     }
 }
 

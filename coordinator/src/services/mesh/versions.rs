@@ -23,7 +23,9 @@ impl EventLoop {
             });
         let now_s = super::now_ms() / 1000;
         let requirement = self.versions.requirement(tenant_min, now_s);
-        let outdated = requirement.outdated(&hb.version);
+        // An agent updating is held like an outdated one: no jobs into its restart.
+        let outdated =
+            requirement.outdated(&hb.version) | self.update_hold(&record.device_id, &hb.version);
         if self.fleet.set_outdated(&record.device_id, outdated) {
             if outdated {
                 warn!(

@@ -1,0 +1,243 @@
+//! The file work of an update and the trial of the new binary (see the parent module for the
+//! design): writing `NAME.new`, keeping `NAME.prev`, the atomic rename, restoring, and the
+//! guard that runs the new binary as a child until its first acknowledged heartbeat.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{UpdateState, ACK_FILE, TRIAL_ENV};
+
+/// The running binary and the files beside it.
+#[derive(Debug, Clone)]
+pub struct BinaryPaths {
+    /// The binary that runs (and is replaced).
+    pub exe: PathBuf,
+    /// Where the new bytes are written before the rename.
+    pub new: PathBuf,
+    /// The previous binary, kept for rollback.
+    pub prev: PathBuf,
+}
+
+impl BinaryPaths {
+    /// The paths around `exe`.
+    pub fn of(exe: &Path) -> BinaryPaths {
+        let with = |suffix: &str| {
+            let mut s = exe.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        BinaryPaths {
+            exe: exe.to_owned(),
+            new: with(".new"),
+            prev: with(".prev"),
+        }
+    }
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+#[cfg(unix)]
+fn make_executable(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Copies `from` to `to` through a temporary file and a rename.
+fn copy_atomically(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::copy(from, &tmp)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, to)?;
+    sync_dir(to);
+    Ok(())
+}
+
+/// Writes `bytes` as the new binary, keeps the running one as `prev`, and renames the new one
+/// over the running path (atomic).
+///
+/// # Errors
+/// I/O errors; the running path is unchanged unless the final rename succeeded.
+pub fn install(paths: &BinaryPaths, bytes: &[u8]) -> std::io::Result<()> {
+    {
+        let mut f = std::fs::File::create(&paths.new)?;
+        f.write_all(bytes)?;
+        make_executable(&f)?;
+        f.sync_all()?;
+    }
+    keep_previous(paths)?;
+    std::fs::rename(&paths.new, &paths.exe)?;
+    sync_dir(&paths.exe);
+    Ok(())
+}
+
+/// Keeps the running binary as `prev`: a copy on Unix (the path keeps a whole binary
+/// throughout); on Windows a running `.exe` cannot be replaced but can be renamed, so it is
+/// moved to `prev` and the new one takes its name right after.
+#[cfg(not(windows))]
+fn keep_previous(paths: &BinaryPaths) -> std::io::Result<()> {
+    copy_atomically(&paths.exe, &paths.prev)
+}
+
+#[cfg(windows)]
+fn keep_previous(paths: &BinaryPaths) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&paths.prev);
+    std::fs::rename(&paths.exe, &paths.prev)
+}
+
+/// Puts the previous binary back at the running path (atomic; `prev` is kept).
+///
+/// # Errors
+/// I/O errors (no previous binary, a full disk).
+pub fn restore(paths: &BinaryPaths) -> std::io::Result<()> {
+    copy_atomically(&paths.prev, &paths.exe)
+}
+
+/// How a trial ended (when it returns at all: on Linux a decided trial re-executes).
+#[derive(Debug)]
+pub enum TrialOutcome {
+    /// The agent was asked to stop during the trial; the child was stopped.
+    Stopped,
+    /// Re-executing failed (the error says why).
+    ExecFailed(std::io::Error),
+}
+
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) {}
+
+/// Stops the child: SIGTERM (it drains), then SIGKILL after `grace`.
+async fn stop_child(child: &mut tokio::process::Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        terminate(pid);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+/// Replaces this process with `exe ARGS` (same pid). Returns only on failure.
+#[cfg(unix)]
+fn reexec(exe: &Path, args: &[OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe).args(args).exec()
+}
+
+#[cfg(not(unix))]
+fn reexec(_exe: &Path, _args: &[OsString]) -> std::io::Error {
+    std::io::Error::other("re-executing is Unix-only")
+}
+
+fn acked(data_dir: &Path, version: &str) -> bool {
+    std::fs::read_to_string(data_dir.join(ACK_FILE)).is_ok_and(|v| v.trim() == version)
+}
+
+/// Runs the trial of `version`, already installed at `paths.exe`: starts it as a child with
+/// `args`, and once it reports an acknowledged heartbeat, stops it and re-executes it as this
+/// process; if it exits first or `within` passes, restores the previous binary, records the
+/// rollback and re-executes that. Returns only when `shutdown` fires during the trial, or
+/// when re-executing fails.
+///
+/// Not safe to cancel: the caller awaits it to the end.
+pub async fn trial(
+    paths: &BinaryPaths,
+    args: &[OsString],
+    data_dir: &Path,
+    version: &str,
+    within: Duration,
+    drain: Duration,
+    shutdown: CancellationToken,
+) -> TrialOutcome {
+    let _ = std::fs::remove_file(data_dir.join(ACK_FILE));
+    let started = tokio::process::Command::new(&paths.exe)
+        .args(args)
+        .env(TRIAL_ENV, version)
+        .kill_on_drop(true)
+        .spawn();
+    let failure = match started {
+        Err(e) => format!("new binary did not start: {e}"),
+        Ok(mut child) => {
+            let deadline = tokio::time::Instant::now() + within;
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        stop_child(&mut child, drain).await;
+                        return TrialOutcome::Stopped;
+                    }
+                    status = child.wait() => {
+                        let code = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                        break format!("new version exited before its first acknowledged heartbeat ({code})");
+                    }
+                    _ = tick.tick() => {
+                        if acked(data_dir, version) {
+                            info!(version, "new version heartbeats; restarting into it");
+                            stop_child(&mut child, drain).await;
+                            let _ = std::fs::remove_file(data_dir.join(ACK_FILE));
+                            return TrialOutcome::ExecFailed(reexec(&paths.exe, args));
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            stop_child(&mut child, drain).await;
+                            break format!("no acknowledged heartbeat within {} s", within.as_secs());
+                        }
+                    }
+                }
+            }
+        }
+    };
+    warn!(version, reason = %failure, "update rolled back");
+    if let Err(e) = restore(paths) {
+        warn!(error = %e, "previous binary not restored");
+    }
+    let mut state = UpdateState::load(data_dir);
+    if !state.rolled_back.iter().any(|v| v == version) {
+        state.rolled_back.push(version.to_owned());
+    }
+    state.unreported = Some((version.to_owned(), failure));
+    if let Err(e) = state.save(data_dir) {
+        warn!(error = %e, "rollback not recorded");
+    }
+    TrialOutcome::ExecFailed(reexec(&paths.exe, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_swaps_and_keeps_the_previous_binary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("agent");
+        std::fs::write(&exe, b"old").expect("write");
+        let paths = BinaryPaths::of(&exe);
+        install(&paths, b"new").expect("install");
+        assert_eq!(std::fs::read(&exe).expect("read"), b"new");
+        assert_eq!(std::fs::read(&paths.prev).expect("read"), b"old");
+        assert!(!paths.new.exists());
+        restore(&paths).expect("restore");
+        assert_eq!(std::fs::read(&exe).expect("read"), b"old");
+    }
+}
