@@ -1,7 +1,7 @@
 //! A task that writes records to the store for the mesh event loop, so that the loop never
 //! waits on the store (a sled write, a hash, a notification) while peers wait on it. The
-//! loop's audit entries ([`crate::services::audit_writer`]) and job and fleet events
-//! ([`crate::services::events`]) both leave it through one of these.
+//! loop's audit entries and its job and fleet events both leave it through one of these
+//! (their modules build on this one, never the other way).
 //!
 //! One task per writer, so records keep their order while the queue has room. When it is
 //! full the record is written inline rather than dropped: nothing is lost, and the loop is
