@@ -289,13 +289,30 @@ async fn a_crowd_from_one_address_sheds_its_own_idle_connections() -> anyhow::Re
         async move { Ok((n >= 100).then_some(())) }
     })
     .await?;
+    // The crowd sheds its own oldest idle connections, and a client of that address is one
+    // of them while its handshake waits on a loaded machine: it may be reset, as a client
+    // behind a crowded NAT would be, and retries. What must hold is that the address is
+    // still served: every /healthz answers 200 within a few tries, none waits unanswered.
+    let mut resets = 0;
     for _ in 0..10 {
-        let (status, _, _) = tokio::time::timeout(
-            Duration::from_secs(10),
-            target.request(src, Method::GET, "/healthz", None, None),
-        )
-        .await
-        .context("/healthz from the crowded address got no answer")??;
+        let mut tries = 0;
+        let status = loop {
+            tries += 1;
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                target.request(src, Method::GET, "/healthz", None, None),
+            )
+            .await
+            .context("/healthz from the crowded address got no answer")?
+            {
+                Ok((status, _, _)) => break status,
+                Err(e) if tries < 5 => {
+                    resets += 1;
+                    println!("/healthz connection lost ({e:#}); retrying");
+                }
+                Err(e) => return Err(e.context("/healthz failed 5 times in a row")),
+            }
+        };
         assert_eq!(status, StatusCode::OK);
     }
     let most = open.load(Ordering::SeqCst);
@@ -303,7 +320,10 @@ async fn a_crowd_from_one_address_sheds_its_own_idle_connections() -> anyhow::Re
     for h in holders {
         h.await?;
     }
-    println!("MEASURED 400 silent connections from one address: {most} open at once");
+    println!(
+        "MEASURED 400 silent connections from one address: {most} open at once; \
+         {resets} /healthz connections shed and retried"
+    );
     assert!(most <= 300, "the per-address cap did not hold: {most}");
     Ok(())
 }
