@@ -9,7 +9,7 @@
 //!   that runs as LocalSystem.
 //! - [`log_dir`]: the service's log files, `logs` under the data directory.
 //!
-//! It does not create the files inside: [`crate::identity`] does.
+//! It does not create the files inside: the identity module does.
 
 #[cfg(windows)]
 mod acl;

@@ -8,7 +8,7 @@
 //! told apart: [`open`] reports it as [`Stored::Plain`] and the caller re-seals it.
 //!
 //! On Unix the secret stays as it is, in a 0600 file in a 0700 directory
-//! ([`crate::identity::write_private`]); a sealed file there is refused with a clear error
+//! (the identity module's `write_private`); a sealed file there is refused with a clear error
 //! (it was sealed on a Windows machine and cannot be opened anywhere else).
 //!
 //! The header parsing is platform-neutral and unit-tested on Linux; the DPAPI calls are in

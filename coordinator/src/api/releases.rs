@@ -225,9 +225,10 @@ pub(super) fn get_desired(
     tenant: &str,
     query: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let site = query
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("site=")))
-        .map(str::to_owned);
+    // The API's one query parser: percent-decoded, a repeated name refused.
+    let site = super::page::pairs(query)?
+        .into_iter()
+        .find_map(|(k, v)| (k == "site").then_some(v));
     if let Some(s) = &site {
         validate_id(s).map_err(|_| ApiError::bad_request("site"))?;
     }
