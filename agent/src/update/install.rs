@@ -158,8 +158,9 @@ fn acked(data_dir: &Path, version: &str) -> bool {
 /// Runs the trial of `version`, already installed at `paths.exe`: starts it as a child with
 /// `args`, and once it reports an acknowledged heartbeat, stops it and re-executes it as this
 /// process; if it exits first or `within` passes, restores the previous binary, records the
-/// rollback and re-executes that. Returns only when `shutdown` fires during the trial, or
-/// when re-executing fails.
+/// rollback and re-executes that. Returns only when `shutdown` fires during the trial
+/// (also while the child is being stopped for the handover or the rollback: a stop request
+/// is never lost in a re-execution), or when re-executing fails.
 ///
 /// Not safe to cancel: the caller awaits it to the end.
 pub async fn trial(
@@ -197,6 +198,12 @@ pub async fn trial(
                             info!(version, "new version heartbeats; restarting into it");
                             stop_child(&mut child, drain).await;
                             let _ = std::fs::remove_file(data_dir.join(ACK_FILE));
+                            if shutdown.is_cancelled() {
+                                // Asked to stop while the child drained: the new version is
+                                // in place and acknowledged, so the next start runs it.
+                                info!(version, "stopping during the handover; the next start runs the new version");
+                                return TrialOutcome::Stopped;
+                            }
                             return TrialOutcome::ExecFailed(reexec(&paths.exe, args));
                         }
                         if tokio::time::Instant::now() >= deadline {
@@ -220,12 +227,111 @@ pub async fn trial(
     if let Err(e) = state.save(data_dir) {
         warn!(error = %e, "rollback not recorded");
     }
+    if shutdown.is_cancelled() {
+        // Asked to stop meanwhile: the previous binary is back, the next start runs it.
+        return TrialOutcome::Stopped;
+    }
     TrialOutcome::ExecFailed(reexec(&paths.exe, args))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for the new binary, `exe DATA_DIR ack|silent`: refuses to run outside a
+    /// trial (so a wrong re-execution of the test process fails it), acknowledges at once or
+    /// never, and takes a second to drain on SIGTERM, saying so in `DATA_DIR/term`.
+    const NEW_BINARY: &str = r#"#!/bin/sh
+[ -n "$SEALPRINT_UPDATE_TRIAL" ] || exit 3
+trap 'echo > "$1/term"; sleep 1; exit 0' TERM
+[ "$2" = ack ] && printf %s "$SEALPRINT_UPDATE_TRIAL" > "$1/update-ack"
+while :; do sleep 0.05; done
+"#;
+
+    /// Writes the stand-in from another process, so no writable descriptor of ours can leak
+    /// into a concurrent test's fork and make the exec fail with ETXTBSY.
+    #[cfg(unix)]
+    fn place_new_binary(exe: &Path) {
+        let ok = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+            ])
+            .arg(NEW_BINARY)
+            .arg(exe)
+            .status()
+            .expect("sh")
+            .success();
+        assert!(ok, "stand-in not written");
+    }
+
+    /// Runs a trial of the stand-in and fires `shutdown` once the child got its SIGTERM, i.e.
+    /// while the guard is stopping it (for the handover or for the rollback).
+    #[cfg(unix)]
+    async fn trial_stopped_while_the_child_drains(
+        mode: &str,
+        within: Duration,
+    ) -> (tempfile::TempDir, TrialOutcome) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("agent");
+        place_new_binary(&exe);
+        let paths = BinaryPaths::of(&exe);
+        std::fs::write(&paths.prev, b"previous").expect("prev");
+        let shutdown = CancellationToken::new();
+        let term = dir.path().join("term");
+        let stopper = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                while !term.exists() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                shutdown.cancel();
+            })
+        };
+        let args = [dir.path().as_os_str().to_owned(), OsString::from(mode)];
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            trial(
+                &paths,
+                &args,
+                dir.path(),
+                "9.9.9",
+                within,
+                Duration::from_secs(20),
+                shutdown,
+            ),
+        )
+        .await
+        .expect("the trial ended");
+        stopper.abort();
+        (dir, outcome)
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_stop_during_the_handover_is_not_lost_in_a_re_execution() {
+        let (dir, outcome) =
+            trial_stopped_while_the_child_drains("ack", Duration::from_secs(60)).await;
+        assert!(matches!(outcome, TrialOutcome::Stopped), "{outcome:?}");
+        let exe = std::fs::read_to_string(dir.path().join("agent")).expect("exe");
+        assert_eq!(exe, NEW_BINARY, "the acknowledged version stays installed");
+        assert!(UpdateState::load(dir.path()).rolled_back.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_stop_during_the_rollback_is_not_lost_in_a_re_execution() {
+        let (dir, outcome) =
+            trial_stopped_while_the_child_drains("silent", Duration::from_millis(500)).await;
+        assert!(matches!(outcome, TrialOutcome::Stopped), "{outcome:?}");
+        let exe = std::fs::read(dir.path().join("agent")).expect("exe");
+        assert_eq!(exe, b"previous", "the previous binary is back");
+        assert_eq!(
+            UpdateState::load(dir.path()).rolled_back,
+            vec!["9.9.9".to_owned()]
+        );
+    }
 
     #[test]
     fn install_swaps_and_keeps_the_previous_binary() {
