@@ -196,6 +196,25 @@ pub fn chain(prev: Option<&ChainedEntry>, entry: AuditEntry) -> ChainedEntry {
     }
 }
 
+/// Checks that `e` is entry `expected` of the chain, linked to `prev` and unaltered; returns
+/// its hash (the next entry's link).
+fn next_link(prev: &[u8; 32], expected: u64, e: &ChainedEntry) -> Result<[u8; 32], ChainError> {
+    if e.seq != expected {
+        return Err(ChainError::Gap {
+            expected,
+            found: e.seq,
+        });
+    }
+    if e.prev_hash != hex::encode(prev) {
+        return Err(ChainError::BrokenLink(e.seq));
+    }
+    let h = entry_hash(prev, e.seq, &e.entry);
+    if e.hash != hex::encode(h) {
+        return Err(ChainError::Altered(e.seq));
+    }
+    Ok(h)
+}
+
 /// Checks a whole chain, in order from the first entry.
 ///
 /// # Errors
@@ -208,19 +227,7 @@ where
     let mut expected = 0u64;
     for item in entries {
         let e = item.map_err(ChainError::Unreadable)?;
-        if e.seq != expected {
-            return Err(ChainError::Gap {
-                expected,
-                found: e.seq,
-            });
-        }
-        if e.prev_hash != hex::encode(prev) {
-            return Err(ChainError::BrokenLink(e.seq));
-        }
-        let h = entry_hash(&prev, e.seq, &e.entry);
-        if e.hash != hex::encode(h) {
-            return Err(ChainError::Altered(e.seq));
-        }
+        let h = next_link(&prev, expected, &e)?;
         prev = h;
         expected += 1;
     }
@@ -340,19 +347,7 @@ where
     }
     for item in entries {
         let e = item.map_err(ChainError::Unreadable)?;
-        if e.seq != expected {
-            return Err(ChainError::Gap {
-                expected,
-                found: e.seq,
-            });
-        }
-        if e.prev_hash != hex::encode(prev) {
-            return Err(ChainError::BrokenLink(e.seq));
-        }
-        let h = entry_hash(&prev, e.seq, &e.entry);
-        if e.hash != hex::encode(h) {
-            return Err(ChainError::Altered(e.seq));
-        }
+        let h = next_link(&prev, expected, &e)?;
         if cp_at(e.seq).is_some_and(|c| c.hash != e.hash) {
             return Err(ChainError::CheckpointMismatch(e.seq));
         }
