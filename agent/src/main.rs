@@ -223,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(file) = enroll_token_file {
                 run::enroll_once(&cfg.data_dir, &file).await?;
             }
-            run::agent(cfg, shutdown).await
+            run::agent(cfg, shutdown, || {}).await
         }
         Command::Status { common, json } => {
             operator::status(&common.load(Flags::default())?.data_dir, json)

@@ -71,7 +71,13 @@ pub async fn enroll_once(data_dir: &Path, file: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the agent until `shutdown`: the station's own checks, its printers, the mesh.
-pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// `started` is called once the agent is up (keys loaded, printers probed, mesh listening,
+/// the READY line printed): the Windows service reports Running only then.
+pub async fn agent(
+    cfg: RunConfig,
+    shutdown: CancellationToken,
+    started: impl FnOnce(),
+) -> anyhow::Result<()> {
     let identity = DeviceIdentity::load(&cfg.data_dir)?;
     // The station's own compliance checks (no printer probes: the station does those),
     // reported to the coordinator in every heartbeat.
@@ -112,6 +118,7 @@ pub async fn agent(cfg: RunConfig, shutdown: CancellationToken) -> anyhow::Resul
     ready.metrics = metrics.map(|a| a.to_string());
     // Harnesses and operators read this line to learn the bound addresses.
     println!("READY {}", serde_json::to_string(&ready)?);
+    started();
     if let Some(version) = event_loop.await {
         restart_into(&update, &cfg.data_dir, &version, shutdown).await?;
     }

@@ -140,13 +140,13 @@ mod windows {
                 Ok(())
             }
             Action::Run { data_dir, config } => {
-                let agent: scm::AgentMain = Box::new(move |token| {
+                let agent: scm::AgentMain = Box::new(move |token, started| {
                     let flags = Flags {
                         data_dir,
                         ..Flags::default()
                     };
                     let result = crate::run::load(config.as_deref(), flags)
-                        .and_then(|cfg| handle.block_on(crate::run::agent(cfg, token)));
+                        .and_then(|cfg| handle.block_on(crate::run::agent(cfg, token, started)));
                     result.map_err(|e| format!("{e:#}").into())
                 });
                 match scm::run(agent) {

@@ -267,6 +267,20 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
         "a second install: {out}{err}"
     );
 
+    // A start that fails (the device certificate moved away): `service start` reports it;
+    // it does not say "running" of a service that is about to stop.
+    let cert = data_dir.join("device.cert");
+    let hidden = data_dir.join("device.cert.hidden");
+    std::fs::rename(&cert, &hidden)?;
+    let failed_start = agent_cmd(&prefix, &exe, &["service", "start"], None).await;
+    std::fs::rename(&hidden, &cert)?;
+    let (ok, out, err) = failed_start?;
+    ensure!(
+        !ok && err.contains("stopped while starting"),
+        "a start that must fail: {out}{err}"
+    );
+    eprintln!("winesvc: a failing start said: {}", err.trim());
+
     // start → online, verified, prints.
     let t = Instant::now();
     must(&prefix, &exe, &["service", "start"], None).await?;

@@ -3,8 +3,12 @@
 //! service's entry point.
 //!
 //! [`run`] hands the process to the SCM's dispatcher; the SCM then calls `service_main` on a
-//! thread of its own, which reports StartPending, then Running, and runs the agent (the
-//! closure given to [`run`]) on another thread. Stop, Shutdown and Preshutdown cancel the
+//! thread of its own, which reports StartPending, runs the agent (the closure given to
+//! [`run`]) on another thread, and reports Running only when the agent says it is up (keys
+//! loaded, printers probed, mesh listening): an agent that fails at start (not enrolled, a
+//! bad config) goes from StartPending to Stopped with its exit code, so `service start`
+//! reports the failure instead of a service that is about to stop. Stop, Shutdown and
+//! Preshutdown cancel the
 //! agent's token; the service reports StopPending with a wait hint of the drain time, waits
 //! for the agent, and reports Stopped with exit code 0, or a service-specific code
 //! ([`super::EXIT_AGENT_FAILED`], [`super::EXIT_AGENT_PANICKED`]) so the failure actions
@@ -32,10 +36,18 @@ use super::{
     EXIT_AGENT_PANICKED, FAILURE_PLAN, SERVICE_NAME,
 };
 
+/// Called by the agent once it is up; the service reports Running then.
+pub type Started = Box<dyn FnOnce() + Send>;
+
 /// The agent, run by the service until its token is cancelled.
 pub type AgentMain = Box<
-    dyn FnOnce(CancellationToken) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send,
+    dyn FnOnce(CancellationToken, Started) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+        + Send,
 >;
+
+/// The wait hint while starting; the checkpoint advances every poll, so a slow start (printer
+/// probes) is not taken for a hung one.
+const START_HINT: Duration = Duration::from_secs(10);
 
 // Win32 error codes (winerror.h) the commands tell apart.
 const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
@@ -281,7 +293,12 @@ pub fn run(agent: AgentMain) -> Result<(), ServiceError> {
 
 define_windows_service!(ffi_service_main, service_main);
 
-fn status(state: ServiceState, exit_code: ServiceExitCode, wait_hint: Duration) -> ServiceStatus {
+fn status(
+    state: ServiceState,
+    exit_code: ServiceExitCode,
+    wait_hint: Duration,
+    checkpoint: u32,
+) -> ServiceStatus {
     let controls_accepted = if state == ServiceState::Running {
         ServiceControlAccept::STOP
             | ServiceControlAccept::SHUTDOWN
@@ -294,7 +311,7 @@ fn status(state: ServiceState, exit_code: ServiceExitCode, wait_hint: Duration) 
         current_state: state,
         controls_accepted,
         exit_code,
-        checkpoint: 0,
+        checkpoint,
         wait_hint,
         process_id: None,
     }
@@ -326,34 +343,55 @@ fn service_main(_arguments: Vec<OsString>) {
         }
     };
     let none = ServiceExitCode::NO_ERROR;
-    report(status(
-        ServiceState::StartPending,
-        none,
-        Duration::from_secs(10),
-    ));
+    report(status(ServiceState::StartPending, none, START_HINT, 1));
     let token = CancellationToken::new();
     let agent_token = token.clone();
-    let worker = thread::spawn(move || agent(agent_token));
-    report(status(ServiceState::Running, none, Duration::ZERO));
-    tracing::info!("service running");
-    // Wait for a stop control or for the agent to end by itself (an error).
-    loop {
-        if worker.is_finished() {
-            break;
-        }
-        match stop_rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(()) => {
-                tracing::info!("service stopping");
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let started: Started = Box::new(move || {
+        let _ = started_tx.send(());
+    });
+    let worker = thread::spawn(move || agent(agent_token, started));
+    // Running once the agent is up. The sender is dropped unused when the agent ends first
+    // (an error at start): then straight on to Stopped with its exit code.
+    let mut checkpoint = 1;
+    let up = loop {
+        match started_rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(()) => break true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                checkpoint += 1;
                 report(status(
-                    ServiceState::StopPending,
+                    ServiceState::StartPending,
                     none,
-                    DRAIN_GRACE + Duration::from_secs(5),
+                    START_HINT,
+                    checkpoint,
                 ));
-                token.cancel();
+            }
+        }
+    };
+    if up {
+        report(status(ServiceState::Running, none, Duration::ZERO, 0));
+        tracing::info!("service running");
+        // Wait for a stop control or for the agent to end by itself (an error).
+        loop {
+            if worker.is_finished() {
                 break;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            match stop_rx.recv_timeout(Duration::from_millis(250)) {
+                Ok(()) => {
+                    tracing::info!("service stopping");
+                    report(status(
+                        ServiceState::StopPending,
+                        none,
+                        DRAIN_GRACE + Duration::from_secs(5),
+                        1,
+                    ));
+                    token.cancel();
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
         }
     }
     let exit = match worker.join() {
@@ -368,5 +406,5 @@ fn service_main(_arguments: Vec<OsString>) {
         }
     };
     tracing::info!(exit = ?exit, "service stopped");
-    report(status(ServiceState::Stopped, exit, Duration::ZERO));
+    report(status(ServiceState::Stopped, exit, Duration::ZERO, 0));
 }

@@ -241,6 +241,7 @@ mod tests {
     /// A stand-in for the new binary, `exe DATA_DIR ack|silent`: refuses to run outside a
     /// trial (so a wrong re-execution of the test process fails it), acknowledges at once or
     /// never, and takes a second to drain on SIGTERM, saying so in `DATA_DIR/term`.
+    #[cfg(unix)]
     const NEW_BINARY: &str = r#"#!/bin/sh
 [ -n "$SEALPRINT_UPDATE_TRIAL" ] || exit 3
 trap 'echo > "$1/term"; sleep 1; exit 0' TERM
