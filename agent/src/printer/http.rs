@@ -165,7 +165,7 @@ pub(crate) async fn exchange(
         Target::Tcp { tls, host, port } => {
             let tcp = within(timeouts.connect, TcpStream::connect((host.as_str(), *port)))
                 .await?
-                .map_err(|e| HttpError::Connect(e.kind().to_string()))?;
+                .map_err(|e| HttpError::Connect(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
             if *tls {
                 let (stream, certificate) = tls_connect(host, tcp, timeouts.connect).await?;
@@ -186,7 +186,7 @@ pub(crate) async fn exchange(
         Target::Unix(path) => {
             let stream = within(timeouts.connect, tokio::net::UnixStream::connect(path))
                 .await?
-                .map_err(|e| HttpError::Connect(e.kind().to_string()))?;
+                .map_err(|e| HttpError::Connect(e.to_string()))?;
             let message = send(stream, request, timeouts).await?;
             Ok(Exchange {
                 message,

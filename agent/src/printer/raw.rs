@@ -61,10 +61,9 @@ pub(crate) async fn connect(
     let connecting = TcpStream::connect((host, port));
     match tokio::time::timeout(timeouts.connect, connecting).await {
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(Findings::NoConnection(format!(
-            "connect failed: {}",
-            e.kind()
-        ))),
+        // The error's text, not its kind: a name that does not resolve has no kind of its
+        // own ("uncategorized error") but says so in its text.
+        Ok(Err(e)) => Err(Findings::NoConnection(format!("connect failed: {e}"))),
         Err(_) => Err(Findings::NoConnection("connect timed out".to_owned())),
     }
 }

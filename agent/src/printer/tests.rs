@@ -297,6 +297,24 @@ async fn unreachable_when_nothing_listens() {
     );
 }
 
+/// A host name that does not resolve says so (the error's text), not "uncategorized error".
+#[tokio::test]
+async fn an_unresolvable_host_is_named_as_such() {
+    let config = PrinterConfig::from_flag("z=raw://no-such-printer.invalid:9100").expect("valid");
+    let mut printer = Printer::new(config, Some(SERIAL.to_owned()), quick()).expect("valid");
+    let report = printer.probe().await;
+    assert_eq!(report.verdict, PrinterVerdict::Unreachable);
+    // Where no resolver answers within the connect timeout, the reason is the timeout.
+    assert!(
+        report.reason == "connect timed out"
+            || (report.reason.starts_with("connect failed")
+                && !report.reason.contains("uncategorized")
+                && report.reason.contains("lookup")),
+        "{}",
+        report.reason
+    );
+}
+
 /// The deadline is checked after the device's re-check, right before writing: a job whose
 /// deadline passed while the printer was being asked prints nothing.
 #[tokio::test]
