@@ -4,8 +4,10 @@
 //!
 //! [`sweep`] is one pass at an explicit `now`: it purges label bytes and the shipment and
 //! tracking ids of label fetches older than the PII retention (see
-//! [`Store::purge_pii`]), audits each purged job by id (`pii.purged`), and prunes audit
-//! entries older than the audit retention behind a signed checkpoint (`audit.pruned`).
+//! [`Store::purge_pii`]), audits each purged job by id (`pii.purged`), prunes audit
+//! entries older than the audit retention behind a signed checkpoint (`audit.pruned`), and
+//! deletes notifications older than [`NOTIFICATION_RETENTION_DAYS`] whose webhook delivery
+//! is settled (they hold ids only, but would otherwise grow with every job for ever).
 //! [`run`] repeats it, and signs checkpoints, until shutdown.
 //!
 //! "Delivery" is counted from the label's creation: it is never later than the print or the
@@ -29,6 +31,9 @@ use crate::store::{Store, StoreError};
 pub const MAX_PII_RETENTION_DAYS: u64 = 30;
 /// Shortest audit retention the configuration accepts, days.
 pub const MIN_AUDIT_RETENTION_DAYS: u64 = 90;
+/// How long a notification (the `GET …/notifications` feed, webhook events) is kept, days;
+/// one still owed to a webhook is kept until its delivery is settled.
+pub const NOTIFICATION_RETENTION_DAYS: u64 = 30;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// How long things are kept and how often the sweeps run.
@@ -62,6 +67,8 @@ pub struct SweepReport {
     pub jobs: usize,
     /// Audit entries pruned.
     pub audit_entries: u64,
+    /// Notifications deleted.
+    pub notifications: u64,
 }
 
 /// One retention pass at `now_ms`. The periods are clamped to the limits (never more than 30
@@ -90,6 +97,8 @@ pub fn sweep(store: &Store, cfg: &RetentionConfig, now_ms: u64) -> Result<SweepR
     }
     // Idempotency keys expire after 24 h (a claim past that counts as new); drop them.
     store.purge_idempotency(None, now_ms)?;
+    let notifications =
+        store.prune_notifications(now_ms.saturating_sub(NOTIFICATION_RETENTION_DAYS * DAY_MS))?;
     let pruned = store.prune_audit(now_ms.saturating_sub(audit_ms))?;
     if pruned > 0 {
         store.audit(
@@ -104,6 +113,7 @@ pub fn sweep(store: &Store, cfg: &RetentionConfig, now_ms: u64) -> Result<SweepR
     Ok(SweepReport {
         jobs: by_job.len(),
         audit_entries: pruned,
+        notifications,
     })
 }
 
@@ -126,8 +136,13 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = sweeps.tick() => tokio::task::spawn_blocking(move || {
                 sweep(&s, &cfg, crate::core::clock::now_ms()).map(|r| {
-                    if r.jobs > 0 || r.audit_entries > 0 {
-                        info!(jobs = r.jobs, audit_entries = r.audit_entries, "retention purged");
+                    if r.jobs > 0 || r.audit_entries > 0 || r.notifications > 0 {
+                        info!(
+                            jobs = r.jobs,
+                            audit_entries = r.audit_entries,
+                            notifications = r.notifications,
+                            "retention purged"
+                        );
                     }
                 })
             }),
@@ -228,6 +243,72 @@ mod tests {
                 (Some("job-b".into()), "ok label".into())
             ]
         );
+    }
+
+    #[test]
+    fn notifications_go_after_thirty_days_unless_owed_and_compliance_keys_stay() {
+        use crate::store::{NewNotification, NotificationKind as K, WebhookRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::generate()).expect("store");
+        let cfg = RetentionConfig::default();
+        let t0 = 1_000 * DAY_MS;
+        let quiet = store.create_tenant("quiet", t0).expect("tenant").id;
+        let hooked = store.create_tenant("hooked", t0).expect("tenant").id;
+        let hook = WebhookRecord {
+            tenant_id: hooked.clone(),
+            url: "https://hooks.example/x".into(),
+            created_at_ms: t0,
+            created_by: "u".into(),
+        };
+        store.set_webhook(&hook, b"secret").expect("webhook");
+        let new = |kind, key| NewNotification {
+            kind,
+            subject: Some("s"),
+            due_at_ms: None,
+            dedupe_key: key,
+        };
+        let create = |t: &str, kind, key, at| {
+            store
+                .create_notification(t, new(kind, key), at)
+                .expect("create")
+                .is_some()
+        };
+        assert!(create(&quiet, K::LabelPrinted, "label.printed/j1/1", t0));
+        assert!(create(
+            &quiet,
+            K::ComplianceRestricted,
+            "restricted/r1/9",
+            t0
+        ));
+        assert!(create(&hooked, K::AgentOffline, "agent.offline/a1/1", t0));
+        let recent = t0 + 20 * DAY_MS;
+        assert!(create(&quiet, K::LabelFailed, "label.failed/j2/2", recent));
+        // A day short of the retention: nothing goes.
+        let report = sweep(&store, &cfg, t0 + 29 * DAY_MS).expect("sweep");
+        assert_eq!(report.notifications, 0);
+        let report = sweep(&store, &cfg, t0 + 31 * DAY_MS).expect("sweep");
+        assert_eq!(
+            report.notifications, 2,
+            "the two old ones of the quiet tenant"
+        );
+        let kinds: Vec<K> = store
+            .notifications(&quiet)
+            .expect("list")
+            .iter()
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(kinds, vec![K::LabelFailed], "the recent one stays");
+        // Still owed to the webhook: kept until its delivery is settled.
+        assert_eq!(store.notifications(&hooked).expect("list").len(), 1);
+        // The event's key went (its time never comes again): the same key may be used anew;
+        // the compliance notice's key stays, so the next sweep does not tell the tenant again.
+        assert!(create(&quiet, K::LabelPrinted, "label.printed/j1/1", t0));
+        assert!(!create(
+            &quiet,
+            K::ComplianceRestricted,
+            "restricted/r1/9",
+            t0
+        ));
     }
 
     #[test]

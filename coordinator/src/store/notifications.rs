@@ -15,7 +15,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 use zeroize::Zeroizing;
 
-use super::{encode, get, prefix, scan, scoped, tx_err, update, Store, StoreError};
+use super::{decode, encode, get, prefix, scan, scoped, tx_err, update, Store, StoreError};
 use crate::core::crypto::random_id;
 
 const NOTIFICATIONS: &str = "notifications";
@@ -107,6 +107,19 @@ impl DeliveryState {
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
         }
+    }
+}
+
+impl NotificationKind {
+    /// A compliance notice: its dedupe key names a due date, which a later sweep sees again,
+    /// so the key outlives the notice (else the tenant would be told again).
+    pub fn is_compliance_notice(self) -> bool {
+        matches!(
+            self,
+            NotificationKind::RenewalDue
+                | NotificationKind::RequirementDue
+                | NotificationKind::ComplianceRestricted
+        )
     }
 }
 
@@ -317,6 +330,50 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Deletes the notifications created before `before_ms` whose delivery is no longer owed,
+    /// with their dedupe keys, except the keys of compliance notices (see
+    /// [`NotificationKind::is_compliance_notice`]). Every other key holds the time of its event,
+    /// which never comes round again. Returns how many notifications were deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`], [`StoreError::Corrupt`].
+    pub fn prune_notifications(&self, before_ms: u64) -> Result<u64, StoreError> {
+        let (notes, keys, outbox) = (
+            self.notification_tree(NOTIFICATIONS)?,
+            self.notification_tree(KEYS)?,
+            self.notification_tree(OUTBOX)?,
+        );
+        let mut deleted = 0;
+        // "<tenant>/<id>" of the deleted notifications whose dedupe key goes too.
+        let mut keys_to_drop = std::collections::HashSet::new();
+        for kv in notes.iter() {
+            let (k, v) = kv?;
+            let n: NotificationRecord = decode(&v, "notification")?;
+            if n.created_at_ms >= before_ms || outbox.contains_key(&k)? {
+                continue;
+            }
+            if notes.compare_and_swap(&k, Some(v), None::<&[u8]>)?.is_ok() {
+                deleted += 1;
+                if !n.kind.is_compliance_notice() {
+                    keys_to_drop.insert(k.to_vec());
+                }
+            }
+        }
+        if !keys_to_drop.is_empty() {
+            for kv in keys.iter() {
+                let (k, id) = kv?;
+                let tenant = k.split(|b| *b == b'/').next().unwrap_or_default();
+                let mut note = tenant.to_vec();
+                note.push(b'/');
+                note.extend_from_slice(&id);
+                if keys_to_drop.contains(&note) {
+                    keys.remove(&k)?;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Records a delivery attempt's outcome: the new delivery state replaces the old one, and
