@@ -33,6 +33,12 @@
 //!   again), records the rollback in `update-state.json`, and re-executes the restored binary.
 //!   That agent reports `rolled_back` to the coordinator and never retries that version.
 //!
+//! - A stop request (SIGTERM) during the trial stops the child and ends the agent; unless the
+//!   new version was acknowledged by then, the previous binary goes back first, so the next
+//!   start never runs an untried version without its guard (not a rollback: the version is
+//!   offered again). A stop during the handover or the rollback ends the agent instead of
+//!   being lost in the re-execution.
+//!
 //! This works when the new binary exits at once, hangs, or cannot reach the coordinator,
 //! because the process that decides is the old, known-good code. On Windows the agent exits
 //! with [`RESTART_EXIT_CODE`] after the swap so the Service Control Manager's

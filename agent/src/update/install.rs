@@ -151,6 +151,29 @@ fn reexec(_exe: &Path, _args: &[OsString]) -> std::io::Error {
     std::io::Error::other("re-executing is Unix-only")
 }
 
+/// A trial ended by a stop request: unless the new version was acknowledged meanwhile, the
+/// previous binary goes back (the next start must not run an untried version without its
+/// guard). Not recorded as a rollback: the coordinator offers the version again later.
+fn interrupted(paths: &BinaryPaths, data_dir: &Path, version: &str) {
+    if acked(data_dir, version) {
+        let _ = std::fs::remove_file(data_dir.join(ACK_FILE));
+        info!(
+            version,
+            "stopped during the trial, after the new version's acknowledgement; keeping it"
+        );
+        return;
+    }
+    match restore(paths) {
+        Ok(()) => info!(
+            version,
+            "stopped during the trial; previous version restored, the update will be offered again"
+        ),
+        Err(e) => {
+            warn!(version, error = %e, "stopped during the trial; previous binary not restored")
+        }
+    }
+}
+
 fn acked(data_dir: &Path, version: &str) -> bool {
     std::fs::read_to_string(data_dir.join(ACK_FILE)).is_ok_and(|v| v.trim() == version)
 }
@@ -173,6 +196,11 @@ pub async fn trial(
     shutdown: CancellationToken,
 ) -> TrialOutcome {
     let _ = std::fs::remove_file(data_dir.join(ACK_FILE));
+    if shutdown.is_cancelled() {
+        // Asked to stop before the trial began: never leave an untried binary in place.
+        interrupted(paths, data_dir, version);
+        return TrialOutcome::Stopped;
+    }
     let started = tokio::process::Command::new(&paths.exe)
         .args(args)
         .env(TRIAL_ENV, version)
@@ -187,6 +215,7 @@ pub async fn trial(
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         stop_child(&mut child, drain).await;
+                        interrupted(paths, data_dir, version);
                         return TrialOutcome::Stopped;
                     }
                     status = child.wait() => {
@@ -245,6 +274,7 @@ mod tests {
     const NEW_BINARY: &str = r#"#!/bin/sh
 [ -n "$SEALPRINT_UPDATE_TRIAL" ] || exit 3
 trap 'echo > "$1/term"; sleep 1; exit 0' TERM
+echo > "$1/started"
 [ "$2" = ack ] && printf %s "$SEALPRINT_UPDATE_TRIAL" > "$1/update-ack"
 while :; do sleep 0.05; done
 "#;
@@ -267,12 +297,14 @@ while :; do sleep 0.05; done
         assert!(ok, "stand-in not written");
     }
 
-    /// Runs a trial of the stand-in and fires `shutdown` once the child got its SIGTERM, i.e.
-    /// while the guard is stopping it (for the handover or for the rollback).
+    /// Runs a trial of the stand-in and fires `shutdown` once `DATA_DIR/when` exists: `term`
+    /// (the child got its SIGTERM: the guard is stopping it for the handover or the rollback)
+    /// or `started` (the trial runs).
     #[cfg(unix)]
-    async fn trial_stopped_while_the_child_drains(
+    async fn trial_stopped(
         mode: &str,
         within: Duration,
+        when: &str,
     ) -> (tempfile::TempDir, TrialOutcome) {
         let dir = tempfile::tempdir().expect("tempdir");
         let exe = dir.path().join("agent");
@@ -280,7 +312,7 @@ while :; do sleep 0.05; done
         let paths = BinaryPaths::of(&exe);
         std::fs::write(&paths.prev, b"previous").expect("prev");
         let shutdown = CancellationToken::new();
-        let term = dir.path().join("term");
+        let term = dir.path().join(when);
         let stopper = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -312,8 +344,7 @@ while :; do sleep 0.05; done
     #[cfg(unix)]
     #[tokio::test]
     async fn a_stop_during_the_handover_is_not_lost_in_a_re_execution() {
-        let (dir, outcome) =
-            trial_stopped_while_the_child_drains("ack", Duration::from_secs(60)).await;
+        let (dir, outcome) = trial_stopped("ack", Duration::from_secs(60), "term").await;
         assert!(matches!(outcome, TrialOutcome::Stopped), "{outcome:?}");
         let exe = std::fs::read_to_string(dir.path().join("agent")).expect("exe");
         assert_eq!(exe, NEW_BINARY, "the acknowledged version stays installed");
@@ -322,9 +353,21 @@ while :; do sleep 0.05; done
 
     #[cfg(unix)]
     #[tokio::test]
+    async fn a_stop_during_the_trial_puts_the_previous_binary_back() {
+        let (dir, outcome) = trial_stopped("silent", Duration::from_secs(60), "started").await;
+        assert!(matches!(outcome, TrialOutcome::Stopped), "{outcome:?}");
+        let exe = std::fs::read(dir.path().join("agent")).expect("exe");
+        assert_eq!(exe, b"previous", "no untried binary is left in place");
+        assert!(
+            UpdateState::load(dir.path()).rolled_back.is_empty(),
+            "an interrupted trial is not a rollback: the version is offered again"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
     async fn a_stop_during_the_rollback_is_not_lost_in_a_re_execution() {
-        let (dir, outcome) =
-            trial_stopped_while_the_child_drains("silent", Duration::from_millis(500)).await;
+        let (dir, outcome) = trial_stopped("silent", Duration::from_millis(500), "term").await;
         assert!(matches!(outcome, TrialOutcome::Stopped), "{outcome:?}");
         let exe = std::fs::read(dir.path().join("agent")).expect("exe");
         assert_eq!(exe, b"previous", "the previous binary is back");
