@@ -312,55 +312,72 @@ pub async fn start(
             _ => {}
         }
     }
-    let (tx, commands) = mpsc::channel(4096);
-    let backlog = Arc::new(Backlog {
-        queued: AtomicUsize::new(0),
-        limit: config.delivery.max_queued_jobs,
-        overflowed: AtomicBool::new(false),
-    });
-    let signal = Arc::new(RevokedSignal::default());
-    let mut ev = EventLoop {
-        swarm,
-        revocations: HashMap::new(),
-        revoked_devices: HashSet::new(),
-        signal: signal.clone(),
-        heartbeat_seqs: HashMap::new(),
-        cert_validity_s: config.cert_validity.as_secs().max(1),
-        store: store.clone(),
-        identity,
-        cfg: DispatchConfig {
-            heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
-            attempt_window_ms: config.delivery.attempt_window.as_millis() as u64,
-            allowed_skew_ms: config.delivery.allowed_skew.as_millis() as u64,
-            ..DispatchConfig::default()
-        },
-        peers: HashMap::new(),
-        fleet: Fleet::default(),
-        queue: VecDeque::new(),
-        attempts: HashMap::new(),
-        requests: HashMap::new(),
-        in_doubt: HashMap::new(),
-        commands,
-        backlog: backlog.clone(),
-        audit_writer: AuditWriter::spawn(store.clone(), &tracker),
-        events: EventWriter::spawn(store.clone(), &tracker),
-        refused_printers: HashSet::new(),
-        failures: config.failures.clone(),
-        versions: config.versions,
-        releases: config.releases,
-        offered: HashSet::new(),
-        updating: HashMap::new(),
-    };
+    let (mut ev, handle) = EventLoop::new(swarm, config, store, identity, &tracker);
     ev.reload()?;
     tracker.spawn(ev.run(shutdown).instrument(info_span!("mesh")));
     Ok(MeshStarted {
-        handle: MeshHandle {
+        handle,
+        listen_addrs,
+    })
+}
+
+impl EventLoop {
+    /// The loop over `swarm` with `config`'s settings, its command channel (the returned
+    /// handle's end) and its store writers (spawned on `tracker`). Nothing is reloaded yet and
+    /// `config.listen` is not used: [`start`] binds the swarm first.
+    fn new(
+        swarm: Swarm<Behaviour>,
+        config: MeshConfig,
+        store: Store,
+        identity: Arc<Identity>,
+        tracker: &TaskTracker,
+    ) -> (EventLoop, MeshHandle) {
+        let (tx, commands) = mpsc::channel(4096);
+        let backlog = Arc::new(Backlog {
+            queued: AtomicUsize::new(0),
+            limit: config.delivery.max_queued_jobs,
+            overflowed: AtomicBool::new(false),
+        });
+        let signal = Arc::new(RevokedSignal::default());
+        let ev = EventLoop {
+            swarm,
+            revocations: HashMap::new(),
+            revoked_devices: HashSet::new(),
+            signal: signal.clone(),
+            heartbeat_seqs: HashMap::new(),
+            cert_validity_s: config.cert_validity.as_secs().max(1),
+            store: store.clone(),
+            identity,
+            cfg: DispatchConfig {
+                heartbeat_interval_ms: config.heartbeat_interval.as_millis() as u64,
+                attempt_window_ms: config.delivery.attempt_window.as_millis() as u64,
+                allowed_skew_ms: config.delivery.allowed_skew.as_millis() as u64,
+                ..DispatchConfig::default()
+            },
+            peers: HashMap::new(),
+            fleet: Fleet::default(),
+            queue: VecDeque::new(),
+            attempts: HashMap::new(),
+            requests: HashMap::new(),
+            in_doubt: HashMap::new(),
+            commands,
+            backlog: backlog.clone(),
+            audit_writer: AuditWriter::spawn(store.clone(), tracker),
+            events: EventWriter::spawn(store, tracker),
+            refused_printers: HashSet::new(),
+            failures: config.failures,
+            versions: config.versions,
+            releases: config.releases,
+            offered: HashSet::new(),
+            updating: HashMap::new(),
+        };
+        let handle = MeshHandle {
             tx,
             backlog,
             revoked: signal,
-        },
-        listen_addrs,
-    })
+        };
+        (ev, handle)
+    }
 }
 
 fn now_ms() -> u64 {

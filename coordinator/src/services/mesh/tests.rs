@@ -14,38 +14,23 @@ fn event_loop(dir: &std::path::Path, tracker: &TaskTracker) -> EventLoop {
     let store = Store::open(dir, MasterKey::generate()).expect("store");
     let identity = Arc::new(Identity::create(&store).expect("identity"));
     let swarm = build_swarm(identity.libp2p_keypair(), &SwarmOptions::default()).expect("swarm");
-    let (_tx, commands) = mpsc::channel(16);
-    EventLoop {
-        swarm,
-        revocations: HashMap::new(),
-        revoked_devices: HashSet::new(),
-        signal: Arc::new(RevokedSignal::default()),
-        heartbeat_seqs: HashMap::new(),
-        cert_validity_s: 3600,
-        store: store.clone(),
-        identity,
-        cfg: DispatchConfig::default(),
-        peers: HashMap::new(),
-        fleet: Fleet::default(),
-        queue: VecDeque::new(),
-        attempts: HashMap::new(),
-        requests: HashMap::new(),
-        in_doubt: HashMap::new(),
-        commands,
-        backlog: Arc::new(Backlog {
-            queued: AtomicUsize::new(0),
-            limit: 100,
-            overflowed: AtomicBool::new(false),
-        }),
-        audit_writer: AuditWriter::spawn(store.clone(), tracker),
-        events: EventWriter::spawn(store, tracker),
-        refused_printers: HashSet::new(),
+    let defaults = DispatchConfig::default();
+    let config = MeshConfig {
+        listen: Vec::new(),
+        advertise: Vec::new(),
+        heartbeat_interval: Duration::from_millis(defaults.heartbeat_interval_ms),
+        cert_validity: Duration::from_secs(3600),
+        delivery: crate::services::delivery_config::DeliveryConfig {
+            attempt_window: Duration::from_millis(defaults.attempt_window_ms),
+            allowed_skew: Duration::from_millis(defaults.allowed_skew_ms),
+            max_queued_jobs: 100,
+        },
+        hello_deadline: Duration::from_secs(10),
         failures: FailureLog::new(Duration::from_secs(60)),
         versions: VersionPolicy::default(),
         releases: crate::services::releases::Releases::new(None, dir),
-        offered: HashSet::new(),
-        updating: HashMap::new(),
-    }
+    };
+    EventLoop::new(swarm, config, store, identity, tracker).0
 }
 
 /// A fresh loop, its writers' tracker, and the directory of its store.
