@@ -158,29 +158,54 @@ impl Prefix {
     /// Keeps this prefix's wineserver (and so its `services.exe`) running until the prefix
     /// drops, instead of exiting a few seconds after the last program: a new wineserver would
     /// start every automatic-start service again. A `cmd /c pause` waiting on a pipe that is
-    /// never written holds it. Call it right after [`Prefix::new`], while `wineboot`'s
-    /// wineserver still runs, so the keeper joins that session: when the test let that server
-    /// exit first (`wineserver -w` or `wineserver -p` before the keeper), the next program
-    /// (`reg add`) hung for 180 s in the new session, which was not understood.
+    /// never written holds it. Call it right after [`Prefix::new`]. (Programs that appeared
+    /// to hang after a new session started were the pipe inheritance described at
+    /// [`Prefix::new_persistent`].)
     pub async fn persist(&mut self) -> anyhow::Result<()> {
+        // First wineboot's session ends (its wineserver exits a few seconds after its last
+        // program): the keeper then starts the session every later program joins, rather
+        // than racing a server on its way out.
+        let mut wait = Command::new(WINESERVER);
+        wait.arg("-w")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        tokio::time::timeout(WINE_WITHIN, wait.status())
+            .await
+            .context("wineboot's wineserver did not exit")??;
+        let said = self.dir.path().join("keeper.out");
         let child = Command::new(WINE64)
-            .args(["cmd", "/c", "pause"])
+            .args(["cmd", "/c", "echo up& pause"])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&said)?))
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {WINE64} cmd /c pause"))?;
         self.keeper = Some(child);
+        // Up once its cmd.exe has run in the new session (it said "up").
         let deadline = Instant::now() + WINE_WITHIN;
-        while self.processes("/c pause").is_empty() {
+        while !std::fs::read_to_string(&said).is_ok_and(|s| s.contains("up")) {
+            self.check_keeper()?;
             if Instant::now() > deadline {
                 bail!("the prefix's keeper (cmd /c pause) did not start within {WINE_WITHIN:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Fails when the keeper ([`Prefix::persist`]) has ended: the session it held is gone.
+    pub fn check_keeper(&mut self) -> anyhow::Result<()> {
+        if let Some(keeper) = self.keeper.as_mut() {
+            if let Some(status) = keeper.try_wait()? {
+                bail!("the prefix's keeper (cmd /c pause) ended ({status})");
+            }
         }
         Ok(())
     }
@@ -257,9 +282,12 @@ impl Prefix {
     }
 
     /// A prefix whose wineserver stays up ([`Prefix::persist`]) and answers: made again (up
-    /// to three times) when a first program in it does not end within 30 s. About one run in
-    /// three here, a prefix's first program after the keeper hung in the new session (see
-    /// [`Prefix::persist`]); the cause was not found, so the harness retries and says so.
+    /// to three times, saying so) when a first program in it does not end within 30 s. The
+    /// "hang" seen in about one run in three was found (2026-12-04): the program had ended,
+    /// but the wineserver and the system processes it had started (services.exe,
+    /// explorer.exe, plugplay.exe, …) held its stdout pipe, which the harness read to its end;
+    /// [`Prefix::run_within`] now writes output to files and waits for the exit only. The
+    /// retry stays as a guard.
     pub async fn new_persistent(cups_server: &str) -> anyhow::Result<Prefix> {
         let mut last = None;
         for attempt in 1..=3 {
@@ -270,7 +298,10 @@ impl Prefix {
                 .run_within(&probe, None, Duration::from_secs(30))
                 .await
             {
-                Ok(out) if out.status.success() => return Ok(prefix),
+                Ok(out) if out.status.success() => match prefix.check_keeper() {
+                    Ok(()) => return Ok(prefix),
+                    Err(e) => last = Some(e),
+                },
                 Ok(out) => last = Some(anyhow::anyhow!("probe failed ({})", out.status)),
                 Err(e) => last = Some(e),
             }
@@ -286,6 +317,12 @@ impl Prefix {
         stdin: Option<&[u8]>,
         within: Duration,
     ) -> anyhow::Result<Output> {
+        // Output goes to files, read once the program has exited, never to pipes read to
+        // their end: a Wine system process the program starts (explorer.exe, services.exe,
+        // rpcss.exe, which then live as long as the prefix's wineserver) inherits its Unix
+        // stdout and stderr, and a pipe would not end while they live. With the wineserver
+        // kept up (`persist`), about one prefix in three hung here so, in `cat`'s place.
+        let (stdout, stderr) = (tempfile::tempfile()?, tempfile::tempfile()?);
         let mut child = Command::new(WINE64)
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -296,8 +333,8 @@ impl Prefix {
             } else {
                 Stdio::null()
             })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(stdout.try_clone()?))
+            .stderr(Stdio::from(stderr.try_clone()?))
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {WINE64} (apt-get install wine64)"))?;
@@ -305,10 +342,15 @@ impl Prefix {
             pipe.write_all(input).await?;
             drop(pipe);
         }
-        tokio::time::timeout(within, child.wait_with_output())
+        let status = tokio::time::timeout(within, child.wait())
             .await
             .with_context(|| format!("wine64 {args:?} did not end within {within:?}"))?
-            .context("waiting for wine64")
+            .context("waiting for wine64")?;
+        Ok(Output {
+            status,
+            stdout: read_back(stdout)?,
+            stderr: read_back(stderr)?,
+        })
     }
 
     /// Sets a Windows printer's `Attributes` in the prefix's registry (what "Print directly to
@@ -356,6 +398,15 @@ impl Drop for Prefix {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// What a program wrote to `file` (its stdout or stderr), from the start.
+fn read_back(mut file: std::fs::File) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Builds the test-only `bcryptprimitives.dll` (see the module docs) at `out`.
