@@ -384,6 +384,28 @@ impl AgentProc {
         Ok(())
     }
 
+    /// Not started yet: the Linux binary, on the loopback, outside any namespace.
+    fn new(
+        data_dir: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<AgentProc> {
+        Ok(AgentProc {
+            child: None,
+            bins: binaries()?,
+            data_dir: data_dir.to_owned(),
+            log: log.to_owned(),
+            device_id: String::new(),
+            peer_id: String::new(),
+            listen: Vec::new(),
+            args: args.to_vec(),
+            netns: None,
+            launcher: None,
+            env: env.to_vec(),
+        })
+    }
+
     /// Starts `sealprint-agent run` on `data_dir` with extra `args` (printers, peers, …),
     /// listening on a free loopback port, heartbeating every second.
     pub async fn start(data_dir: &Path, log: &Path, args: &[String]) -> anyhow::Result<AgentProc> {
@@ -397,19 +419,7 @@ impl AgentProc {
         args: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<AgentProc> {
-        let mut a = AgentProc {
-            child: None,
-            bins: binaries()?,
-            data_dir: data_dir.to_owned(),
-            log: log.to_owned(),
-            device_id: String::new(),
-            peer_id: String::new(),
-            listen: Vec::new(),
-            args: args.to_vec(),
-            netns: None,
-            launcher: None,
-            env: env.to_vec(),
-        };
+        let mut a = AgentProc::new(data_dir, log, args, env)?;
         a.spawn(None).await?;
         Ok(a)
     }
@@ -425,17 +435,8 @@ impl AgentProc {
         env: &[(String, String)],
     ) -> anyhow::Result<AgentProc> {
         let mut a = AgentProc {
-            child: None,
-            bins: binaries()?,
-            data_dir: data_dir.to_owned(),
-            log: log.to_owned(),
-            device_id: String::new(),
-            peer_id: String::new(),
-            listen: Vec::new(),
-            args: args.to_vec(),
-            netns: None,
             launcher: Some(launcher),
-            env: env.to_vec(),
+            ..AgentProc::new(data_dir, log, args, env)?
         };
         a.spawn(Some(listen.to_owned())).await?;
         Ok(a)
@@ -450,17 +451,8 @@ impl AgentProc {
         args: &[String],
     ) -> anyhow::Result<AgentProc> {
         let mut a = AgentProc {
-            child: None,
-            bins: binaries()?,
-            data_dir: data_dir.to_owned(),
-            log: log.to_owned(),
-            device_id: String::new(),
-            peer_id: String::new(),
-            listen: Vec::new(),
-            args: args.to_vec(),
             netns: Some(netns.to_owned()),
-            launcher: None,
-            env: Vec::new(),
+            ..AgentProc::new(data_dir, log, args, &[])?
         };
         a.spawn(Some("/ip4/0.0.0.0/tcp/0".into())).await?;
         Ok(a)
