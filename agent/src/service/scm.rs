@@ -210,27 +210,41 @@ pub fn start(wait: Duration) -> Result<(), ServiceError> {
             .start::<&str>(&[])
             .map_err(scm("starting the service"))?;
     }
+    wait_for(&service, "Running", wait, |status| {
+        match status.current_state {
+            ServiceState::Running => Some(Ok(())),
+            ServiceState::Stopped => Some(Err(ServiceError::StoppedAtStart {
+                exit: format!("{:?}", status.exit_code),
+            })),
+            _ => None,
+        }
+    })
+}
+
+/// Polls the service every 250 ms until `settled` gives the outcome of its status, or
+/// [`ServiceError::Timeout`] (naming the `awaited` state) once `wait` has passed.
+fn wait_for(
+    service: &windows_service::service::Service,
+    awaited: &'static str,
+    wait: Duration,
+    settled: impl Fn(&ServiceStatus) -> Option<Result<(), ServiceError>>,
+) -> Result<(), ServiceError> {
     let deadline = Instant::now() + wait;
     loop {
         let status = service
             .query_status()
             .map_err(scm("querying the service"))?;
-        match status.current_state {
-            ServiceState::Running => return Ok(()),
-            ServiceState::Stopped => {
-                return Err(ServiceError::StoppedAtStart {
-                    exit: format!("{:?}", status.exit_code),
-                })
-            }
-            now if Instant::now() >= deadline => {
-                return Err(ServiceError::Timeout {
-                    state: "Running",
-                    now: format!("{now:?}"),
-                    waited: wait,
-                })
-            }
-            _ => thread::sleep(Duration::from_millis(250)),
+        if let Some(outcome) = settled(&status) {
+            return outcome;
         }
+        if Instant::now() >= deadline {
+            return Err(ServiceError::Timeout {
+                state: awaited,
+                now: format!("{:?}", status.current_state),
+                waited: wait,
+            });
+        }
+        thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -253,23 +267,9 @@ fn stop_service(
         Err(e) if os_code(&e) == Some(ERROR_SERVICE_NOT_ACTIVE) => return Ok(()),
         Err(e) => return Err(scm("stopping the service")(e)),
     }
-    let deadline = Instant::now() + wait;
-    loop {
-        let status = service
-            .query_status()
-            .map_err(scm("querying the service"))?;
-        match status.current_state {
-            ServiceState::Stopped => return Ok(()),
-            now if Instant::now() >= deadline => {
-                return Err(ServiceError::Timeout {
-                    state: "Stopped",
-                    now: format!("{now:?}"),
-                    waited: wait,
-                })
-            }
-            _ => thread::sleep(Duration::from_millis(250)),
-        }
-    }
+    wait_for(service, "Stopped", wait, |status| {
+        (status.current_state == ServiceState::Stopped).then_some(Ok(()))
+    })
 }
 
 /// The agent the dispatcher's `service_main` runs (set by [`run`], taken once).
