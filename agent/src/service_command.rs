@@ -107,6 +107,8 @@ mod windows {
             .context("the service command's thread")?
     }
 
+    /// The console commands answer on stdout (and warnings on stderr) at the binary's edge:
+    /// service names and states only, never a label or PII; `run` logs through tracing.
     fn blocking(action: Action, handle: tokio::runtime::Handle) -> anyhow::Result<()> {
         match action {
             Action::Install { data_dir, config } => {

@@ -148,6 +148,17 @@ fn holds_no_seed_of(bytes: &[u8], public: &[u8; 32]) -> bool {
     })
 }
 
+/// Waits (30 s at most) until no `sealprint-agent.exe` runs in the prefix.
+async fn service_process_gone(prefix: &Prefix, what: &str) -> anyhow::Result<()> {
+    wait_for(what, Duration::from_secs(30), || async {
+        Ok(prefix
+            .processes("sealprint-agent.exe")
+            .is_empty()
+            .then_some(()))
+    })
+    .await
+}
+
 async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let exe = cluster::windows_agent()?;
@@ -303,17 +314,7 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
         stop_took < STOP_WAIT + Duration::from_secs(10),
         "{stop_took:?}"
     );
-    wait_for(
-        "the service process gone",
-        Duration::from_secs(30),
-        || async {
-            Ok(prefix
-                .processes("sealprint-agent.exe")
-                .is_empty()
-                .then_some(()))
-        },
-    )
-    .await?;
+    service_process_gone(&prefix, "the service process gone").await?;
     eprintln!("winesvc: `service stop` took {stop_took:?} and the process ended");
 
     // The log file, without the label.
@@ -367,17 +368,7 @@ async fn service_under_wine(tmp: &Path) -> anyhow::Result<()> {
     let t = Instant::now();
     must(&prefix, &exe, &["service", "uninstall"], None).await?;
     eprintln!("winesvc: uninstall (stop included) took {:?}", t.elapsed());
-    wait_for(
-        "the service process gone after uninstall",
-        Duration::from_secs(30),
-        || async {
-            Ok(prefix
-                .processes("sealprint-agent.exe")
-                .is_empty()
-                .then_some(()))
-        },
-    )
-    .await?;
+    service_process_gone(&prefix, "the service process gone after uninstall").await?;
     let reg = prefix.run(&["reg", "query", SERVICE_KEY], None).await?;
     ensure!(
         !reg.status.success(),
