@@ -17,6 +17,8 @@
 //! - [`leak_scan`]: looks for a label's text on disk, raw, base64 or gzipped.
 //! - [`ledger`]: labels sent under faults and the check of the delivery promise.
 //! - [`load`]: simulated agents (real libp2p endpoints) for the heartbeat load benchmark.
+//! - `mesh_request`: one request and its answer on a swarm nobody else drives yet (`load`,
+//!   `rogue`).
 //! - [`netns`]: several hosts on one machine (network namespaces on a bridge).
 //! - [`scenario`]: building blocks shared by the demo and the end-to-end tests (a tenant, a
 //!   site, enrolled agents with simulated printers).
@@ -40,6 +42,7 @@ pub mod hostile;
 pub mod leak_scan;
 pub mod ledger;
 pub mod load;
+mod mesh_request;
 pub mod netns;
 pub mod printer_sim;
 pub mod rogue;

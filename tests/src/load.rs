@@ -6,43 +6,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use futures::StreamExt;
-use libp2p::request_response::{self, Message};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId};
 use rand::RngCore;
-use sealprint_mesh::{build_swarm, Behaviour, BehaviourEvent, SwarmOptions};
+use sealprint_mesh::{build_swarm, SwarmOptions};
 use sealprint_protocol::{
     EnrollRequest, EnrollmentToken, Heartbeat, Hello, PrinterReport, PrinterStatus, PrinterVerdict,
     Request, Response,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::mesh_request::ask;
+
 /// A handle to one simulated agent's task.
 pub struct SimAgent {
     tx: mpsc::Sender<oneshot::Sender<anyhow::Result<Duration>>>,
-}
-
-async fn ask(swarm: &mut Swarm<Behaviour>, peer: PeerId, req: Request) -> anyhow::Result<Response> {
-    let id = swarm.behaviour_mut().rr.send_request(&peer, req);
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            })) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                },
-            )) if request_id == id => bail!("request failed: {error}"),
-            _ => {}
-        }
-    }
 }
 
 impl SimAgent {

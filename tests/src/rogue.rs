@@ -29,6 +29,8 @@ use sealprint_protocol::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::mesh_request::ask;
+
 /// What the rogue does with a job the coordinator asks it to forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardTactic {
@@ -271,25 +273,7 @@ async fn ask_now(
             _ => {}
         }
     }
-    let id = swarm.behaviour_mut().rr.send_request(&peer, req);
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            })) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(BehaviourEvent::Rr(
-                request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                },
-            )) if request_id == id => bail!("request failed: {error}"),
-            _ => {}
-        }
-    }
+    ask(swarm, peer, req).await
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
