@@ -274,6 +274,10 @@ struct EventLoop {
     offered: HashSet<(String, String)>,
     /// Agents updating (device → target version, since when): held out of dispatch.
     updating: HashMap<String, (String, std::time::Instant)>,
+    /// Agents whose new version's trial process reported `running` (device → since when):
+    /// that process is about to be stopped and replaced, so no job goes to it; held until a
+    /// new connection of the device says hello.
+    handovers: HashMap<String, std::time::Instant>,
 }
 
 /// Starts the mesh endpoint: binds the listen addresses, reloads unfinished jobs, and spawns
@@ -370,6 +374,7 @@ impl EventLoop {
             releases: config.releases,
             offered: HashSet::new(),
             updating: HashMap::new(),
+            handovers: HashMap::new(),
         };
         let handle = MeshHandle {
             tx,

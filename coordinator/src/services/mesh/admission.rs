@@ -88,6 +88,7 @@ impl EventLoop {
                     },
                 );
                 self.fleet.connected(live_of(&record, Some(peer)));
+                self.end_handover(&record.device_id);
                 Response::Hello(Hello {
                     certificate: Vec::new(),
                     has_uplink: true,

@@ -275,3 +275,18 @@ async fn a_failed_job_loses_its_label_and_is_announced_as_failed() {
     let kinds = notified(ev, tracker, &job.tenant_id).await;
     assert_eq!(kinds, [("label.failed".to_owned(), job.id.clone())]);
 }
+
+#[tokio::test]
+async fn a_trial_process_that_reported_running_gets_no_jobs_until_its_successor_connects() {
+    let (_dir, _tracker, mut ev) = fixture();
+    assert!(!ev.update_hold(DEVICE, "0.1.1"), "no update, no hold");
+    // The trial process of 0.1.1 reported `running`: its guard stops it next.
+    ev.begin_handover(DEVICE);
+    assert!(
+        ev.update_hold(DEVICE, "0.1.1"),
+        "its own heartbeats on the new version must not release it"
+    );
+    // The process it handed over to says hello on a new connection.
+    ev.end_handover(DEVICE);
+    assert!(!ev.update_hold(DEVICE, "0.1.1"));
+}

@@ -6,7 +6,9 @@
 //!
 //! While an agent updates (from its `fetched` report until it heartbeats with the new version,
 //! reports a refusal or a rollback, or ten minutes pass) it gets no new jobs: it drains and
-//! restarts, and nothing is sent into the restart.
+//! restarts, and nothing is sent into the restart. The same from its trial process's
+//! `running` report until the process it hands over to connects: the trial process is
+//! stopped right after that report.
 //!
 //! Only an agent's own connection asks: an update request is never relayed.
 
@@ -119,8 +121,15 @@ impl EventLoop {
                 );
                 self.fleet.set_outdated(&record.device_id, true);
             }
-            UpdateStep::Refused | UpdateStep::RolledBack | UpdateStep::Running => {
+            UpdateStep::Refused | UpdateStep::RolledBack => {
                 self.updating.remove(&record.device_id);
+            }
+            UpdateStep::Running => {
+                self.updating.remove(&record.device_id);
+                // Only a trial process reports it, right before its guard stops it and
+                // restarts into the new version: a job sent to it now could be lost in
+                // that restart and end in doubt.
+                self.begin_handover(&record.device_id);
             }
         }
         if report.step == UpdateStep::Refused || report.step == UpdateStep::RolledBack {
@@ -142,9 +151,28 @@ impl EventLoop {
         );
     }
 
+    /// Holds `device_id` out of dispatch while its trial process hands over to the new one.
+    pub(super) fn begin_handover(&mut self, device_id: &str) {
+        self.handovers.insert(device_id.to_owned(), Instant::now());
+        self.fleet.set_outdated(device_id, true);
+    }
+
+    /// A new connection of `device_id` said hello: a handover's new process is up, and its
+    /// next heartbeat is judged as usual.
+    pub(super) fn end_handover(&mut self, device_id: &str) {
+        self.handovers.remove(device_id);
+    }
+
     /// Whether the agent is held out of dispatch for an update it announced: until it
-    /// reports `version` (the target), or the hold expires.
+    /// reports `version` (the target), or the hold expires; during a handover, until a new
+    /// connection says hello (or the hold expires).
     pub(super) fn update_hold(&mut self, device_id: &str, version: &str) -> bool {
+        if let Some(since) = self.handovers.get(device_id) {
+            if since.elapsed() <= HOLD {
+                return true;
+            }
+            self.handovers.remove(device_id);
+        }
         let Some((target, since)) = self.updating.get(device_id) else {
             return false;
         };
