@@ -201,6 +201,27 @@ impl Store {
         self.inner.db.flush()?;
         Ok(())
     }
+
+    /// [`Store::open`] for a test that dropped its own handle of `data_dir` just before. sled
+    /// lets go of its file lock when its background flusher drops the database, a moment
+    /// after the last handle: a reopen at once can find the lock still held (seen in a CI
+    /// run), so that one error is retried (30 s at most). Another process's lock is released
+    /// when the process ends, so the coordinator itself never needs this.
+    #[cfg(test)]
+    pub(crate) fn reopen(data_dir: &Path, master_key: &MasterKey) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Store::open(data_dir, master_key.clone()) {
+                Err(StoreError::Db(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

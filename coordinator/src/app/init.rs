@@ -278,25 +278,6 @@ mod tests {
         }
     }
 
-    /// The store `init` made. sled lets go of its file lock when its background flusher drops
-    /// the database, a moment after `init` dropped its handle: a reopen at once can find the
-    /// lock still held (seen in a CI run), so it is retried while the lock is the error.
-    fn reopen(o: &InitOptions) -> Store {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let key = MasterKey::load(&o.master_key_file).expect("key");
-            match Store::open(&o.data_dir, key) {
-                Ok(store) => return store,
-                Err(e)
-                    if e.to_string().contains("lock") && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("store: {e}"),
-            }
-        }
-    }
-
     #[test]
     fn init_creates_everything_once() {
         let root = tempfile::tempdir().expect("tempdir");
@@ -315,7 +296,8 @@ mod tests {
         api::tls_server_config(&cert, &key).expect("usable tls");
         assert!(matches!(init(&o, 2), Err(InitError::AlreadyInitialised(_))));
 
-        let store = reopen(&o);
+        let key = MasterKey::load(&o.master_key_file).expect("key");
+        let store = Store::reopen(&o.data_dir, &key).expect("store");
         assert!(store.is_initialised().expect("read"));
         let admin = store
             .user_by_email("admin@example.com")

@@ -272,7 +272,7 @@ mod tests {
             store.flush().expect("flush");
         }
         assert!(matches!(
-            Store::open(dir.path(), MasterKey::generate()),
+            Store::reopen(dir.path(), &MasterKey::generate()),
             Err(StoreError::WrongMasterKey)
         ));
     }

@@ -225,7 +225,7 @@ mod tests {
                 .complete_idempotency("t1", key, answer("job-1"))
                 .expect("complete");
         }
-        let store = Store::open(dir.path(), master).expect("reopen");
+        let store = Store::reopen(dir.path(), &master).expect("reopen");
         assert_eq!(
             store.claim_idempotency("t1", key, "h1", 5).ok(),
             Some(Claim::Replay(answer("job-1")))
