@@ -142,4 +142,29 @@ mod tests {
             Err(RelayError::Invalid)
         );
     }
+
+    #[test]
+    fn an_update_report_signed_by_its_own_device_is_still_not_relayable() {
+        // A compromised station signs a `running` report with its own key and hands it to a
+        // relay: the coordinator would hold that device out of dispatch for a handover, so
+        // such a report must come on the device's own connection, never relayed.
+        let key = SigningKey::from_bytes(&[4u8; 32]);
+        let report = Request::Update(crate::UpdateRequest::Report(crate::UpdateReport {
+            version: "0.1.1".into(),
+            step: crate::UpdateStep::Running,
+            reason: String::new(),
+        }));
+        let payload = postcard::to_allocvec(&report).expect("encodes");
+        let signature = key
+            .sign(&signed_message("dev-1", &payload))
+            .to_bytes()
+            .to_vec();
+        let forged = Relayed {
+            device_id: "dev-1".into(),
+            payload,
+            signature,
+        };
+        let pk = key.verifying_key().to_bytes();
+        assert_eq!(forged.verify(&pk), Err(RelayError::Invalid));
+    }
 }
